@@ -1,0 +1,230 @@
+"""TF1-name checkpoints: load the original's `model.ckpt-*` into our models, and save ours back.
+
+Every variable of our models carries its original TF1 name (`bert/embeddings/word_embeddings`,
+...), so loading is a name-to-name copy. Optimizer slots (`<var>/adam_m`, `<var>/adam_v`) and
+`global_step` are skipped. `init_from_group0` reads every `group_g` from `group_0` (the
+original's flag of that name). The result is a `LoadReport` of what was loaded, what the model
+has that the checkpoint lacks, and what the checkpoint has that nothing used.
+
+Saving writes a weights-only TF1 (tensor bundle V2) checkpoint in the original names, readable
+by `tf.train.load_checkpoint`, TF1 `Saver`s and converters such as tf-models-official's. Files are
+written under a temporary prefix and renamed, the `.index` last, so that an interrupted save
+never leaves a checkpoint that looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+OPTIMIZER_SLOT_SUFFIXES = ("/adam_m", "/adam_v", "/lamb_m", "/lamb_v", "/Momentum", "/Adam",
+                           "/Adam_1")
+SKIPPED_NAMES = ("global_step", "_CHECKPOINTABLE_OBJECT_GRAPH")
+_GROUP = re.compile(r"/group_\d+/")
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be used as asked; the message names it and the variables."""
+
+
+@dataclasses.dataclass
+class LoadReport:
+  """What a load did. `loaded` maps model variable name -> checkpoint name it was read from."""
+
+  checkpoint: str
+  loaded: Dict[str, str]
+  missing: List[str]
+  unused: List[str]
+  skipped: List[str]
+
+  def format(self, max_names: int = 20) -> str:
+    """A human-readable summary, listing up to `max_names` missing and unused names."""
+
+    def listing(names):
+      shown = [f"    {n}" for n in names[:max_names]]
+      if len(names) > max_names:
+        shown.append(f"    ... and {len(names) - max_names} more")
+      return shown
+
+    remapped = sum(1 for k, v in self.loaded.items() if k != v)
+    lines = [f"Loaded {len(self.loaded)} variables from {self.checkpoint}"
+             + (f" ({remapped} read from another name, e.g. group_0)" if remapped else ""),
+             f"  missing from the checkpoint (kept their initial values): {len(self.missing)}"]
+    lines += listing(self.missing)
+    lines.append(f"  in the checkpoint but unused: {len(self.unused)}")
+    lines += listing(self.unused)
+    lines.append(f"  skipped (optimizer slots, global_step): {len(self.skipped)}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def variable_name(variable: tf.Variable) -> str:
+  """`bert/pooler/dense/kernel:0` -> `bert/pooler/dense/kernel`."""
+  return re.sub(r":\d+$", "", variable.name)
+
+
+def variables_by_name(model_or_variables) -> Dict[str, tf.Variable]:
+  """Name -> variable for a Keras model/layer or an iterable of variables; names must be unique."""
+  variables = getattr(model_or_variables, "weights", model_or_variables)
+  result: Dict[str, tf.Variable] = {}
+  for var in variables:
+    name = variable_name(var)
+    if name in result and result[name] is not var:
+      raise CheckpointError(f"two different variables are both named {name!r}; the TF1 name "
+                            "contract needs unique names (was a model built twice in one scope?)")
+    result[name] = var
+  return result
+
+
+def resolve_checkpoint(path: Union[str, os.PathLike]) -> str:
+  """A checkpoint prefix from a prefix or a directory (its `checkpoint` file, else one prefix)."""
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest:
+      return latest
+    prefixes = sorted({f[:-len(".index")] for f in os.listdir(path) if f.endswith(".index")})
+    if len(prefixes) == 1:
+      return os.path.join(path, prefixes[0])
+    if not prefixes:
+      raise CheckpointError(f"checkpoint directory {path} contains no checkpoint (no `checkpoint` "
+                            "file and no *.index file)")
+    raise CheckpointError(f"checkpoint directory {path} has no `checkpoint` file and several "
+                          f"checkpoints ({', '.join(prefixes)}); pass one prefix, e.g. "
+                          f"{os.path.join(path, prefixes[-1])}")
+  if os.path.exists(path + ".index"):
+    return path
+  if path.endswith(".index") and os.path.exists(path):
+    return path[:-len(".index")]
+  raise CheckpointError(f"checkpoint {path} not found: expected a directory or a prefix with "
+                        f"{path}.index beside it")
+
+
+def _is_skipped(name: str) -> bool:
+  return name in SKIPPED_NAMES or name.endswith(OPTIMIZER_SLOT_SUFFIXES)
+
+
+def read_checkpoint(path) -> Tuple[str, Dict[str, np.ndarray]]:
+  """(prefix, name -> value) of the model variables of a TF1-name checkpoint (slots skipped)."""
+  prefix = resolve_checkpoint(path)
+  reader = tf.train.load_checkpoint(prefix)
+  names = reader.get_variable_to_shape_map()
+  return prefix, {n: reader.get_tensor(n) for n in sorted(names) if not _is_skipped(n)}
+
+
+# --------------------------------------------------------------------------------------- load
+def load_tf1_checkpoint(model_or_variables, path, init_from_group0: bool = False,
+                        require_all: bool = False) -> LoadReport:
+  """Assigns every model variable whose TF1 name the checkpoint holds; returns a `LoadReport`.
+
+  Args:
+    model_or_variables: a built Keras model or layer, or an iterable of variables.
+    path: a checkpoint prefix (`.../model.ckpt-1000`) or a directory.
+    init_from_group0: read `.../group_g/...` from `.../group_0/...` when the checkpoint has no
+      `group_g` (to start a model with more groups from a one-group checkpoint).
+    require_all: raise if any model variable is missing from the checkpoint.
+
+  Raises:
+    CheckpointError: not found; a shape mismatch (all of them are listed); nothing restored;
+      `require_all` and something missing.
+  """
+  targets = variables_by_name(model_or_variables)
+  if not targets:
+    raise CheckpointError("the model has no variables yet; build it (call it once) before loading")
+  prefix = resolve_checkpoint(path)
+  reader = tf.train.load_checkpoint(prefix)
+  shapes = reader.get_variable_to_shape_map()
+  skipped = sorted(n for n in shapes if _is_skipped(n))
+  available = {n: s for n, s in shapes.items() if not _is_skipped(n)}
+
+  plan: Dict[str, str] = {}
+  missing: List[str] = []
+  for name in sorted(targets):
+    source = name
+    if source not in available and init_from_group0 and _GROUP.search(name):
+      source = _GROUP.sub("/group_0/", name)
+    if source in available:
+      plan[name] = source
+    else:
+      missing.append(name)
+
+  mismatches = [f"  {name}: model {list(targets[name].shape)}, checkpoint "
+                f"{list(available[source])}" + (f" (as {source})" if source != name else "")
+                for name, source in plan.items()
+                if list(targets[name].shape) != list(available[source])]
+  if mismatches:
+    raise CheckpointError(f"checkpoint {prefix} does not fit the model (is the albert config the "
+                          "one the checkpoint was trained with?); shape mismatches:\n"
+                          + "\n".join(mismatches))
+  if not plan:
+    raise CheckpointError(
+        f"checkpoint {prefix} restores nothing: none of its {len(available)} variable names "
+        f"matches the model's. Checkpoint names look like {sorted(available)[:3]}, model names "
+        f"like {sorted(targets)[:3]}.")
+  if require_all and missing:
+    raise CheckpointError(f"checkpoint {prefix} lacks {len(missing)} variables of the model: "
+                          + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+
+  for name, source in plan.items():
+    var = targets[name]
+    var.assign(tf.convert_to_tensor(reader.get_tensor(source), dtype=var.dtype))
+  used = set(plan.values())
+  unused = sorted(n for n in available if n not in used)
+  return LoadReport(checkpoint=prefix, loaded=plan, missing=missing, unused=unused,
+                    skipped=skipped)
+
+
+# --------------------------------------------------------------------------------------- save
+def save_tf1_checkpoint(model_or_variables, prefix: Union[str, os.PathLike],
+                        global_step: Optional[int] = None,
+                        update_checkpoint_state: bool = True) -> str:
+  """Writes a weights-only checkpoint in the original TF1 names; returns the prefix written.
+
+  With `global_step`, the prefix gets the `-N` suffix (`model.ckpt` -> `model.ckpt-N`) and an
+  int64 `global_step` variable is stored, as TF1 `Saver.save(..., global_step=N)` does. With
+  `update_checkpoint_state`, the directory's `checkpoint` file names this checkpoint as latest.
+  """
+  variables = variables_by_name(model_or_variables)
+  if not variables:
+    raise CheckpointError("nothing to save: the model has no variables (build it first)")
+  prefix = os.fspath(prefix)
+  if global_step is not None:
+    prefix = f"{prefix}-{int(global_step)}"
+  directory = os.path.dirname(prefix) or "."
+  os.makedirs(directory, exist_ok=True)
+
+  names = sorted(variables)
+  tensors = [tf.convert_to_tensor(variables[n]) for n in names]
+  if global_step is not None:
+    names.append("global_step")
+    tensors.append(tf.constant(int(global_step), tf.int64))
+  tmp_prefix = f"{prefix}.tmp-{os.getpid()}"
+  with tf.device("/cpu:0"):
+    tf.raw_ops.SaveV2(prefix=tmp_prefix, tensor_names=names,
+                      shape_and_slices=[""] * len(names), tensors=tensors)
+  data_files = sorted(f for f in os.listdir(directory)
+                      if f.startswith(os.path.basename(tmp_prefix) + ".data-"))
+  for data_file in data_files:
+    suffix = data_file[len(os.path.basename(tmp_prefix)):]
+    os.replace(os.path.join(directory, data_file), prefix + suffix)
+  os.replace(tmp_prefix + ".index", prefix + ".index")
+  if update_checkpoint_state:
+    tf.compat.v1.train.update_checkpoint_state(directory, os.path.basename(prefix))
+  return prefix
+
+
+def copy_group0_to_all_groups(model_or_variables) -> List[str]:
+  """Sets every `group_g` variable to its `group_0` value; returns the names set."""
+  variables = variables_by_name(model_or_variables)
+  changed = []
+  for name, var in sorted(variables.items()):
+    source = _GROUP.sub("/group_0/", name)
+    if source != name and source in variables:
+      var.assign(variables[source])
+      changed.append(name)
+  return changed

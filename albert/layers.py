@@ -1,0 +1,275 @@
+"""The lite encoder's building blocks, with the original's numerics and variable names.
+
+Owns: activations (`gelu` is the original's tanh approximation), `LayerNorm` (epsilon 1e-12,
+variables `beta`/`gamma`), the factorized `Embeddings` (word [V,E], token type [T,E],
+position [P,E], LayerNorm, dropout) and the two halves of a transformer block,
+`AttentionSublayer` (`attention_1/...` + `LayerNorm`) and `FeedForwardSublayer`
+(`ffn_1/...` + `LayerNorm_1`). The halves are separate objects so that a model can share one
+half across layers and not the other (paper, Table 4).
+
+Variable names come from the layer names and the `name_scope` blocks inside `call()`: a
+sublayer created with an explicit `name=` and first called inside those blocks gets exactly the
+original TF1 name, e.g. `.../inner_group_0/attention_1/self/query/kernel`.
+
+Shapes: B batch, S sequence, H hidden, E embedding, N heads, D head size (H / N), I intermediate,
+V vocabulary, T token types, P positions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tf_keras
+
+LAYER_NORM_EPSILON = 1e-12
+MASK_ADDER = -10000.0
+
+
+# -------------------------------------------------------------------------------- name scopes
+def name_scope(name: str):
+  """A name scope nested in the current one, never renamed `name_1` on re-entry.
+
+  `tf.name_scope("x")` in graph mode (functional model construction) makes a re-entered scope
+  unique (`x_1`); Keras' own layer scopes avoid that with absolute scope names, and so does this.
+  A shared sublayer is built in the first scope it is called in, so its variables keep the
+  original names whatever the order of calls.
+  """
+  current = tf.get_current_name_scope()
+  return tf.name_scope(f"{current}/{name}/" if current else f"{name}/")
+
+
+# --------------------------------------------------------------------------------- activations
+def gelu(x: tf.Tensor) -> tf.Tensor:
+  """GELU, the tanh approximation used by the original (not the exact erf form)."""
+  x = tf.convert_to_tensor(x)
+  cdf = 0.5 * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
+  return x * cdf
+
+
+def get_activation(name: Optional[str]) -> Optional[Callable[[tf.Tensor], tf.Tensor]]:
+  """The original's activation names: gelu, relu, tanh, linear (None, or "" = linear)."""
+  if name is None or name == "":
+    return None
+  if not isinstance(name, str):
+    return name
+  act = name.lower()
+  if act == "linear":
+    return None
+  if act == "relu":
+    return tf.nn.relu
+  if act == "gelu":
+    return gelu
+  if act == "tanh":
+    return tf.tanh
+  raise ValueError(f"Unsupported activation {name!r}; expected one of gelu, relu, tanh, linear")
+
+
+def truncated_normal(stddev: float) -> tf_keras.initializers.Initializer:
+  """The original's `create_initializer`: truncated normal with the config's stddev."""
+  return tf_keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+def dense(units: int, name: str, initializer_range: float, activation=None) -> tf_keras.layers.Dense:
+  """A Dense layer with the original's initializers (kernel [in, units], bias zeros)."""
+  return tf_keras.layers.Dense(
+      units, activation=activation, name=name,
+      kernel_initializer=truncated_normal(initializer_range), bias_initializer="zeros")
+
+
+# ---------------------------------------------------------------------------------- LayerNorm
+class LayerNorm(tf_keras.layers.Layer):
+  """Layer normalisation over the last axis, as `tf.contrib.layers.layer_norm` computes it.
+
+  Always computes in float32 (under a mixed policy too); variables `beta`, `gamma` [last dim].
+
+  Example:
+    >>> ln = LayerNorm(name="LayerNorm")
+    >>> ln(tf.constant([[1.0, 2.0, 3.0]])).shape
+    TensorShape([1, 3])
+  """
+
+  def __init__(self, epsilon: float = LAYER_NORM_EPSILON, name: str = "LayerNorm", **kwargs):
+    kwargs["dtype"] = "float32"
+    super().__init__(name=name, **kwargs)
+    self.epsilon = epsilon
+
+  def build(self, input_shape):
+    width = int(input_shape[-1])
+    self.beta = self.add_weight("beta", shape=[width], initializer="zeros")
+    self.gamma = self.add_weight("gamma", shape=[width], initializer="ones")
+    super().build(input_shape)
+
+  def call(self, x):
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    inv = tf.math.rsqrt(variance + self.epsilon) * self.gamma
+    return x * inv + (self.beta - mean * inv)
+
+  def get_config(self):
+    return {**super().get_config(), "epsilon": self.epsilon}
+
+
+# --------------------------------------------------------------------------------- Embeddings
+class Embeddings(tf_keras.layers.Layer):
+  """Factorized embeddings: word [V,E] + token type [T,E] + position [P,E], LayerNorm, dropout.
+
+  `call(input_ids, segment_ids)` returns `(word_embedding_output, embedding_output)`, both
+  [B,S,E]: the raw lookup and the normalised sum (the input of the E->H mapping).
+  """
+
+  def __init__(self, vocab_size: int, embedding_size: int, type_vocab_size: int,
+               max_position_embeddings: int, initializer_range: float = 0.02,
+               dropout_rate: float = 0.0, name: str = "embeddings", **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.vocab_size = vocab_size
+    self.embedding_size = embedding_size
+    self.type_vocab_size = type_vocab_size
+    self.max_position_embeddings = max_position_embeddings
+    self.initializer_range = initializer_range
+    self.dropout_rate = dropout_rate
+    self.layer_norm = LayerNorm(name="LayerNorm")
+    self.dropout = tf_keras.layers.Dropout(dropout_rate)
+
+  def build(self, input_shape):
+    init = lambda: truncated_normal(self.initializer_range)  # a fresh instance per weight
+    self.word_embeddings = self.add_weight(
+        "word_embeddings", shape=[self.vocab_size, self.embedding_size], initializer=init())
+    self.token_type_embeddings = self.add_weight(
+        "token_type_embeddings", shape=[self.type_vocab_size, self.embedding_size],
+        initializer=init())
+    self.position_embeddings = self.add_weight(
+        "position_embeddings", shape=[self.max_position_embeddings, self.embedding_size],
+        initializer=init())
+    super().build(input_shape)
+
+  def call(self, input_ids, segment_ids, training=None):
+    seq_length = tf.shape(input_ids)[1]
+    static_length = input_ids.shape[1]
+    if static_length is not None and static_length > self.max_position_embeddings:
+      raise ValueError(f"sequence length {static_length} exceeds max_position_embeddings "
+                       f"({self.max_position_embeddings}) of the albert config")
+    word = tf.gather(self.word_embeddings, input_ids)  # [B,S,E]
+    output = word + tf.gather(self.token_type_embeddings, segment_ids)
+    if static_length is None:
+      tf.debugging.assert_less_equal(
+          seq_length, self.max_position_embeddings,
+          message="sequence length exceeds max_position_embeddings of the albert config")
+    output = output + self.position_embeddings[None, :seq_length, :]
+    output = self.layer_norm(output)
+    output = tf.cast(output, self.compute_dtype)
+    return word, self.dropout(output, training=training)
+
+  def get_config(self):
+    return {**super().get_config(), "vocab_size": self.vocab_size,
+            "embedding_size": self.embedding_size, "type_vocab_size": self.type_vocab_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "initializer_range": self.initializer_range, "dropout_rate": self.dropout_rate}
+
+
+# ------------------------------------------------------------------------------ the sublayers
+def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
+  """[B,S] mask (1 = attend) -> [B,1,1,S] float32 adder: 0 where attended, -10000 elsewhere."""
+  mask = tf.cast(input_mask, tf.float32)[:, None, None, :]
+  return (1.0 - mask) * MASK_ADDER
+
+
+class AttentionSublayer(tf_keras.layers.Layer):
+  """Self-attention, output projection, dropout, residual and `LayerNorm` (post-LN).
+
+  Variables (relative to the scope it is first called in, `.../inner_group_i`):
+  `attention_1/self/{query,key,value}/{kernel [H,H],bias [H]}`,
+  `attention_1/output/dense/{kernel [H,H],bias}`, `LayerNorm/{beta,gamma}`.
+  `call(x [B,S,H], adder [B,1,1,S])` returns `(output [B,S,H], attention_probs [B,N,S,S])`.
+  """
+
+  def __init__(self, hidden_size: int, num_attention_heads: int,
+               initializer_range: float = 0.02, hidden_dropout_prob: float = 0.0,
+               attention_probs_dropout_prob: float = 0.0, name: str = "inner_group_0",
+               **kwargs):
+    super().__init__(name=name, **kwargs)
+    if hidden_size % num_attention_heads:
+      raise ValueError(f"hidden_size {hidden_size} is not divisible by num_attention_heads "
+                       f"{num_attention_heads}")
+    self.hidden_size = hidden_size
+    self.num_attention_heads = num_attention_heads
+    self.head_size = hidden_size // num_attention_heads
+    self.initializer_range = initializer_range
+    self.hidden_dropout_prob = hidden_dropout_prob
+    self.attention_probs_dropout_prob = attention_probs_dropout_prob
+    self.query = dense(hidden_size, "query", initializer_range)
+    self.key = dense(hidden_size, "key", initializer_range)
+    self.value = dense(hidden_size, "value", initializer_range)
+    self.output_dense = dense(hidden_size, "dense", initializer_range)
+    self.layer_norm = LayerNorm(name="LayerNorm")
+    self.probs_dropout = tf_keras.layers.Dropout(attention_probs_dropout_prob)
+    self.output_dropout = tf_keras.layers.Dropout(hidden_dropout_prob)
+
+  def call(self, x, adder, training=None):
+    batch, seq = tf.shape(x)[0], tf.shape(x)[1]
+    n, d = self.num_attention_heads, self.head_size
+
+    def split_heads(t):  # [B,S,H] -> [B,N,S,D]
+      return tf.transpose(tf.reshape(t, [batch, seq, n, d]), [0, 2, 1, 3])
+
+    with name_scope("attention_1"):
+      with name_scope("self"):
+        q = split_heads(self.query(x))
+        k = split_heads(self.key(x))
+        v = split_heads(self.value(x))
+        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(float(d)))  # [B,N,S,S]
+        probs = tf.nn.softmax(tf.cast(scores, tf.float32) + adder)
+        probs = tf.cast(probs, self.compute_dtype)
+        context = tf.matmul(self.probs_dropout(probs, training=training), v)  # [B,N,S,D]
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, seq, n * d])
+      with name_scope("output"):
+        attention_output = self.output_dense(context)
+    attention_output = self.output_dropout(attention_output, training=training)
+    output = tf.cast(self.layer_norm(attention_output + x), self.compute_dtype)
+    return output, probs
+
+  def get_config(self):
+    return {**super().get_config(), "hidden_size": self.hidden_size,
+            "num_attention_heads": self.num_attention_heads,
+            "initializer_range": self.initializer_range,
+            "hidden_dropout_prob": self.hidden_dropout_prob,
+            "attention_probs_dropout_prob": self.attention_probs_dropout_prob}
+
+
+class FeedForwardSublayer(tf_keras.layers.Layer):
+  """FFN (H -> I with the activation -> H), dropout, residual and `LayerNorm_1` (post-LN).
+
+  Variables: `ffn_1/intermediate/dense/{kernel [H,I],bias}`,
+  `ffn_1/intermediate/output/dense/{kernel [I,H],bias}` (the output layer is nested inside
+  `intermediate`, as in the original), `LayerNorm_1/{beta,gamma}`.
+  """
+
+  def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "gelu",
+               initializer_range: float = 0.02, hidden_dropout_prob: float = 0.0,
+               name: str = "inner_group_0", **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.hidden_size = hidden_size
+    self.intermediate_size = intermediate_size
+    self.hidden_act = hidden_act
+    self.initializer_range = initializer_range
+    self.hidden_dropout_prob = hidden_dropout_prob
+    self.intermediate_dense = dense(intermediate_size, "dense", initializer_range,
+                                    activation=get_activation(hidden_act))
+    self.output_dense = dense(hidden_size, "dense", initializer_range)
+    self.layer_norm = LayerNorm(name="LayerNorm_1")
+    self.output_dropout = tf_keras.layers.Dropout(hidden_dropout_prob)
+
+  def call(self, x, training=None):
+    with name_scope("ffn_1"):
+      with name_scope("intermediate"):
+        intermediate = self.intermediate_dense(x)  # [B,S,I]
+        with name_scope("output"):
+          ffn_output = self.output_dense(intermediate)  # [B,S,H]
+    ffn_output = self.output_dropout(ffn_output, training=training)
+    return tf.cast(self.layer_norm(ffn_output + x), self.compute_dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
+            "initializer_range": self.initializer_range,
+            "hidden_dropout_prob": self.hidden_dropout_prob}
