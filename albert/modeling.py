@@ -48,7 +48,8 @@ class AlbertBackbone(tf_keras.layers.Layer):
   LayerNorm), `encoder_input` [B,S,H] (after `embedding_hidden_mapping_in`, or the embedding
   output when E == H), `encoder_outputs` (list of L * inner_group_num tensors [B,S,H], one per
   inner group per layer as in the original), `sequence_output` [B,S,H], `pooled_output` [B,H],
-  and with `return_attention_probs=True`, `attention_probs` (list of [B,N,S,S]).
+  and with `return_attention_probs=True` (constructor default, or per call), `attention_probs`
+  (list of [B,N,S,S]).
 
   Example:
     >>> config = AlbertConfig(vocab_size=100, embedding_size=8, hidden_size=16,
@@ -91,7 +92,7 @@ class AlbertBackbone(tf_keras.layers.Layer):
     self.pooler_dense = layers.dense(c.hidden_size, "dense", c.initializer_range,
                                      activation=tf.tanh)
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, return_attention_probs=None):
     c = self.config
     features = normalize_inputs(inputs)
     input_ids = tf.cast(features["input_ids"], tf.int32)
@@ -128,7 +129,7 @@ class AlbertBackbone(tf_keras.layers.Layer):
         "sequence_output": sequence_output,
         "pooled_output": pooled_output,
     }
-    if self.return_attention_probs:
+    if self.return_attention_probs if return_attention_probs is None else return_attention_probs:
       outputs["attention_probs"] = all_probs
     return outputs
 
