@@ -214,8 +214,26 @@ def save_tf1_checkpoint(model_or_variables, prefix: Union[str, os.PathLike],
     os.replace(os.path.join(directory, data_file), prefix + suffix)
   os.replace(tmp_prefix + ".index", prefix + ".index")
   if update_checkpoint_state:
-    tf.compat.v1.train.update_checkpoint_state(directory, os.path.basename(prefix))
+    write_checkpoint_state(directory, os.path.basename(prefix))
   return prefix
+
+
+def write_checkpoint_state(directory: str, latest: str) -> None:
+  """Writes the directory's `checkpoint` file (TF1 format) naming `latest`, atomically.
+
+  Earlier entries whose files still exist are kept in `all_model_checkpoint_paths`.
+  """
+  state = tf.train.get_checkpoint_state(directory)
+  earlier = [p for p in (state.all_model_checkpoint_paths if state else [])
+             if p != latest and os.path.exists(
+                 (p if os.path.isabs(p) else os.path.join(directory, p)) + ".index")]
+  lines = [f'model_checkpoint_path: "{latest}"']
+  lines += [f'all_model_checkpoint_paths: "{p}"' for p in earlier + [latest]]
+  path = os.path.join(directory, "checkpoint")
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+  os.replace(tmp, path)
 
 
 def copy_group0_to_all_groups(model_or_variables) -> List[str]:

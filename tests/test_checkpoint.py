@@ -124,6 +124,19 @@ def test_round_trip_is_bit_exact(tmp_path):
                                 other(feats)["mlm_logits"].numpy())
 
 
+def test_checkpoint_state_file_lists_existing_checkpoints(tmp_path):
+  model = build_encoder_model(AlbertConfig.from_json_file(CONFIG_A))
+  for step in (1, 2, 3):
+    checkpoint.save_tf1_checkpoint(model, str(tmp_path / "model.ckpt"), global_step=step)
+  for suffix in (".index", ".data-00000-of-00001"):
+    os.remove(str(tmp_path / "model.ckpt-2") + suffix)
+  checkpoint.save_tf1_checkpoint(model, str(tmp_path / "model.ckpt"), global_step=4)
+  state = tf.train.get_checkpoint_state(str(tmp_path))
+  assert os.path.basename(state.model_checkpoint_path) == "model.ckpt-4"
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+      "model.ckpt-1", "model.ckpt-3", "model.ckpt-4"]
+
+
 def test_save_without_step_and_reread(tmp_path):
   model = build_encoder_model(AlbertConfig.from_json_file(CONFIG_A))
   prefix = checkpoint.save_tf1_checkpoint(model, str(tmp_path / "sub" / "weights"),
@@ -161,6 +174,7 @@ def test_bad_paths(tmp_path):
   for step in (1, 2):
     checkpoint.save_tf1_checkpoint(model, str(tmp_path / "m"), global_step=step,
                                    update_checkpoint_state=False)
+  assert not os.path.exists(tmp_path / "checkpoint")
   with pytest.raises(CheckpointError, match="several checkpoints"):
     checkpoint.load_tf1_checkpoint(model, str(tmp_path))
   assert checkpoint.resolve_checkpoint(str(tmp_path / "m-2.index")) == str(tmp_path / "m-2")
