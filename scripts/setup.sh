@@ -5,7 +5,7 @@
 #   ${ALBERT_VENV_ROOT:-$HOME/.cache/albert-tf2}/venv-<first 16 hex of sha256(requirements.txt)>
 # so that a fresh clone reuses an environment built earlier on the same machine, and a
 # change of requirements.txt builds a new one. A build that did not finish is never reused:
-# the marker file `.complete` is written last.
+# the marker file `.complete` is written last, after an import check.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 req="$repo/requirements.txt"
@@ -17,9 +17,17 @@ if [[ ! -f "$venv/.complete" ]]; then
   rm -rf "$venv"
   mkdir -p "$root"
   python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet -r "$req" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  "$venv/bin/python" -c "import tensorflow, tf_keras, tensorflow_hub, official, sentencepiece" >&2
+  # pip's notes about unreachable local index folders of this machine are filtered out.
+  if ! "$venv/bin/python" -m pip install --quiet --upgrade pip \
+         2> >(grep -v "^WARNING: Location" >&2); then
+    echo "setup: upgrading pip failed" >&2; exit 1
+  fi
+  if ! "$venv/bin/python" -m pip install --quiet -r "$req" \
+         2> >(grep -v "^WARNING: Location" >&2); then
+    echo "setup: pip could not install $req (see above)" >&2; exit 1
+  fi
+  TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" -c \
+    "import tensorflow, tf_keras, tensorflow_hub, tensorflow_text, official, sentencepiece" >&2
   touch "$venv/.complete"
   echo "setup: done" >&2
 fi

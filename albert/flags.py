@@ -1,0 +1,84 @@
+"""Shared absl flag definitions: the only module of the package that touches absl flags.
+
+Each `define_*` function defines one group of flags with the original scripts' names, defaults
+and help texts (plus the TF2 additions), and may be called more than once. Scripts call the
+groups they need, define their own flags, and turn the parsed values into typed configs; nothing
+else under `albert/` reads FLAGS.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+
+def _define(kind, name, default, help_text, **kwargs):
+  if name in FLAGS:
+    return
+  getattr(flags, f"DEFINE_{kind}")(name, default, help_text, **kwargs)
+
+
+def define_model_flags() -> None:
+  """albert_config_file, init_checkpoint, output_dir, albert_hub_module_handle."""
+  _define("string", "albert_config_file", None,
+          "The config json file corresponding to the pre-trained ALBERT model. This specifies "
+          "the model architecture.")
+  _define("string", "init_checkpoint", None,
+          "Initial checkpoint (usually from a pre-trained ALBERT model): a TF1-name checkpoint "
+          "prefix or a directory.")
+  _define("string", "output_dir", None,
+          "The output directory where the model checkpoints will be written.")
+  _define("string", "albert_hub_module_handle", None,
+          "If set, the ALBERT hub module to use (a local path or a URL tensorflow-hub resolves).")
+
+
+def define_tokenizer_flags() -> None:
+  """vocab_file, spm_model_file, do_lower_case."""
+  _define("string", "vocab_file", None,
+          "The vocabulary file that the ALBERT model was trained on (WordPiece models, or "
+          "optional beside a SentencePiece model).")
+  _define("string", "spm_model_file", None, "The model file for sentence piece tokenization.")
+  _define("bool", "do_lower_case", True,
+          "Whether to lower case the input text. Should be True for uncased models and False "
+          "for cased models.")
+
+
+def define_loop_flags() -> None:
+  """save_checkpoints_steps, keep_checkpoint_max, iterations_per_loop."""
+  _define("integer", "save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
+  _define("integer", "keep_checkpoint_max", 5, "How many checkpoints to keep.")
+  _define("integer", "iterations_per_loop", 1000,
+          "How many steps to make in each estimator call (steps per compiled host loop).")
+
+
+def define_tpu_flags() -> None:
+  """use_tpu, tpu_name, tpu_zone, gcp_project, master, num_tpu_cores."""
+  _define("bool", "use_tpu", False, "Whether to use TPU or GPU/CPU.")
+  _define("string", "tpu_name", None,
+          "The Cloud TPU to use for training. This should be either the name used when "
+          "creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 url.")
+  _define("string", "tpu_zone", None,
+          "[Optional] GCE zone where the Cloud TPU is located in. If not specified, we will "
+          "attempt to automatically detect the GCE project from metadata.")
+  _define("string", "gcp_project", None,
+          "[Optional] Project name for the Cloud TPU-enabled project. If not specified, we will "
+          "attempt to automatically detect the GCE project from metadata.")
+  _define("string", "master", None, "[Optional] TensorFlow master URL.")
+  _define("integer", "num_tpu_cores", 8,
+          "Only used if `use_tpu` is True. Total number of TPU cores to use.")
+
+
+def define_tf2_flags() -> None:
+  """TF2 additions: distribution_strategy, num_gpus, mixed_precision, enable_xla, seed."""
+  _define("enum", "distribution_strategy", "auto",
+          "How to distribute: auto (TPU with --use_tpu, else MultiWorkerMirrored when TF_CONFIG "
+          "names several workers, else Mirrored over the visible GPUs, else one device), "
+          "one_device, mirrored, multi_worker_mirrored, tpu.",
+          enum_values=["auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu"])
+  _define("integer", "num_gpus", None, "GPUs to use with mirrored strategies (default: all).")
+  _define("enum", "mixed_precision", "float32",
+          "Compute dtype policy: float32, mixed_float16 (with loss scaling) or mixed_bfloat16.",
+          enum_values=["float32", "mixed_float16", "mixed_bfloat16"])
+  _define("bool", "enable_xla", False, "Compile the train and eval steps with XLA.")
+  _define("integer", "seed", 12345, "Random seed of every random choice of the run.")
