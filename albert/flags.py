@@ -13,10 +13,13 @@ from absl import flags
 FLAGS = flags.FLAGS
 
 
-def _define(kind, name, default, help_text, **kwargs):
+def _define(kind, name, default, help_text, enum_values=None):
   if name in FLAGS:
     return
-  getattr(flags, f"DEFINE_{kind}")(name, default, help_text, **kwargs)
+  if kind == "enum":
+    flags.DEFINE_enum(name, default, enum_values, help_text)
+  else:
+    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
 
 
 def define_model_flags() -> None:
@@ -44,9 +47,11 @@ def define_tokenizer_flags() -> None:
           "for cased models.")
 
 
-def define_loop_flags() -> None:
-  """save_checkpoints_steps, keep_checkpoint_max, iterations_per_loop."""
-  _define("integer", "save_checkpoints_steps", 1000, "How often to save the model checkpoint.")
+def define_loop_flags(save_checkpoints_steps: int = 1000) -> None:
+  """save_checkpoints_steps (default per script, as in the originals), keep_checkpoint_max,
+  iterations_per_loop."""
+  _define("integer", "save_checkpoints_steps", save_checkpoints_steps,
+          "How often to save the model checkpoint.")
   _define("integer", "keep_checkpoint_max", 5, "How many checkpoints to keep.")
   _define("integer", "iterations_per_loop", 1000,
           "How many steps to make in each estimator call (steps per compiled host loop).")

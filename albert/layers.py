@@ -23,6 +23,8 @@ from typing import Callable, Optional
 import tensorflow as tf
 import tf_keras
 
+from albert.dropout import Dropout
+
 LAYER_NORM_EPSILON = 1e-12
 MASK_ADDER = -10000.0
 
@@ -42,10 +44,14 @@ def name_scope(name: str):
 
 # --------------------------------------------------------------------------------- activations
 def gelu(x: tf.Tensor) -> tf.Tensor:
-  """GELU, the tanh approximation used by the original (not the exact erf form)."""
-  x = tf.convert_to_tensor(x)
-  cdf = 0.5 * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
-  return x * cdf
+  """GELU, the tanh approximation used by the original (not the exact erf form).
+
+  The original computes `x * (0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))))`;
+  `tf.nn.gelu(approximate=True)` computes `(0.5 * x) * (1 + tanh(...))` with the same float32
+  constants, which is bit-identical (scaling by 0.5 is exact), and is the subgraph that
+  grappler's remapper fuses into oneDNN's MatMul + BiasAdd + GeluApproximate kernel.
+  """
+  return tf.nn.gelu(tf.convert_to_tensor(x), approximate=True)
 
 
 def get_activation(name: Optional[str]) -> Optional[Callable[[tf.Tensor], tf.Tensor]]:
@@ -129,7 +135,7 @@ class Embeddings(tf_keras.layers.Layer):
     self.initializer_range = initializer_range
     self.dropout_rate = dropout_rate
     self.layer_norm = LayerNorm(name="LayerNorm")
-    self.dropout = tf_keras.layers.Dropout(dropout_rate)
+    self.dropout = Dropout(dropout_rate)
 
   def build(self, input_shape):
     init = lambda: truncated_normal(self.initializer_range)  # a fresh instance per weight
@@ -202,31 +208,56 @@ class AttentionSublayer(tf_keras.layers.Layer):
     self.value = dense(hidden_size, "value", initializer_range)
     self.output_dense = dense(hidden_size, "dense", initializer_range)
     self.layer_norm = LayerNorm(name="LayerNorm")
-    self.probs_dropout = tf_keras.layers.Dropout(attention_probs_dropout_prob)
-    self.output_dropout = tf_keras.layers.Dropout(hidden_dropout_prob)
+    self.probs_dropout = Dropout(attention_probs_dropout_prob)
+    self.output_dropout = Dropout(hidden_dropout_prob)
+
+  def _build_projections(self, input_shape) -> None:
+    """Builds query/key/value in their own scopes (`.../self/query/kernel`, ...).
+
+    `call()` does not call these Dense layers (it multiplies by their concatenated kernels), so
+    they are built here, inside the `attention_1/self` scope, exactly as a call would build them.
+    """
+    for layer in (self.query, self.key, self.value):
+      if not layer.built:
+        with name_scope(layer.name):
+          layer.build(input_shape)
 
   def call(self, x, adder, training=None):
+    h, n, d = self.hidden_size, self.num_attention_heads, self.head_size
     batch, seq = tf.shape(x)[0], tf.shape(x)[1]
-    n, d = self.num_attention_heads, self.head_size
-
-    def split_heads(t):  # [B,S,H] -> [B,N,S,D]
-      return tf.transpose(tf.reshape(t, [batch, seq, n, d]), [0, 2, 1, 3])
+    dtype = self.compute_dtype
+    # The projections act on a [B*S,H] matrix: a plain MatMul + BiasAdd, which grappler fuses
+    # (oneDNN _FusedMatMul) and which is cheaper than Dense's tensordot on a rank-3 input.
+    x2 = tf.reshape(x, [-1, h])
 
     with name_scope("attention_1"):
       with name_scope("self"):
-        q = split_heads(self.query(x))
-        k = split_heads(self.key(x))
-        v = split_heads(self.value(x))
-        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(float(d)))  # [B,N,S,S]
+        self._build_projections(x2.shape)
+        # One [H,3H] matmul instead of three [H,H] ones (the variables stay separate). The
+        # query's 1/sqrt(D) score scale is folded into its kernel and bias: exact when D is a
+        # power of 4 (64 -> 1/8) and otherwise within one rounding of scaling the scores; it
+        # spares a pass over the [B,N,S,S] scores (and its gradient).
+        scale = 1.0 / math.sqrt(float(d))
+        kernel = tf.concat([tf.cast(self.query.kernel, dtype) * tf.cast(scale, dtype),
+                            tf.cast(self.key.kernel, dtype),
+                            tf.cast(self.value.kernel, dtype)], axis=1)  # [H,3H]
+        bias = tf.concat([tf.cast(self.query.bias, dtype) * tf.cast(scale, dtype),
+                          tf.cast(self.key.bias, dtype),
+                          tf.cast(self.value.bias, dtype)], axis=0)  # [3H]
+        qkv = tf.nn.bias_add(tf.matmul(x2, kernel), bias)  # [B*S,3H]
+        # One transpose for the three: [B,S,3,N,D] -> [3,B,N,S,D].
+        qkv = tf.transpose(tf.reshape(qkv, [batch, seq, 3, n, d]), [2, 0, 3, 1, 4])
+        q, k, v = tf.unstack(qkv, num=3, axis=0)  # [B,N,S,D] each
+        scores = tf.matmul(q, k, transpose_b=True)  # [B,N,S,S], already scaled
         probs = tf.nn.softmax(tf.cast(scores, tf.float32) + adder)
-        probs = tf.cast(probs, self.compute_dtype)
+        probs = tf.cast(probs, dtype)
         context = tf.matmul(self.probs_dropout(probs, training=training), v)  # [B,N,S,D]
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, seq, n * d])
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, h])  # [B*S,H]
       with name_scope("output"):
         attention_output = self.output_dense(context)
     attention_output = self.output_dropout(attention_output, training=training)
-    output = tf.cast(self.layer_norm(attention_output + x), self.compute_dtype)
-    return output, probs
+    output = tf.cast(self.layer_norm(attention_output + x2), dtype)
+    return tf.reshape(output, [batch, seq, h]), probs
 
   def get_config(self):
     return {**super().get_config(), "hidden_size": self.hidden_size,
@@ -257,16 +288,21 @@ class FeedForwardSublayer(tf_keras.layers.Layer):
                                     activation=get_activation(hidden_act))
     self.output_dense = dense(hidden_size, "dense", initializer_range)
     self.layer_norm = LayerNorm(name="LayerNorm_1")
-    self.output_dropout = tf_keras.layers.Dropout(hidden_dropout_prob)
+    self.output_dropout = Dropout(hidden_dropout_prob)
 
   def call(self, x, training=None):
+    h = self.hidden_size
+    batch, seq = tf.shape(x)[0], tf.shape(x)[1]
+    # On a [B*S,H] matrix: MatMul + BiasAdd + gelu, one fused oneDNN kernel under grappler.
+    x2 = tf.reshape(x, [-1, h])
     with name_scope("ffn_1"):
       with name_scope("intermediate"):
-        intermediate = self.intermediate_dense(x)  # [B,S,I]
+        intermediate = self.intermediate_dense(x2)  # [B*S,I]
         with name_scope("output"):
-          ffn_output = self.output_dense(intermediate)  # [B,S,H]
+          ffn_output = self.output_dense(intermediate)  # [B*S,H]
     ffn_output = self.output_dropout(ffn_output, training=training)
-    return tf.cast(self.layer_norm(ffn_output + x), self.compute_dtype)
+    output = tf.cast(self.layer_norm(ffn_output + x2), self.compute_dtype)
+    return tf.reshape(output, [batch, seq, h])
 
   def get_config(self):
     return {**super().get_config(), "hidden_size": self.hidden_size,

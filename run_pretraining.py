@@ -1,0 +1,111 @@
+"""Pretrains ALBERT (MLM + SOP) with LAMB or AdamW: the original's run_pretraining.py, in TF2.
+
+Flags keep the original's names, defaults and meanings; TF2 additions choose the distribution
+strategy, mixed precision, XLA and the seed. This file only turns flags into typed configs and
+calls `albert.training.Trainer`.
+"""
+
+from absl import app, flags, logging
+
+from albert import flags as albert_flags
+
+albert_flags.define_model_flags()
+albert_flags.define_loop_flags(save_checkpoints_steps=5000)
+albert_flags.define_tpu_flags()
+albert_flags.define_tf2_flags()
+flags.DEFINE_string("input_file", None,
+                    "Input TF example files (can be a glob or comma separated).")
+flags.DEFINE_integer("max_seq_length", 512,
+                     "The maximum total input sequence length after WordPiece tokenization. "
+                     "Sequences longer than this will be truncated, and sequences shorter than "
+                     "this will be padded. Must match data generation.")
+flags.DEFINE_integer("max_predictions_per_seq", 20,
+                     "Maximum number of masked LM predictions per sequence. Must match data "
+                     "generation.")
+flags.DEFINE_bool("do_train", False, "Whether to run training.")
+flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
+flags.DEFINE_integer("train_batch_size", 4096, "Total batch size for training.")
+flags.DEFINE_integer("eval_batch_size", 64, "Total batch size for eval.")
+flags.DEFINE_enum("optimizer", "lamb", ["adamw", "lamb"], "The optimizer for training.")
+flags.DEFINE_float("learning_rate", 0.00176, "The initial learning rate.")
+flags.DEFINE_float("poly_power", 1.0, "The power of poly decay.")
+flags.DEFINE_integer("num_train_steps", 125000, "Number of training steps.")
+flags.DEFINE_integer("num_warmup_steps", 3125, "Number of warmup steps.")
+flags.DEFINE_integer("start_warmup_step", 0, "The starting step of warmup.")
+flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
+flags.DEFINE_bool("init_from_group0", False,
+                  "Whether to initialize parameters of other groups from group 0")
+flags.DEFINE_float("masked_lm_budget", 0,
+                   "If >0, the ratio of masked ngrams to unmasked ngrams. Default 0,"
+                   "for offline masking")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # TF's INFO lines would drown the progress lines
+  from albert.errors import run_cleanly
+  return run_cleanly(_main)
+
+
+def _main():
+  import os
+  import shutil
+  from albert.config import AlbertConfig
+  from albert.distribute import DistributeConfig, make_strategy
+  from albert.pretraining_data import PretrainingDataConfig
+  from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
+  from albert.training import OptimizerConfig, Trainer, TrainerConfig
+
+  if not FLAGS.do_train and not FLAGS.do_eval:
+    raise app.UsageError("At least one of `do_train` or `do_eval` must be True.")
+  for name in ("albert_config_file", "input_file", "output_dir"):
+    if not FLAGS[name].value:
+      raise app.UsageError(f"--{name} is required")
+  if FLAGS.masked_lm_budget > 0:
+    raise app.UsageError(
+        "--masked_lm_budget > 0 (dynamic masking during training) is not supported: the "
+        "original crashes with it too. Mask offline with create_pretraining_data.py and keep "
+        "--masked_lm_budget=0.")
+  if FLAGS.use_tpu and FLAGS.num_tpu_cores != 8:
+    print("note: --num_tpu_cores is not needed in TF2: the TPU strategy uses every core of the "
+          "TPU named by --tpu_name.")
+
+  albert_config = AlbertConfig.from_json_file(FLAGS.albert_config_file)
+  data = lambda: PretrainingDataConfig(  # noqa: E731
+      input_file=FLAGS.input_file, max_seq_length=FLAGS.max_seq_length,
+      max_predictions_per_seq=FLAGS.max_predictions_per_seq, seed=FLAGS.seed)
+  task = PretrainingTask(PretrainingTaskConfig(
+      albert_config=albert_config, train_data=data() if FLAGS.do_train else None,
+      eval_data=data() if FLAGS.do_eval else None))
+  strategy = make_strategy(DistributeConfig(
+      strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, use_tpu=FLAGS.use_tpu,
+      tpu_name=FLAGS.tpu_name, tpu_zone=FLAGS.tpu_zone, gcp_project=FLAGS.gcp_project,
+      master=FLAGS.master))
+  trainer = Trainer(
+      task,
+      TrainerConfig(
+          output_dir=FLAGS.output_dir, train_batch_size=FLAGS.train_batch_size,
+          eval_batch_size=FLAGS.eval_batch_size, num_train_steps=FLAGS.num_train_steps,
+          save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+          keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+          iterations_per_loop=FLAGS.iterations_per_loop, max_eval_steps=FLAGS.max_eval_steps,
+          init_checkpoint=FLAGS.init_checkpoint, init_from_group0=FLAGS.init_from_group0,
+          enable_xla=FLAGS.enable_xla, mixed_precision=FLAGS.mixed_precision, seed=FLAGS.seed),
+      OptimizerConfig(optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+                      num_warmup_steps=FLAGS.num_warmup_steps,
+                      start_warmup_step=FLAGS.start_warmup_step, poly_power=FLAGS.poly_power),
+      strategy=strategy)
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  target = os.path.join(FLAGS.output_dir, "albert_config.json")
+  if os.path.abspath(target) != os.path.abspath(FLAGS.albert_config_file):
+    shutil.copyfile(FLAGS.albert_config_file, target)
+  trainer.run(do_train=FLAGS.do_train, do_eval=FLAGS.do_eval)
+  print(f"Checkpoints (original TF1 names): {FLAGS.output_dir}/model.ckpt-*; "
+        f"resume state: {FLAGS.output_dir}/train_state; "
+        + (f"eval results: {FLAGS.output_dir}/eval_results.txt" if FLAGS.do_eval else ""))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,130 @@
+"""run_pretraining.py as users run it: a killed process resumes exactly; two workers equal one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from albert import checkpoint
+from albert.config import AlbertConfig
+from conftest import REPO_DIR
+from records import write_records
+
+SCRIPT = os.path.join(REPO_DIR, "run_pretraining.py")
+
+
+def small_config(path, dropout):
+  AlbertConfig(vocab_size=1000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+               num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+               hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+               ).to_json_file(path)
+  return path
+
+
+def command(tmp_path, output_dir, *extra, dropout=0.1, steps=8):
+  config = small_config(str(tmp_path / f"albert_config_{dropout}.json"), dropout)
+  records = tmp_path / "train.tfrecord"
+  if not records.exists():
+    write_records(str(records), 64, seed=1)
+  return [sys.executable, SCRIPT, f"--albert_config_file={config}", f"--input_file={records}",
+          f"--output_dir={output_dir}", "--do_train", "--max_seq_length=16",
+          "--max_predictions_per_seq=3", "--train_batch_size=4", f"--num_train_steps={steps}",
+          "--num_warmup_steps=2", "--learning_rate=0.01", "--save_checkpoints_steps=2",
+          "--iterations_per_loop=1", "--seed=5", *extra]
+
+
+def environment():
+  env = dict(os.environ)
+  env["PYTHONPATH"] = REPO_DIR + os.pathsep + env.get("PYTHONPATH", "")
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  env.pop("TF_CONFIG", None)
+  return env
+
+
+def final_weights(output_dir, step):
+  _, values = checkpoint.read_checkpoint(os.path.join(output_dir, f"model.ckpt-{step}"))
+  return values
+
+
+def test_killed_process_resumes_to_the_same_weights(tmp_path):
+  straight = tmp_path / "straight"
+  subprocess.run(command(tmp_path, straight), env=environment(), check=True,
+                 capture_output=True, timeout=300)
+
+  resumed = tmp_path / "resumed"
+  process = subprocess.Popen(command(tmp_path, resumed), env=environment(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  deadline = time.time() + 240
+  while not (resumed / "model.ckpt-4.index").exists():
+    assert process.poll() is None, process.stdout.read().decode()
+    assert time.time() < deadline, "no checkpoint appeared"
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)  # mid-run, no chance to clean up
+  process.wait()
+  assert not (resumed / "model.ckpt-8.index").exists()
+  rerun = subprocess.run(command(tmp_path, resumed), env=environment(), capture_output=True,
+                         text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr
+  assert "Resuming from" in rerun.stdout
+  a, b = final_weights(straight, 8), final_weights(resumed, 8)
+  assert a.keys() == b.keys()
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+@pytest.mark.slow
+def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path):
+  one = tmp_path / "one"
+  subprocess.run(command(tmp_path, one, dropout=0.0, steps=4), env=environment(), check=True,
+                 capture_output=True, timeout=300)
+  two = tmp_path / "two"
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+  processes = []
+  for index in range(2):
+    env = environment()
+    env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    processes.append(subprocess.Popen(command(tmp_path, two, dropout=0.0, steps=4), env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], "\n".join(outputs)
+  assert "MultiWorkerMirroredStrategy" in "".join(outputs) or "2 replicas" in "".join(outputs)
+  a, b = final_weights(one, 4), final_weights(two, 4)
+  for name in a:
+    np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--albert_config_file=/nonexistent/albert_config.json", "cannot be read"),
+    ("--input_file=/nonexistent/*.tfrecord", "no file matches"),
+    ("--max_seq_length=32", "length 16, but --max_seq_length=32"),
+    ("--max_seq_length=128", "max_position_embeddings"),
+    ("--masked_lm_budget=0.5", "masked_lm_budget"),
+])
+def test_bad_flags_give_one_clear_line(tmp_path, flag, message):
+  args = command(tmp_path, tmp_path / "out")
+  name = flag.split("=")[0]
+  args = [a for a in args if not a.startswith(name + "=")] + [flag]
+  result = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "out" / "train_state").exists()

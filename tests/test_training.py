@@ -1,0 +1,172 @@
+"""The training loop with the pretraining task: checkpoints, eval, best, init, NaN, bad settings."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from albert import checkpoint
+from albert.config import AlbertConfig
+from albert.pretraining_data import InputError, PretrainingDataConfig
+from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
+from albert.training import OptimizerConfig, Trainer, TrainerConfig, TrainingError
+from conftest import MODEL_A
+from records import write_records
+
+SMALL = AlbertConfig(vocab_size=1000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+                     hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+EVAL_KEYS = ["global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
+             "sentence_order_accuracy", "sentence_order_loss"]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("records")
+  return [write_records(str(directory / f"part-{i}.tfrecord"), 40, seed=i) for i in range(2)]
+
+
+def make_trainer(output_dir, files, albert_config=SMALL, lines=None, task_class=PretrainingTask,
+                 **overrides):
+  data = PretrainingDataConfig(input_file=",".join(files), max_seq_length=16,
+                               max_predictions_per_seq=3, seed=3)
+  task = task_class(PretrainingTaskConfig(albert_config=albert_config, train_data=data,
+                                          eval_data=data))
+  settings = dict(output_dir=str(output_dir), train_batch_size=4, eval_batch_size=4,
+                  num_train_steps=6, save_checkpoints_steps=3, keep_checkpoint_max=5,
+                  iterations_per_loop=2, max_eval_steps=2, seed=7)
+  settings.update(overrides)
+  log = (lambda line: lines.append(line)) if lines is not None else (lambda line: None)
+  return Trainer(task, TrainerConfig(**settings),
+                 OptimizerConfig(learning_rate=0.01, num_warmup_steps=2), log=log)
+
+
+def test_train_and_eval_writes_the_originals_files(tmp_path, records):
+  lines = []
+  results = make_trainer(tmp_path, records, lines=lines).run(do_train=True, do_eval=True)
+  files = set(os.listdir(tmp_path))
+  assert {"model.ckpt-3.index", "model.ckpt-6.index", "model.ckpt-best.index", "checkpoint",
+          "eval_results.txt", "train_state", "summaries"} <= files
+  assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-6")
+  assert sorted(results) == EVAL_KEYS and results["global_step"] == 6
+  text = open(tmp_path / "eval_results.txt").read()
+  assert text.count("global_step = ") == 2
+  for key in EVAL_KEYS:
+    assert f"\n{key} = " in "\n" + text
+  assert "model.ckpt-best" in text
+  # Progress lines: step, loss, accuracies, learning rate, throughput, ETA. Loops of 2 steps
+  # end early where a checkpoint is due (every 3).
+  progress = [l for l in lines if l.startswith("step ")]
+  assert [l.split()[1] for l in progress] == ["2/6", "3/6", "5/6", "6/6"]
+  assert all("masked_lm_accuracy" in l and "lr " in l and "examples/s" in l and "ETA" in l
+             for l in progress)
+  # The TF1 checkpoint has the original names (no optimizer state, no RNG state).
+  names = set(tf.train.load_checkpoint(str(tmp_path / "model.ckpt-6"))
+              .get_variable_to_shape_map())
+  assert "bert/encoder/transformer/group_0/inner_group_0/attention_1/self/query/kernel" in names
+  assert "cls/seq_relationship/output_weights" in names and "global_step" in names
+  assert not any("adam" in n or "generator" in n.lower() for n in names)
+
+
+def test_best_checkpoint_is_a_copy_of_the_best_step(tmp_path, records):
+  make_trainer(tmp_path, records, num_train_steps=9).run(do_train=True, do_eval=True)
+  text = open(tmp_path / "eval_results.txt").read()
+  blocks = [b for b in text.split("global_step = ")[1:]]
+  accuracy = {int(b.split("\n")[0]): float(b.split("masked_lm_accuracy = ")[1].split("\n")[0])
+              for b in blocks}
+  best_step = max(accuracy, key=lambda s: (accuracy[s], -s))
+  _, best = checkpoint.read_checkpoint(str(tmp_path / "model.ckpt-best"))
+  _, chosen = checkpoint.read_checkpoint(str(tmp_path / f"model.ckpt-{best_step}"))
+  assert best.keys() == chosen.keys()
+  for name in best:
+    np.testing.assert_array_equal(best[name], chosen[name])
+  assert all(os.path.exists(tmp_path / f"model.ckpt-{s}.index") for s in (3, 6, 9))
+
+
+def test_resume_in_process_continues_from_the_saved_step(tmp_path, records):
+  make_trainer(tmp_path, records, num_train_steps=6).run()
+  lines = []
+  make_trainer(tmp_path, records, num_train_steps=6, lines=lines).run()
+  assert any("Resuming from" in l and "at step 6" in l for l in lines)
+  assert not any(l.startswith("step ") for l in lines)  # nothing left to do
+
+
+def test_keep_checkpoint_max(tmp_path, records):
+  make_trainer(tmp_path, records, num_train_steps=12, keep_checkpoint_max=2).run()
+  steps = sorted(int(f.split("-")[1].split(".")[0]) for f in os.listdir(tmp_path)
+                 if f.startswith("model.ckpt-") and f.endswith(".index"))
+  assert steps == [9, 12]
+  assert len([f for f in os.listdir(tmp_path / "train_state") if f.endswith(".index")]) == 2
+
+
+def test_init_from_the_original_checkpoint_and_group0(tmp_path, records):
+  config_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
+  lines = []
+  trainer = make_trainer(tmp_path / "a", records, albert_config=config_a, lines=lines,
+                         init_checkpoint=MODEL_A, num_train_steps=0)
+  trainer.run(do_train=True)
+  assert any("Loaded 32 variables" in l for l in lines)
+  _, golden = checkpoint.read_checkpoint(MODEL_A)
+  for var in trainer.model.weights:
+    np.testing.assert_array_equal(var.numpy(), golden[checkpoint.variable_name(var)])
+  lines = []
+  grouped = make_trainer(tmp_path / "b", records, albert_config=config_a.replace(
+      num_hidden_groups=2), lines=lines, init_checkpoint=MODEL_A, init_from_group0=True,
+      num_train_steps=0)
+  grouped.run(do_train=True)
+  assert any("Loaded 48 variables" in l and "16 read from another name" in l for l in lines)
+
+
+def test_eval_only_reads_the_latest_checkpoint(tmp_path, records):
+  make_trainer(tmp_path, records).run(do_train=True)
+  lines = []
+  results = make_trainer(tmp_path, records, lines=lines).run(do_train=False, do_eval=True)
+  assert results["global_step"] == 6 and sorted(results) == EVAL_KEYS
+  assert any("Evaluating" in l and "step 6" in l for l in lines)
+
+
+class NanAtStep3(PretrainingTask):
+  def compute_loss(self, features, outputs):
+    loss, aux = super().compute_loss(features, outputs)
+    step = self.optimizer_iterations
+    # Added, not multiplied: no NaN leaks into the gradients of the steps before.
+    return loss + tf.where(tf.equal(step, 3), float("nan"), 0.0), aux
+
+
+def test_non_finite_loss_stops_cleanly(tmp_path, records):
+  trainer = make_trainer(tmp_path, records, task_class=NanAtStep3, num_train_steps=6,
+                         save_checkpoints_steps=2, iterations_per_loop=2)
+  trainer._build()
+  trainer.task.optimizer_iterations = trainer.optimizer.iterations
+  with pytest.raises(TrainingError, match=r"became nan .*at step 3.*ckpt-2"):
+    trainer.run(do_train=True)
+  assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-2")
+  assert not os.path.exists(tmp_path / "model.ckpt-4.index")
+
+
+def test_bad_settings_fail_before_any_work(tmp_path, records):
+  with pytest.raises(InputError, match="no file matches"):
+    make_trainer(tmp_path, [str(tmp_path / "missing-*.tfrecord")]).run()
+  with pytest.raises(InputError, match="length 16, but --max_seq_length=32"):
+    trainer = make_trainer(tmp_path, records)
+    trainer.task.config.train_data.max_seq_length = 32
+    trainer.run()
+  with pytest.raises(InputError, match="max_position_embeddings"):
+    trainer = make_trainer(tmp_path, records, albert_config=SMALL.replace(
+        max_position_embeddings=8))
+    trainer.run()
+
+  class ThreeReplicas:
+    num_replicas_in_sync = 3
+  with pytest.raises(TrainingError, match="train_batch_size=4 is not divisible by the 3"):
+    data = PretrainingDataConfig(input_file=records[0], max_seq_length=16,
+                                 max_predictions_per_seq=3)
+    Trainer(PretrainingTask(PretrainingTaskConfig(SMALL, data, data)),
+            TrainerConfig(output_dir=str(tmp_path), train_batch_size=4, eval_batch_size=3),
+            OptimizerConfig(), strategy=ThreeReplicas()).run()
+  assert not os.path.exists(tmp_path / "train_state")
+  with pytest.raises(TrainingError, match="nothing to do"):
+    make_trainer(tmp_path, records).run(do_train=False, do_eval=False)
