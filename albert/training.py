@@ -322,6 +322,9 @@ class Trainer:
     c = self.config
     self._check(do_train, do_eval)
     os.makedirs(c.output_dir, exist_ok=True)
+    self.log(f"Strategy: {type(self.strategy).__name__}, {self.replicas} replica(s); global "
+             f"batch {c.train_batch_size} (train), {c.eval_batch_size} (eval); "
+             f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}")
     self._build()
     results: Dict[str, float] = {}
     if do_train:
