@@ -170,3 +170,29 @@ def test_bad_settings_fail_before_any_work(tmp_path, records):
   assert not os.path.exists(tmp_path / "train_state")
   with pytest.raises(TrainingError, match="nothing to do"):
     make_trainer(tmp_path, records).run(do_train=False, do_eval=False)
+
+
+@pytest.mark.parametrize("overrides", [{"enable_xla": True}, {"mixed_precision": "mixed_bfloat16"},
+                                       {"mixed_precision": "mixed_float16"}],
+                         ids=["xla", "bfloat16", "float16"])
+def test_xla_and_mixed_precision_train(tmp_path, records, overrides):
+  lines = []
+  trainer = make_trainer(tmp_path, records, lines=lines, num_train_steps=4,
+                         save_checkpoints_steps=4, **overrides)
+  trainer.run(do_train=True)
+  assert trainer.global_step == 4
+  _, values = checkpoint.read_checkpoint(str(tmp_path / "model.ckpt-4"))
+  assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in values.values())
+  progress = [l for l in lines if l.startswith("step ")]
+  assert progress and all("loss nan" not in l for l in progress)
+  precision = overrides.get("mixed_precision", "float32")
+  assert any(l.startswith("Strategy:") and precision in l for l in lines)
+
+
+def test_same_seed_same_run(tmp_path, records):
+  for name in ("a", "b"):
+    make_trainer(tmp_path / name, records, num_train_steps=3, save_checkpoints_steps=3).run()
+  _, a = checkpoint.read_checkpoint(str(tmp_path / "a" / "model.ckpt-3"))
+  _, b = checkpoint.read_checkpoint(str(tmp_path / "b" / "model.ckpt-3"))
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name])
