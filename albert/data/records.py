@@ -1,0 +1,297 @@
+"""Pretraining records: the original's `tf.train.Example` features, encoded and framed without TF.
+
+This module owns the on-disk format written by `create_pretraining_data.py`:
+
+* `FEATURE_SPEC(max_seq_length, max_predictions_per_seq)`: the original's features, names, types and
+  lengths (ARCHITECTURE.md, item 4): `input_ids, input_mask, segment_ids, token_boundary` int64
+  [max_seq_length]; `masked_lm_positions, masked_lm_ids` int64 and `masked_lm_weights` float
+  [max_predictions_per_seq]; `next_sentence_labels` int64 [1] (the SOP label).
+* `ExampleEncoder`: one instance -> the serialized `tf.train.Example` protocol buffer, written by
+  hand (the wire format is small and fixed) so that the worker processes never import TensorFlow
+  (an import costs ~700 MB and ~4 s per process). Features are written in the original's order.
+* `frame_records`: TFRecord framing (length, masked CRC-32C of the length, data, masked CRC-32C of
+  the data). CRC-32C is computed with numpy for a whole batch of records at once (slicing-by-8 over
+  right-aligned records), which is exact and fast enough that framing costs a few percent.
+* `AtomicRecordFile`: writes to a temporary name in the target directory, renames on success and
+  removes the temporary file on failure, so a file under its final name is always complete.
+
+Reading back uses TensorFlow (tests, `inspection.py`); `parse_spec()` returns the original's
+`name_to_features` dict for `tf.io.parse_single_example`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "token_boundary", "masked_lm_positions",
+                 "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+
+
+def feature_spec(max_seq_length: int, max_predictions_per_seq: int) -> Dict[str, Tuple[str, int]]:
+  """Feature name -> (dtype name, length), exactly the original's records."""
+  return {
+      "input_ids": ("int64", max_seq_length),
+      "input_mask": ("int64", max_seq_length),
+      "segment_ids": ("int64", max_seq_length),
+      "token_boundary": ("int64", max_seq_length),
+      "masked_lm_positions": ("int64", max_predictions_per_seq),
+      "masked_lm_ids": ("int64", max_predictions_per_seq),
+      "masked_lm_weights": ("float32", max_predictions_per_seq),
+      "next_sentence_labels": ("int64", 1),
+  }
+
+
+def parse_spec(max_seq_length: int, max_predictions_per_seq: int):
+  """The original's `name_to_features` for `tf.io.parse_single_example` (imports TensorFlow)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  dtypes = {"int64": tf.int64, "float32": tf.float32}
+  spec = feature_spec(max_seq_length, max_predictions_per_seq)
+  return {name: tf.io.FixedLenFeature([length], dtypes[dtype])
+          for name, (dtype, length) in spec.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Protocol buffer wire format (only what tf.train.Example needs).
+
+
+def varint(value: int) -> bytes:
+  """The protobuf varint of a non-negative int."""
+  out = bytearray()
+  while True:
+    byte = value & 0x7F
+    value >>= 7
+    if value:
+      out.append(byte | 0x80)
+    else:
+      out.append(byte)
+      return bytes(out)
+
+
+def varint_table(size: int) -> List[bytes]:
+  """`[varint(i) for i in range(size)]`, built quickly (values below 2**21 in closed form)."""
+  table = [bytes((i,)) for i in range(min(size, 128))]
+  table += [bytes((i & 0x7F | 0x80, i >> 7)) for i in range(128, min(size, 1 << 14))]
+  table += [bytes((i & 0x7F | 0x80, (i >> 7) & 0x7F | 0x80, i >> 14))
+            for i in range(1 << 14, min(size, 1 << 21))]
+  table += [varint(i) for i in range(1 << 21, size)]
+  return table
+
+
+_SMALL_VARINTS = varint_table(1 << 14)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+  size = len(payload)
+  return tag + (_SMALL_VARINTS[size] if size < 16384 else varint(size)) + payload
+
+
+class ExampleEncoder:
+  """Serializes one pretraining instance as the original's `tf.train.Example`.
+
+  Message layout: Example.features(1) -> Features.feature(1, map entries key(1) / value(2)) ->
+  Feature.int64_list(3) or float_list(2) -> packed `value`(1).
+  """
+
+  def __init__(self, max_seq_length: int, max_predictions_per_seq: int, vocab_size: int):
+    self.max_seq_length = max_seq_length
+    self.max_predictions_per_seq = max_predictions_per_seq
+    self._varints = varint_table(max(vocab_size, max_seq_length, 128) + 1)
+    self._keys = {name: _field(b"\x0a", name.encode("ascii")) for name in FEATURE_NAMES}
+
+  def _ints(self, values: Sequence[int]) -> bytes:
+    if max(values, default=0) < 128:
+      return bytes(values)
+    table = self._varints
+    return b"".join([table[v] for v in values])
+
+  def _entry(self, name: str, feature: bytes) -> bytes:
+    return _field(b"\x0a", self._keys[name] + _field(b"\x12", feature))
+
+  def _int64_feature(self, name: str, packed: bytes) -> bytes:
+    return self._entry(name, _field(b"\x1a", _field(b"\x0a", packed)))
+
+  def encode(self, input_ids: Sequence[int], segment_ids: Sequence[int],
+             token_boundary: Sequence[int], masked_lm_positions: Sequence[int],
+             masked_lm_ids: Sequence[int], next_sentence_label: int) -> bytes:
+    """Pads to the fixed lengths (ids/positions 0, weights 0.0) and serializes."""
+    length = len(input_ids)
+    pad = self.max_seq_length - length
+    num_masked = len(masked_lm_positions)
+    pad_p = self.max_predictions_per_seq - num_masked
+    if pad < 0 or pad_p < 0:
+      raise ValueError(f"instance of {length} tokens / {num_masked} predictions exceeds "
+                       f"max_seq_length={self.max_seq_length} / "
+                       f"max_predictions_per_seq={self.max_predictions_per_seq}")
+    zeros = b"\x00" * pad
+    weights = struct.pack(f"<{self.max_predictions_per_seq}f",
+                          *([1.0] * num_masked + [0.0] * pad_p))
+    features = b"".join([
+        self._int64_feature("input_ids", self._ints(input_ids) + zeros),
+        self._int64_feature("input_mask", b"\x01" * length + zeros),
+        self._int64_feature("segment_ids", bytes(segment_ids) + zeros),
+        self._int64_feature("token_boundary", bytes(token_boundary) + zeros),
+        self._int64_feature("masked_lm_positions",
+                            self._ints(masked_lm_positions) + b"\x00" * pad_p),
+        self._int64_feature("masked_lm_ids", self._ints(masked_lm_ids) + b"\x00" * pad_p),
+        self._entry("masked_lm_weights", _field(b"\x12", _field(b"\x0a", weights))),
+        self._int64_feature("next_sentence_labels", bytes([next_sentence_label])),
+    ])
+    return _field(b"\x0a", features)
+
+
+# ---------------------------------------------------------------------------------------------
+# CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) and TFRecord framing.
+
+
+def _crc_table() -> np.ndarray:
+  """table[b]: the CRC register after feeding byte b into a zero register."""
+  poly = 0x82F63B78
+  table = np.zeros(256, dtype=np.uint32)
+  for b in range(256):
+    crc = b
+    for _ in range(8):
+      crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+    table[b] = crc
+  return table
+
+
+_TABLE = _crc_table()
+_MASK_DELTA = 0xA282EAD8
+_position_tables = np.zeros((0, 256), dtype=np.uint32)
+
+
+def _tables_up_to(width: int) -> np.ndarray:
+  """[width, 256]: row d is the contribution of a byte followed by d more bytes (zero register).
+
+  CRC-32C is linear: with a zero initial register, the CRC of a message is the XOR of each byte's
+  contribution, which depends only on the byte and on how many bytes follow it.
+  """
+  global _position_tables
+  have = _position_tables.shape[0]
+  if have < width:
+    size = max(width, 2 * have, 1024)
+    tables = np.zeros((size, 256), dtype=np.uint32)
+    tables[:have] = _position_tables
+    if have == 0:
+      tables[0] = _TABLE
+      have = 1
+    for d in range(have, size):
+      prev = tables[d - 1]
+      tables[d] = (prev >> np.uint32(8)) ^ _TABLE[prev & np.uint32(0xFF)]
+    _position_tables = tables
+  return _position_tables
+
+
+def crc32c_batch(messages: Sequence[bytes], rows_per_step: int = 256) -> np.ndarray:
+  """CRC-32C of each message (uint32 array), for a whole batch with a few numpy operations.
+
+  Messages are right-aligned in a zero-padded matrix. The initial register value 0xFFFFFFFF is
+  folded into each message's first four bytes, which makes the computation start from a zero
+  register, where leading zero bytes contribute nothing; then each message's CRC is the XOR of
+  its bytes' position-dependent contributions (`_tables_up_to`). Exact for messages of 4 bytes
+  or more; shorter ones use the byte-wise loop.
+  """
+  count = len(messages)
+  if count == 0:
+    return np.zeros(0, dtype=np.uint32)
+  lengths = np.fromiter((len(m) for m in messages), dtype=np.int64, count=count)
+  width = max(int(lengths.max()), 1)
+  flat_tables = _tables_up_to(width).reshape(-1)
+  column_base = np.arange(width - 1, -1, -1, dtype=np.int64) * 256  # column p: width-1-p follow
+  crc = np.zeros(count, dtype=np.uint32)
+  for first in range(0, count, rows_per_step):
+    rows = range(first, min(count, first + rows_per_step))
+    data = np.zeros((len(rows), width), dtype=np.uint8)
+    for r, row in enumerate(rows):
+      message = messages[row]
+      if len(message) >= 4:
+        data[r, width - len(message):] = np.frombuffer(message, dtype=np.uint8)
+        data[r, width - len(message):width - len(message) + 4] ^= 0xFF
+    contributions = flat_tables[column_base + data]
+    crc[first:first + len(rows)] = np.bitwise_xor.reduce(contributions, axis=1)
+  crc ^= np.uint32(0xFFFFFFFF)
+  for row in np.nonzero(lengths < 4)[0]:
+    crc[row] = crc32c_bytewise(messages[row])
+  return crc
+
+
+def crc32c_bytewise(message: bytes) -> int:
+  """Reference CRC-32C, one byte at a time (slow; for short messages and tests)."""
+  table = _TABLE
+  crc = 0xFFFFFFFF
+  for byte in message:
+    crc = int(table[(crc ^ byte) & 0xFF]) ^ (crc >> 8)
+  return crc ^ 0xFFFFFFFF
+
+
+def _mask(crc: np.ndarray) -> np.ndarray:
+  crc = crc.astype(np.uint64)
+  rotated = ((crc >> np.uint64(15)) | (crc << np.uint64(17))) & np.uint64(0xFFFFFFFF)
+  return ((rotated + np.uint64(_MASK_DELTA)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def frame_records(records: Sequence[bytes]) -> List[bytes]:
+  """Frames each record as TFRecord: u64 length, masked crc(length), data, masked crc(data)."""
+  if not records:
+    return []
+  headers = [struct.pack("<Q", len(r)) for r in records]
+  header_crcs = _mask(crc32c_batch(headers))
+  data_crcs = _mask(crc32c_batch(records))
+  return [h + struct.pack("<I", int(hc)) + r + struct.pack("<I", int(dc))
+          for h, hc, r, dc in zip(headers, header_crcs, records, data_crcs)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic files.
+
+
+class AtomicRecordFile:
+  """A file written under a temporary name in its directory and renamed into place on `commit`.
+
+  Used as a context manager: an exception (or a missing `commit`) removes the temporary file, so a
+  file under its final name is always complete.
+  """
+
+  TEMP_MARK = ".tmp-"
+
+  def __init__(self, path: str):
+    self.path = path
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, self.temp_path = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}{self.TEMP_MARK}", dir=directory)
+    self._file = os.fdopen(fd, "wb")
+    self.num_records = 0
+    self.num_bytes = 0
+
+  def write_framed(self, framed: bytes) -> None:
+    self._file.write(framed)
+    self.num_records += 1
+    self.num_bytes += len(framed)
+
+  def commit(self) -> None:
+    self._file.flush()
+    os.fsync(self._file.fileno())
+    self._file.close()
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(self.temp_path, 0o666 & ~umask)
+    os.replace(self.temp_path, self.path)
+
+  def abort(self) -> None:
+    if not self._file.closed:
+      self._file.close()
+    if os.path.exists(self.temp_path):
+      os.remove(self.temp_path)
+
+  def __enter__(self) -> "AtomicRecordFile":
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if exc_type is not None or not self._file.closed:
+      self.abort()
