@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (README, first command): sets up the environment, then
-# runs the encoder pipeline on the tiny configuration and the original's golden checkpoint.
-# Extra arguments are passed to `python -m albert.encoder_demo`.
+# runs the whole pretraining pipeline on data/default (vocabulary, records, pretraining, eval).
+# Extra arguments are passed to `python -m albert.pipeline`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-exec "$venv/bin/python" -m albert.encoder_demo "$@"
+exec "$venv/bin/python" -m albert.pipeline "$@"
