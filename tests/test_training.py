@@ -196,3 +196,42 @@ def test_same_seed_same_run(tmp_path, records):
   _, b = checkpoint.read_checkpoint(str(tmp_path / "b" / "model.ckpt-3"))
   for name in a:
     np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_task_loss_and_metrics_on_the_golden_batch():
+  """The loss the trainer minimises is the original model_fn's total loss (golden model_A)."""
+  from conftest import golden_arrays
+  config_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
+  task = PretrainingTask(PretrainingTaskConfig(albert_config=config_a))
+  model = task.build_model()
+  checkpoint.load_tf1_checkpoint(model, MODEL_A)
+  g = golden_arrays()
+  features = {k[len("input/"):]: v for k, v in g.items() if k.startswith("input/")}
+  outputs = model({k: features[k] for k in ("input_ids", "input_mask", "segment_ids",
+                                             "masked_lm_positions")})
+  loss, aux = task.compute_loss(features, outputs)
+  assert float(loss) == pytest.approx(float(g["output/total_loss"]), abs=2e-6)
+  metrics = task.build_metrics()
+  task.update_metrics(metrics, features, aux)
+  weights = g["input/masked_lm_weights"].reshape(-1)
+  per_example = g["output/mlm_per_example_loss"]
+  assert float(metrics["masked_lm_loss"].result()) == pytest.approx(
+      float((per_example * weights).sum() / weights.sum()), abs=2e-6)
+  predicted = g["output/mlm_log_probs"].argmax(-1)
+  correct = (predicted == g["input/masked_lm_ids"].reshape(-1)) * weights
+  assert float(metrics["masked_lm_accuracy"].result()) == pytest.approx(
+      correct.sum() / weights.sum(), abs=1e-6)
+  assert float(metrics["sentence_order_loss"].result()) == pytest.approx(
+      float(g["output/sop_loss"]), abs=2e-6)
+
+
+def test_summaries_hold_the_training_curves(tmp_path, records):
+  make_trainer(tmp_path, records).run(do_train=True, do_eval=True)
+  tags = set()
+  for split in ("train", "eval"):
+    for path in tf.io.gfile.glob(str(tmp_path / "summaries" / split / "events.*")):
+      for event in tf.compat.v1.train.summary_iterator(path):
+        tags.update(f"{split}/{v.tag}" for v in event.summary.value)
+  assert {"train/loss", "train/learning_rate", "train/gradient_norm",
+          "train/masked_lm_accuracy", "train/sentence_order_accuracy",
+          "train/examples_per_second", "eval/masked_lm_accuracy", "eval/loss"} <= tags
