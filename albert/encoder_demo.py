@@ -37,7 +37,6 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument("--skip_param_table", action="store_true")
   args = parser.parse_args(argv)
 
-  import tensorflow as tf
   import tf_keras
   from albert import checkpoint, losses, param_table
   from albert.config import AlbertConfig

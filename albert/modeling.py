@@ -11,7 +11,7 @@ Shapes: B batch, S sequence, E embedding, H hidden, N heads, L layers.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, Mapping, Union
 
 import tensorflow as tf
 import tf_keras

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import os
 from typing import Dict, List, Optional
 
 import tensorflow as tf

@@ -28,12 +28,10 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -299,7 +297,10 @@ class Trainer:
                                              "metric": metric}))
         lines.append(f"saved {tf1_prefix} to {target}")
     path = os.path.join(self.config.output_dir, "eval_results.txt")
-    previous = open(path).read() if os.path.exists(path) else ""
+    previous = ""
+    if os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        previous = f.read()
     _write_atomic(path, previous + "\n".join(lines) + "\n")
     with self._writer("eval").as_default():
       for key, value in results.items():

@@ -8,7 +8,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -12,7 +12,7 @@ import tf_keras
 
 from albert import checkpoint
 from albert.config import AlbertConfig
-from albert.modeling import AlbertBackbone, build_backbone
+from albert.modeling import build_backbone
 from albert.models import build_encoder_model, build_pretraining_model
 from conftest import CONFIGS, randomize
 
