@@ -176,7 +176,9 @@ class Embeddings(tf_keras.layers.Layer):
 # ------------------------------------------------------------------------------ the sublayers
 def attention_mask_adder(input_mask: tf.Tensor) -> tf.Tensor:
   """[B,S] mask (1 = attend) -> [B,1,1,S] float32 adder: 0 where attended, -10000 elsewhere."""
-  mask = tf.cast(input_mask, tf.float32)[:, None, None, :]
+  # expand_dims, not new-axis slicing: the latter is a StridedSlice that TFLite's builtin ops
+  # cannot run with a dynamic sequence length.
+  mask = tf.expand_dims(tf.expand_dims(tf.cast(input_mask, tf.float32), 1), 1)
   return (1.0 - mask) * MASK_ADDER
 
 
