@@ -90,7 +90,6 @@ def _free_ports(count):
   return ports
 
 
-@pytest.mark.slow
 def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path):
   one = tmp_path / "one"
   subprocess.run(command(tmp_path, one, dropout=0.0, steps=4), env=environment(), check=True,
