@@ -10,7 +10,7 @@ companion preprocessing SavedModel and a TFLite model. See docs/export.md.
 This file only turns flags into an `albert.export.ExportConfig` and calls `albert.export.export`.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from albert import flags as albert_flags
 
@@ -54,6 +54,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # TF's INFO lines about saving would bury the report
   from albert.errors import run_cleanly
   return run_cleanly(_main)
 

@@ -18,11 +18,11 @@ import tensorflow as tf
 import tf_keras
 
 
-class Dropout(tf_keras.layers.Layer):
+class SeededDropout(tf_keras.layers.Layer):
   """Inverted dropout with probability `rate` of dropping, active only when `training` is true.
 
   Example:
-    >>> drop = Dropout(0.5, seed=1)
+    >>> drop = SeededDropout(0.5, seed=1)
     >>> drop(tf.ones([2, 3]), training=False).numpy().tolist()
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
   """

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 import tf_keras
 
-from albert.dropout import Dropout
+from albert.dropout import SeededDropout
 
 LAYER_NORM_EPSILON = 1e-12
 MASK_ADDER = -10000.0
@@ -135,7 +135,7 @@ class Embeddings(tf_keras.layers.Layer):
     self.initializer_range = initializer_range
     self.dropout_rate = dropout_rate
     self.layer_norm = LayerNorm(name="LayerNorm")
-    self.dropout = Dropout(dropout_rate)
+    self.dropout = SeededDropout(dropout_rate)
 
   def build(self, input_shape):
     init = lambda: truncated_normal(self.initializer_range)  # a fresh instance per weight
@@ -210,8 +210,8 @@ class AttentionSublayer(tf_keras.layers.Layer):
     self.value = dense(hidden_size, "value", initializer_range)
     self.output_dense = dense(hidden_size, "dense", initializer_range)
     self.layer_norm = LayerNorm(name="LayerNorm")
-    self.probs_dropout = Dropout(attention_probs_dropout_prob)
-    self.output_dropout = Dropout(hidden_dropout_prob)
+    self.probs_dropout = SeededDropout(attention_probs_dropout_prob)
+    self.output_dropout = SeededDropout(hidden_dropout_prob)
 
   def _build_projections(self, input_shape) -> None:
     """Builds query/key/value in their own scopes (`.../self/query/kernel`, ...).
@@ -290,7 +290,7 @@ class FeedForwardSublayer(tf_keras.layers.Layer):
                                     activation=get_activation(hidden_act))
     self.output_dense = dense(hidden_size, "dense", initializer_range)
     self.layer_norm = LayerNorm(name="LayerNorm_1")
-    self.output_dropout = Dropout(hidden_dropout_prob)
+    self.output_dropout = SeededDropout(hidden_dropout_prob)
 
   def call(self, x, training=None):
     h = self.hidden_size
