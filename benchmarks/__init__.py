@@ -1,0 +1,1 @@
+"""Benchmarks of the ALBERT encoder (see `benchmarks/README.md`)."""
