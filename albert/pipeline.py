@@ -51,9 +51,8 @@ def frequency_baseline(train_files: List[str], eval_files: List[str], seq: int,
                        predictions: int) -> Tuple[int, float]:
   """(most frequent masked id in training, its weighted share of the eval masked ids)."""
   import tensorflow as tf
-  from albert.pretraining_data import PretrainingDataConfig, _feature_spec
-  spec = _feature_spec(PretrainingDataConfig(input_file="", max_seq_length=seq,
-                                             max_predictions_per_seq=predictions))
+  from albert.data.records import parse_spec
+  spec = parse_spec(seq, predictions)
 
   def masked(files):
     for record in tf.data.TFRecordDataset(files):
