@@ -1,7 +1,9 @@
 """The pretraining input pipeline: TFRecords of `create_pretraining_data.py` -> batches of features.
 
-Feature names and types are the original's (see `FEATURES`); ids arrive as int32, as the
-original's `_decode_record` delivers them, and `next_sentence_labels` holds the SOP label.
+The record schema is owned by `albert.data.records` (the original's names, types and lengths);
+this pipeline reads the `FEATURES` the original's `input_fn` reads (not `token_boundary`). Ids
+arrive as int32, as the original's `_decode_record` delivers them, and `next_sentence_labels`
+holds the SOP label.
 Files come from comma-separated globs; for training they are sharded per input pipeline
 (several workers or hosts), shuffled, interleaved, shuffled again in a bounded buffer and
 repeated (with fewer files than pipelines, records are sharded instead, after the shuffles, so
@@ -19,16 +21,17 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-# name -> (dtype in the record, length key)
-FEATURES = {
-    "input_ids": (tf.int64, "max_seq_length"),
-    "input_mask": (tf.int64, "max_seq_length"),
-    "segment_ids": (tf.int64, "max_seq_length"),
-    "masked_lm_positions": (tf.int64, "max_predictions_per_seq"),
-    "masked_lm_ids": (tf.int64, "max_predictions_per_seq"),
-    "masked_lm_weights": (tf.float32, "max_predictions_per_seq"),
-    "next_sentence_labels": (tf.int64, None),
-}
+from albert.data import records as records_lib
+
+# The features pretraining reads, in the record's order.
+FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
+            "masked_lm_weights", "next_sentence_labels")
+# The flag that sets each feature's length (None: always 1).
+_LENGTH_FLAG = {"input_ids": "--max_seq_length", "input_mask": "--max_seq_length",
+                "segment_ids": "--max_seq_length",
+                "masked_lm_positions": "--max_predictions_per_seq",
+                "masked_lm_ids": "--max_predictions_per_seq",
+                "masked_lm_weights": "--max_predictions_per_seq", "next_sentence_labels": None}
 
 
 class InputError(ValueError):
@@ -58,11 +61,10 @@ def expand_files(patterns: str, flag: str = "--input_file") -> List[str]:
   return sorted(dict.fromkeys(files))
 
 
-def _feature_spec(config: PretrainingDataConfig) -> Dict[str, tf.io.FixedLenFeature]:
-  lengths = {"max_seq_length": config.max_seq_length,
-             "max_predictions_per_seq": config.max_predictions_per_seq, None: 1}
-  return {name: tf.io.FixedLenFeature([lengths[key]], dtype)
-          for name, (dtype, key) in FEATURES.items()}
+def feature_spec(config: PretrainingDataConfig) -> Dict[str, tf.io.FixedLenFeature]:
+  """`tf.io.parse_single_example` spec of the features pretraining reads."""
+  spec = records_lib.parse_spec(config.max_seq_length, config.max_predictions_per_seq)
+  return {name: spec[name] for name in FEATURES}
 
 
 def check_records(files: List[str], config: PretrainingDataConfig) -> None:
@@ -76,16 +78,16 @@ def check_records(files: List[str], config: PretrainingDataConfig) -> None:
     raise InputError(f"{first}: contains no record")
   example = tf.train.Example.FromString(record.numpy())
   found = example.features.feature
-  flags = {"max_seq_length": "--max_seq_length", "max_predictions_per_seq":
-           "--max_predictions_per_seq"}
-  for name, (dtype, key) in FEATURES.items():
+  spec = records_lib.feature_spec(config.max_seq_length, config.max_predictions_per_seq)
+  for name in FEATURES:
+    dtype, want = spec[name]
     if name not in found:
       raise InputError(f"{first}: record has no feature {name!r} (has {sorted(found)}); is it "
                        "a file written by create_pretraining_data.py?")
-    values = found[name].float_list.value if dtype == tf.float32 else found[name].int64_list.value
-    want = 1 if key is None else getattr(config, key)
+    values = found[name].float_list.value if dtype == "float32" else found[name].int64_list.value
     if len(values) != want:
-      where = f"{flags[key]}={want}" if key else "1"
+      flag = _LENGTH_FLAG[name]
+      where = f"{flag}={want}" if flag else "1"
       raise InputError(f"{first}: feature {name!r} has length {len(values)}, but {where}; the "
                        "flag must equal the value the records were created with")
 
@@ -100,7 +102,7 @@ def make_dataset(files: List[str], config: PretrainingDataConfig, batch_size: in
                  is_training: bool,
                  input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
   """Batches of `batch_size` (per replica) feature dicts; endless (repeated) in both modes."""
-  spec = _feature_spec(config)
+  spec = feature_spec(config)
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline = input_context.input_pipeline_id if input_context else 0
   d = tf.data.Dataset.from_tensor_slices(files)

@@ -18,7 +18,13 @@
 
 Differences from the original, on purpose: gradients are summed over replicas before clipping
 (the original clipped each TPU core's gradient, then averaged), so that N replicas compute what
-one device computes with the same global batch.
+one device computes with the same global batch; and embedding gradients are made dense before
+clipping, so the global norm is that of the true gradient on every device (the original's was
+on TPU, with one-hot embeddings; on CPU/GPU its sparse gradients counted each repeated token's
+slice separately in the norm).
+
+`make_train_loop` is the compiled step loop itself, usable around any model and optimizer
+(the pretraining benchmark runs tf-models-official's model through it).
 """
 
 from __future__ import annotations
@@ -90,6 +96,70 @@ class TrainerConfig:
 def _format_duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def make_train_loop(strategy: tf.distribute.Strategy,
+                    forward: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
+                    variables: Callable[[], List[tf.Variable]], optimizer, task: Task,
+                    metrics, *, clip_norm: float = 1.0, enable_xla: bool = False,
+                    dense_gradients: bool = True):
+  """The compiled host loop of training: `train_loop(iterator, steps) -> (loss, norm, bad_step)`.
+
+  Each step, on every replica: `forward(features)` (training mode) -> the task's loss /
+  replicas (scaled when `optimizer` is a LossScaleOptimizer) -> gradients of `variables()` ->
+  summed over replicas -> clipped to global norm `clip_norm` -> applied; then the task's
+  metrics are updated. `dense_gradients` (the Trainer's choice) turns the IndexedSlices of
+  embedding lookups into dense tensors and sums them with one explicit all-reduce; False leaves
+  them sparse and lets `apply_gradients` aggregate them, as tf-models-official's trainer does
+  (the pretraining benchmark runs its peer through this loop that way). `enable_xla` compiles
+  the replica step with XLA. Returns the replica means of the last step's loss and gradient
+  norm, and the step whose loss (or, without loss scaling, gradient norm) was not finite, -1
+  when none was; the loop stops there.
+  """
+  replicas = strategy.num_replicas_in_sync
+  loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+
+  def replica_step(features):
+    with tf.GradientTape() as tape:
+      loss, aux = task.compute_loss(features, forward(features))
+      scaled = loss / replicas
+      if loss_scaled:
+        scaled = optimizer.get_scaled_loss(scaled)
+    trainable = variables()
+    grads = tape.gradient(scaled, trainable)
+    if dense_gradients:
+      grads = [tf.convert_to_tensor(g) for g in grads]
+    if loss_scaled:
+      grads = optimizer.get_unscaled_gradients(grads)
+    if dense_gradients:
+      grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grads, norm = tf.clip_by_global_norm(grads, clip_norm)
+    if dense_gradients:  # summed above
+      optimizer.apply_gradients(zip(grads, trainable), skip_gradients_aggregation=True)
+    else:  # (a legacy OptimizerV2, such as tf-models' LAMB, has no such argument)
+      optimizer.apply_gradients(zip(grads, trainable))
+    task.update_metrics(metrics, features, aux)
+    return loss, norm
+
+  if enable_xla:
+    replica_step = tf.function(replica_step, jit_compile=True)
+
+  @tf.function
+  def train_loop(iterator, steps):
+    loss = tf.constant(0.0)
+    norm = tf.constant(0.0)
+    bad_step = tf.constant(-1, tf.int64)
+    for _ in tf.range(steps):
+      per_replica_loss, per_replica_norm = strategy.run(replica_step, args=(next(iterator),))
+      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_loss, axis=None)
+      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_norm, axis=None)
+      # Under loss scaling, overflowing gradients are expected: that step is skipped.
+      if not tf.math.is_finite(loss) or (not loss_scaled and not tf.math.is_finite(norm)):
+        bad_step = tf.cast(optimizer.iterations, tf.int64) - 1
+        break
+    return loss, norm, bad_step
+
+  return train_loop
 
 
 class Trainer:
@@ -166,47 +236,11 @@ class Trainer:
     return {k: v for k, v in features.items() if names is None or k in names}
 
   def _make_train_loop(self):
-    model, optimizer, task, c = self.model, self.optimizer, self.task, self.config
-    replicas, metrics = self.replicas, self.train_metrics
-    loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
-
-    def replica_step(features):
-      with tf.GradientTape() as tape:
-        outputs = model(self._model_inputs(features), training=True)
-        loss, aux = task.compute_loss(features, outputs)
-        scaled = loss / replicas
-        if loss_scaled:
-          scaled = optimizer.get_scaled_loss(scaled)
-      variables = model.trainable_variables
-      grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, variables)]
-      if loss_scaled:
-        grads = optimizer.get_unscaled_gradients(grads)
-      grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-      grads, norm = tf.clip_by_global_norm(grads, c.clip_norm)
-      optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
-      task.update_metrics(metrics, features, aux)
-      return loss, norm
-
-    if c.enable_xla:
-      replica_step = tf.function(replica_step, jit_compile=True)
-    strategy = self.strategy
-
-    @tf.function
-    def train_loop(iterator, steps):
-      loss = tf.constant(0.0)
-      norm = tf.constant(0.0)
-      bad_step = tf.constant(-1, tf.int64)
-      for _ in tf.range(steps):
-        per_replica_loss, per_replica_norm = strategy.run(replica_step, args=(next(iterator),))
-        loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_loss, axis=None)
-        norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_norm, axis=None)
-        # Under loss scaling, overflowing gradients are expected: that step is skipped.
-        if not tf.math.is_finite(loss) or (not loss_scaled and not tf.math.is_finite(norm)):
-          bad_step = tf.cast(optimizer.iterations, tf.int64) - 1
-          break
-      return loss, norm, bad_step
-
-    return train_loop
+    model = self.model
+    return make_train_loop(
+        self.strategy, lambda features: model(self._model_inputs(features), training=True),
+        lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
+        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
 
   def _make_eval_step(self):
     model, task, metrics = self.model, self.task, self.eval_metrics

@@ -317,7 +317,7 @@ def summarize(records: List[Dict]) -> List[Dict]:
     s = {"kind": "summary", "impl": key[0], "case": key[1], "mode": key[2], "xla": key[3],
          "precision": key[4], "repeats": len(group)}
     for field, value in group[0].items():
-      if isinstance(value, float) and field not in ("load_avg_1m", "pct_of_start_ceiling"):
+      if isinstance(value, float) and field != "pct_of_start_ceiling":
         s[field] = _median_of(group, field)
     out.append(s)
   return out
@@ -487,7 +487,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
       for precision in precisions:
         for xla in xlas:
           for mode in modes:
-            for impl in impls:  # ours and peer back to back: similar machine load
+            # ours and peer back to back (similar machine load), the order alternating
+            # with the repeat so that neither always runs first
+            for impl in (impls if repeat % 2 == 0 else impls[::-1]):
               specs.append({"impl": impl, "batch": batch, "seq": seq, "mode": mode, "xla": xla,
                             "precision": precision, "config": config, "steps": args.steps,
                             "warmup": args.warmup, "min_seconds": args.min_seconds, "seed": 0,

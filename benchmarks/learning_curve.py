@@ -159,11 +159,10 @@ def baselines(data: Dict, seq: int, predictions: int) -> Dict:
   SOP: the share of the majority label of the held-out records."""
   import tensorflow as tf
   from albert.pipeline import frequency_baseline
-  from albert.pretraining_data import PretrainingDataConfig, _feature_spec
+  from albert.data.records import parse_spec
   most, mlm = frequency_baseline([data["records"]["train"]], [data["records"]["eval"]], seq,
                                  predictions)
-  spec = _feature_spec(PretrainingDataConfig(input_file="", max_seq_length=seq,
-                                             max_predictions_per_seq=predictions))
+  spec = parse_spec(seq, predictions)
   labels = [int(tf.io.parse_single_example(r, spec)["next_sentence_labels"][0])
             for r in tf.data.TFRecordDataset(data["records"]["eval"])]
   ones = sum(labels) / max(len(labels), 1)

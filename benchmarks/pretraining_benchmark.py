@@ -15,11 +15,12 @@ over an in-memory synthetic batch:
           same sizes (MLM head: `layers.MaskedLM`, gelu transform, tied decoder), the SOP layer
           (Dense(2) on the encoder's `pooled_output`, as the original), LAMB from
           `official.modeling.optimization.lamb` (`--peer-optimizer ours`: our LAMB on its
-          variables), `tf.clip_by_global_norm(grads, 1.0)`, in a host loop that mirrors the
-          Trainer's (same `strategy.run`, reduce, finiteness check, metrics; XLA compiles the
-          replica step the same way).
-  ours_mirror  (optional) our model and LAMB through the peer's loop: checks that the loop
-          itself is not what makes a difference.
+          variables), `tf.clip_by_global_norm(grads, 1.0)`, run by the Trainer's host loop
+          itself (`albert.training.make_train_loop`: same `strategy.run`, reduce, finiteness
+          check, metrics, XLA on the replica step), its embedding gradients left sparse as
+          tf-models-official's trainer leaves them.
+  ours_mirror  (optional) our model and LAMB built outside the Trainer, through the same
+          `make_train_loop` as the peer: checks that the loop is not what makes a difference.
   trainer (ours only) the real `Trainer.run()` on records written by `create_pretraining_data`
           (`data/default/corpus.txt`, seeded): steps/s from its own progress lines, first loop
           (tracing) excluded. Shows whether the input pipeline keeps up with the step.
@@ -38,11 +39,12 @@ parameter count, CPU utilisation, the 1-minute load average before and after. Th
 `"kind": "summary"` (medians over repeats), `"kind": "ratio"` (ours / peer) and
 `"kind": "trainer"` (real Trainer vs the synthetic loop) lines, and a table on stderr.
 `--breakdown` adds forward-only and forward+backward timings per measurement (where the time
-goes); `--out` writes the records to a JSON file (default benchmarks/results/pretraining.json).
+goes); `--out` writes the records to a JSON file (default
+benchmarks/results/pretraining.json).
 
 Run from the repository root:
 
-  PYTHONPATH=. python benchmarks/pretraining_benchmark.py              # everything (~1 hour)
+  PYTHONPATH=. python benchmarks/pretraining_benchmark.py              # all (~45 min, quiet machine)
   PYTHONPATH=. python benchmarks/pretraining_benchmark.py --quick      # smoke run, < 1 minute
   PYTHONPATH=. python benchmarks/pretraining_benchmark.py --cases tiny-64x64 --xla off
 
@@ -205,55 +207,6 @@ def _peer_optimizer(kind: str):
                    exclude_from_layer_adaptation=EXCLUDE)
 
 
-def make_mirror_loop(forward, variables, optimizer, task, metrics, xla: bool, densify: bool,
-                     clip_norm: float = 1.0):
-  """The Trainer's host loop (`Trainer._make_train_loop`) around another model and optimizer.
-
-  `densify`: convert IndexedSlices gradients to dense and all-reduce them as the Trainer does
-  (ours_mirror); the peer keeps its gradients as tf-models-official's trainer does and lets
-  `apply_gradients` aggregate (a no-op on one device).
-  """
-  tf, _ = _import_tensorflow()
-  strategy = tf.distribute.get_strategy()
-  replicas = strategy.num_replicas_in_sync
-
-  def replica_step(features):
-    with tf.GradientTape() as tape:
-      outputs = forward(features, True)
-      loss, aux = task.compute_loss(features, outputs)
-      scaled = loss / replicas
-    grads = tape.gradient(scaled, variables)
-    if densify:
-      grads = [tf.convert_to_tensor(g) for g in grads]
-      grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    grads, norm = tf.clip_by_global_norm(grads, clip_norm)
-    if densify:
-      optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
-    else:
-      optimizer.apply_gradients(zip(grads, variables))
-    task.update_metrics(metrics, features, aux)
-    return loss, norm
-
-  if xla:
-    replica_step = tf.function(replica_step, jit_compile=True)
-
-  @tf.function
-  def train_loop(iterator, steps):
-    loss = tf.constant(0.0)
-    norm = tf.constant(0.0)
-    bad_step = tf.constant(-1, tf.int64)
-    for _ in tf.range(steps):
-      per_replica_loss, per_replica_norm = strategy.run(replica_step, args=(next(iterator),))
-      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_loss, axis=None)
-      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_norm, axis=None)
-      if not tf.math.is_finite(loss) or not tf.math.is_finite(norm):
-        bad_step = tf.cast(optimizer.iterations, tf.int64) - 1
-        break
-    return loss, norm, bad_step
-
-  return train_loop
-
-
 def _time_calls(fn, warmup: int, min_calls: int, min_seconds: float, max_calls: int = 100):
   """Untimed warm-up calls, then >= min_calls timed calls lasting >= min_seconds in total."""
   import psutil  # pylint: disable=import-outside-toplevel
@@ -282,10 +235,11 @@ def run_loop_worker(spec: Dict) -> Dict:
   tf, tf_keras = _import_tensorflow()
   import numpy as np  # pylint: disable=import-outside-toplevel
   impl, xla, batch, seq = spec["impl"], spec["xla"], spec["batch"], spec["seq"]
-  if impl == "peer":
+  if impl == "peer":  # imported here so that import_s counts the peer's own import
     import official.nlp.modeling.models  # pylint: disable=import-outside-toplevel,unused-import
   from albert.tasks.pretraining import (  # pylint: disable=import-outside-toplevel
       PretrainingTask, PretrainingTaskConfig)
+  from albert.training import make_train_loop  # pylint: disable=import-outside-toplevel
   t_import = time.time()
 
   config = _albert_config(spec)
@@ -330,8 +284,11 @@ def run_loop_worker(spec: Dict) -> Dict:
       if hasattr(optimizer, "build") and not isinstance(
           optimizer, tf_keras.optimizers.legacy.Optimizer):
         optimizer.build(variables)
-      train_loop = make_mirror_loop(forward, variables, optimizer, task, metrics, xla,
-                                    densify=(impl == "ours_mirror"))
+      # The Trainer's own host loop around the other model and optimizer; the peer keeps its
+      # embedding gradients sparse, as tf-models-official's trainer does.
+      train_loop = make_train_loop(strategy, lambda feats: forward(feats, True),
+                                   lambda: variables, optimizer, task, metrics,
+                                   enable_xla=xla, dense_gradients=(impl == "ours_mirror"))
     iterator = iter(strategy.distribute_datasets_from_function(lambda _: dataset))
     t_build = time.time()
     rss_built = _rss_mb()

@@ -2,7 +2,7 @@
 
 This module owns the on-disk format written by `create_pretraining_data.py`:
 
-* `FEATURE_SPEC(max_seq_length, max_predictions_per_seq)`: the original's features, names, types and
+* `feature_spec(max_seq_length, max_predictions_per_seq)`: the original's features, names, types and
   lengths (ARCHITECTURE.md, item 4): `input_ids, input_mask, segment_ids, token_boundary` int64
   [max_seq_length]; `masked_lm_positions, masked_lm_ids` int64 and `masked_lm_weights` float
   [max_predictions_per_seq]; `next_sentence_labels` int64 [1] (the SOP label).
