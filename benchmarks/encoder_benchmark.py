@@ -31,13 +31,17 @@ import concurrent.futures
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULT_PREFIX = "@@BENCHMARK_RESULT@@ "
+if __package__:
+  from benchmarks import common
+else:  # run as a script: benchmarks/ is sys.path[0]
+  import common  # pylint: disable=import-error
+
+REPO_DIR, RESULTS_DIR = common.REPO_DIR, common.RESULTS_DIR
+
 IMPLS = ("ours", "peer")
 MODES = ("infer", "train")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -80,17 +84,9 @@ def parse_case(case: str):
 
 
 # ------------------------------------------------------------------------------------ worker
-def _import_tensorflow():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf-models-official needs tf_keras as tf.keras
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  import tf_keras  # pylint: disable=import-outside-toplevel
-  return tf, tf_keras
-
-
 def build_encoder(impl: str, config: Dict):
   """(model, call) where call(ids, mask, seg, training) -> (sequence_output, pooled_output)."""
-  tf, tf_keras = _import_tensorflow()
+  tf, tf_keras = common.import_tensorflow("3")
   if impl == "ours":
     from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
     from albert.models import build_encoder_model  # pylint: disable=import-outside-toplevel
@@ -134,11 +130,6 @@ def make_inputs(config: Dict, batch: int, seq: int, seed: int = 0):
   return ids, mask, seg
 
 
-def _rss_peak_mb() -> float:
-  import resource  # pylint: disable=import-outside-toplevel
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def _time_calls(fn, warmup: int, steps: Optional[int], min_seconds: float,
                 max_steps: int = 200):
   """Warm-up calls, then timed calls: `steps` of them, or (None) >= 3 and >= min_seconds."""
@@ -168,7 +159,7 @@ def run_worker(spec: Dict) -> Dict:
   process_start = psutil.Process().create_time()
   load_before = os.getloadavg()[0]
   t0 = time.time()
-  tf, tf_keras = _import_tensorflow()
+  tf, tf_keras = common.import_tensorflow("3")
   import numpy as np  # pylint: disable=import-outside-toplevel
   impl, mode, xla, precision = spec["impl"], spec["mode"], spec["xla"], spec["precision"]
   config, batch, seq = spec["config"], spec["batch"], spec["seq"]
@@ -214,7 +205,7 @@ def run_worker(spec: Dict) -> Dict:
   run()
   t_first = time.time()
   times, cpu_util = _time_calls(run, spec["warmup"], spec.get("steps"), spec["min_seconds"])
-  peak_mb = _rss_peak_mb()
+  peak_mb = common.rss_peak_mb()
   median = statistics.median(times)
   flops = step_flops(config, batch, seq, mode)
   result = {
@@ -249,7 +240,7 @@ def run_worker(spec: Dict) -> Dict:
 
 def run_ceiling(spec: Dict) -> Dict:
   """Median GFLOP/s of an n x n x n matmul: float32 (the ceiling), float32 XLA, bfloat16."""
-  tf, _ = _import_tensorflow()
+  tf, _ = common.import_tensorflow("3")
   n, repeats = spec["n"], spec["repeats"]
   result = {"n": n, "repeats": repeats, "load_avg_1m": os.getloadavg()[0]}
   for key, dtype, xla in (("float32", tf.float32, False), ("float32_xla", tf.float32, True),
@@ -271,41 +262,15 @@ def _worker_main(spec_json: str) -> None:
       result = run_ceiling(spec)
     else:
       if i:
-        _, tf_keras = _import_tensorflow()
+        _, tf_keras = common.import_tensorflow("3")
         tf_keras.backend.clear_session()
       result = run_worker(spec)
       if i:  # not a fresh process: no import, peak RSS is the process's so far
         result.update(shared_process=True, startup_s=result["startup_s"] - result["import_s"])
-    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    common.emit_result(result)
 
 
 # ------------------------------------------------------------------------------ orchestrator
-def run_subprocess(specs: List[Dict], timeout: float) -> List[Dict]:
-  """Runs the specs in one fresh interpreter; a result per spec (or {"error": ...})."""
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_DIR, env.get("PYTHONPATH")) if p)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  env["TF_USE_LEGACY_KERAS"] = "1"
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(specs)]
-  try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=REPO_DIR, check=False)
-    stdout, error = proc.stdout, f"exit code {proc.returncode}"
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-  except subprocess.TimeoutExpired as e:
-    stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-    error, tail = f"timeout after {timeout:.0f} s", []
-  results = [json.loads(line[len(RESULT_PREFIX):]) for line in stdout.splitlines()
-             if line.startswith(RESULT_PREFIX)]
-  return results + [{"error": error, "stderr_tail": tail}] * (len(specs) - len(results))
-
-
-def _median_of(records: List[Dict], key: str) -> Optional[float]:
-  values = [r[key] for r in records if r.get(key) is not None]
-  return statistics.median(values) if values else None
-
-
 def summarize(records: List[Dict]) -> List[Dict]:
   """Per (impl, case, mode, xla, precision): the median of every numeric field over repeats."""
   groups: Dict[tuple, List[Dict]] = {}
@@ -318,13 +283,9 @@ def summarize(records: List[Dict]) -> List[Dict]:
          "precision": key[4], "repeats": len(group)}
     for field, value in group[0].items():
       if isinstance(value, float) and field != "pct_of_start_ceiling":
-        s[field] = _median_of(group, field)
+        s[field] = common.median_of(group, field)
     out.append(s)
   return out
-
-
-def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
-  return a / b if a is not None and b else None
 
 
 def ratios(summary: List[Dict]) -> List[Dict]:
@@ -338,10 +299,10 @@ def ratios(summary: List[Dict]) -> List[Dict]:
     out.append({
         "kind": "ratio", "case": case, "mode": mode, "xla": xla, "precision": precision,
         "ours_tokens_per_s": ours["tokens_per_s"], "peer_tokens_per_s": peer["tokens_per_s"],
-        "speed_ratio": _ratio(ours["tokens_per_s"], peer["tokens_per_s"]),
-        "speed_ratio_best": _ratio(ours["tokens_per_s_best"], peer["tokens_per_s_best"]),
-        "startup_ratio": _ratio(ours["startup_s"], peer["startup_s"]),
-        "peak_rss_ratio": _ratio(ours["peak_rss_mb"], peer["peak_rss_mb"]),
+        "speed_ratio": common.ratio(ours["tokens_per_s"], peer["tokens_per_s"]),
+        "speed_ratio_best": common.ratio(ours["tokens_per_s_best"], peer["tokens_per_s_best"]),
+        "startup_ratio": common.ratio(ours["startup_s"], peer["startup_s"]),
+        "peak_rss_ratio": common.ratio(ours["peak_rss_mb"], peer["peak_rss_mb"]),
         "ours_pct_of_ceiling": ours.get("pct_of_ceiling"),
         "peer_pct_of_ceiling": peer.get("pct_of_ceiling"),
     })
@@ -358,15 +319,11 @@ def bf16_reports(summary: List[Dict]) -> List[Dict]:
       continue
     rec = {"kind": "bf16", "impl": impl, "case": case, "mode": mode, "xla": xla,
            "float32_tokens_per_s": fp["tokens_per_s"], "bf16_tokens_per_s": bf["tokens_per_s"],
-           "speedup_vs_float32": _ratio(bf["tokens_per_s"], fp["tokens_per_s"]),
-           "speedup_vs_float32_best": _ratio(bf["tokens_per_s_best"], fp["tokens_per_s_best"])}
+           "speedup_vs_float32": common.ratio(bf["tokens_per_s"], fp["tokens_per_s"]),
+           "speedup_vs_float32_best": common.ratio(bf["tokens_per_s_best"], fp["tokens_per_s_best"])}
     rec.update({k: v for k, v in bf.items() if k.startswith(("drift_", "ref_"))})
     out.append(rec)
   return out
-
-
-def _fmt(value, spec=".0f", none="-"):
-  return none if value is None else format(value, spec)
 
 
 def print_table(summary: List[Dict], ceiling: Dict, stream=sys.stderr) -> None:
@@ -374,9 +331,9 @@ def print_table(summary: List[Dict], ceiling: Dict, stream=sys.stderr) -> None:
   by_key = {(s["impl"], s["case"], s["mode"], s["xla"], s["precision"]): s for s in summary}
   rows = sorted({k[1:] for k in by_key},
                 key=lambda k: (k[3], parse_case(k[0]), k[1], k[2]))
-  stream.write(f"\nfloat32 matmul ceiling {_fmt(ceiling.get('float32_gflops'), '.1f')} GFLOP/s "
-               f"(XLA {_fmt(ceiling.get('float32_xla_gflops'), '.1f')}, bfloat16 "
-               f"{_fmt(ceiling.get('bfloat16_gflops'), '.1f')})\n")
+  stream.write(f"\nfloat32 matmul ceiling {common.fmt(ceiling.get('float32_gflops'), '.1f')} GFLOP/s "
+               f"(XLA {common.fmt(ceiling.get('float32_xla_gflops'), '.1f')}, bfloat16 "
+               f"{common.fmt(ceiling.get('bfloat16_gflops'), '.1f')})\n")
   header = ("precision", "case", "mode", "xla", "ours tok/s", "peer tok/s", "ratio",
             "ours %ceil", "peer %ceil", "ours start s", "peer start s", "ours MB", "peer MB")
   widths = (14, 6, 5, 3, 10, 10, 5, 10, 10, 12, 12, 7, 7)
@@ -385,11 +342,11 @@ def print_table(summary: List[Dict], ceiling: Dict, stream=sys.stderr) -> None:
     o, p = by_key.get(("ours", case, mode, xla, precision), {}), by_key.get(
         ("peer", case, mode, xla, precision), {})
     cells = (precision, case, mode, "on" if xla else "off",
-             _fmt(o.get("tokens_per_s")), _fmt(p.get("tokens_per_s")),
-             _fmt(_ratio(o.get("tokens_per_s"), p.get("tokens_per_s")), ".2f"),
-             _fmt(o.get("pct_of_ceiling"), ".1f"), _fmt(p.get("pct_of_ceiling"), ".1f"),
-             _fmt(o.get("startup_s"), ".1f"), _fmt(p.get("startup_s"), ".1f"),
-             _fmt(o.get("peak_rss_mb")), _fmt(p.get("peak_rss_mb")))
+             common.fmt(o.get("tokens_per_s")), common.fmt(p.get("tokens_per_s")),
+             common.fmt(common.ratio(o.get("tokens_per_s"), p.get("tokens_per_s")), ".2f"),
+             common.fmt(o.get("pct_of_ceiling"), ".1f"), common.fmt(p.get("pct_of_ceiling"), ".1f"),
+             common.fmt(o.get("startup_s"), ".1f"), common.fmt(p.get("startup_s"), ".1f"),
+             common.fmt(o.get("peak_rss_mb")), common.fmt(p.get("peak_rss_mb")))
     stream.write("  ".join(c.rjust(w) for c, w in zip(cells, widths)) + "\n")
   stream.flush()
 
@@ -502,14 +459,14 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
 
   ceilings = []
   if args.jobs == 1:  # alone on the machine (as far as we are concerned), before everything
-    ceilings.append(run_subprocess([ceiling_spec], args.timeout)[0])
+    ceilings.append(common.run_subprocess(__file__, [ceiling_spec], args.timeout, "3")[0])
     emit({"kind": "ceiling", "when": "start", **ceilings[0]})
   measurements = []
   with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-    late_ceiling = pool.submit(run_subprocess, [ceiling_spec], args.timeout) if (
+    late_ceiling = pool.submit(common.run_subprocess, __file__, [ceiling_spec], args.timeout, "3") if (
         args.jobs > 1) else None
     for group, results in zip(groups, pool.map(
-        lambda g: run_subprocess(g, args.timeout), groups)):  # in order
+        lambda g: common.run_subprocess(__file__, g, args.timeout, "3"), groups)):  # in order
       for spec, result in zip(group, results):
         record = {"kind": "measurement", "repeat": spec["repeat"], **result}
         if "error" in result:
@@ -524,7 +481,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
       ceilings.append(late_ceiling.result()[0])
       emit({"kind": "ceiling", "when": "concurrent", **ceilings[-1]})
   if not args.quick:  # the ceiling again, after
-    ceilings.append(run_subprocess([ceiling_spec], args.timeout)[0])
+    ceilings.append(common.run_subprocess(__file__, [ceiling_spec], args.timeout, "3")[0])
     emit({"kind": "ceiling", "when": "end", **ceilings[-1]})
   best = {}  # each ceiling: the higher median of the start and end runs (the less disturbed)
   for key in ("float32_gflops", "float32_xla_gflops", "bfloat16_gflops"):

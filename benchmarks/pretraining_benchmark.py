@@ -60,15 +60,18 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS_DIR = os.path.join(REPO_DIR, "benchmarks", "results")
-RESULT_PREFIX = "@@BENCHMARK_RESULT@@ "
+if __package__:
+  from benchmarks import common
+else:  # run as a script: benchmarks/ is sys.path[0]
+  import common  # pylint: disable=import-error
+
+REPO_DIR, RESULTS_DIR = common.REPO_DIR, common.RESULTS_DIR
+
 IMPLS = ("ours", "peer", "ours_mirror", "trainer")
 LEARNING_RATE, WARMUP_STEPS = 0.00176, 3125  # the original's defaults
 EXCLUDE = ["LayerNorm", "layer_norm", "bias"]
@@ -93,14 +96,6 @@ def case_spec(name: str) -> Dict:
 
 
 # ------------------------------------------------------------------------------------ worker
-def _import_tensorflow():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf-models-official needs tf_keras as tf.keras
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  import tf_keras  # pylint: disable=import-outside-toplevel
-  return tf, tf_keras
-
-
 def _albert_config(spec: Dict):
   from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
   config = AlbertConfig.from_json_file(spec["config_file"])
@@ -137,11 +132,6 @@ def _rss_mb() -> float:
   return psutil.Process().memory_info().rss / 2**20
 
 
-def _rss_peak_mb() -> float:
-  import resource  # pylint: disable=import-outside-toplevel
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def _ours_trainer(spec: Dict, output_dir: str, train_data=None):
   """A Trainer on the PretrainingTask with the original's LAMB settings (not run yet)."""
   from albert.tasks.pretraining import (  # pylint: disable=import-outside-toplevel
@@ -162,7 +152,7 @@ def _ours_trainer(spec: Dict, output_dir: str, train_data=None):
 
 def _peer_model(spec: Dict):
   """(pretrainer, sop layer, forward(features, training) -> outputs) of tf-models-official."""
-  tf, tf_keras = _import_tensorflow()
+  tf, tf_keras = common.import_tensorflow()
   from official.modeling import activations  # pylint: disable=import-outside-toplevel
   from official.nlp.modeling import models, networks  # pylint: disable=import-outside-toplevel
   c = _albert_config(spec)
@@ -198,7 +188,7 @@ def _peer_optimizer(kind: str):
   if kind == "ours":
     from albert import optimization  # pylint: disable=import-outside-toplevel
     return optimization.create_optimizer(LEARNING_RATE, 10**6, WARMUP_STEPS, optimizer="lamb")
-  _, tf_keras = _import_tensorflow()
+  _, tf_keras = common.import_tensorflow()
   from official.modeling.optimization import lamb, lr_schedule  # pylint: disable=import-outside-toplevel
   decay = tf_keras.optimizers.schedules.PolynomialDecay(LEARNING_RATE, 10**6, 0.0, power=1.0)
   schedule = lr_schedule.LinearWarmup(decay, WARMUP_STEPS, 0.0)
@@ -232,7 +222,7 @@ def run_loop_worker(spec: Dict) -> Dict:
   process_start = psutil.Process().create_time()
   load_before = os.getloadavg()[0]
   t0 = time.time()
-  tf, tf_keras = _import_tensorflow()
+  tf, tf_keras = common.import_tensorflow()
   import numpy as np  # pylint: disable=import-outside-toplevel
   impl, xla, batch, seq = spec["impl"], spec["xla"], spec["batch"], spec["seq"]
   if impl == "peer":  # imported here so that import_s counts the peer's own import
@@ -305,7 +295,7 @@ def run_loop_worker(spec: Dict) -> Dict:
     t_first = time.time()
     times, cpu_util = _time_calls(run, spec["warmup"], spec["min_calls"], spec["min_seconds"])
     last_loss = run()
-    peak_mb = _rss_peak_mb()
+    peak_mb = common.rss_peak_mb()
     per_step = [t / spec["steps_per_call"] for t in times]
     median = statistics.median(per_step)
     result = {
@@ -331,7 +321,7 @@ def run_loop_worker(spec: Dict) -> Dict:
 
 def _breakdown(spec: Dict, forward, variables, task, features) -> Dict:
   """Median ms of forward+loss and of forward+loss+gradients (+clip), same XLA setting."""
-  tf, _ = _import_tensorflow()
+  tf, _ = common.import_tensorflow()
   feats = {k: tf.constant(v) for k, v in features.items()}
 
   @tf.function(jit_compile=spec["xla"])
@@ -364,7 +354,7 @@ def run_trainer_worker(spec: Dict) -> Dict:
   import psutil  # pylint: disable=import-outside-toplevel
   process_start = psutil.Process().create_time()
   load_before = os.getloadavg()[0]
-  _import_tensorflow()
+  common.import_tensorflow()
   from albert.pretraining_data import PretrainingDataConfig  # pylint: disable=import-outside-toplevel
   lines: List[str] = []
   stamps: List[float] = []  # when each progress line was logged
@@ -402,7 +392,7 @@ def run_trainer_worker(spec: Dict) -> Dict:
       "steps_per_s": 1.0 / median, "steps_per_s_best": 1.0 / min(per_step),
       "steps_per_s_progress_line": line_rate,
       "tokens_per_s": spec["batch"] * spec["seq"] / median, "step_ms_median": 1e3 * median,
-      "peak_rss_mb": _rss_peak_mb(), "run_wall_s": wall, "startup_s": t_start - process_start,
+      "peak_rss_mb": common.rss_peak_mb(), "run_wall_s": wall, "startup_s": t_start - process_start,
       "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0],
       "records": spec["records"], "progress_lines": lines[-3:],
   }
@@ -418,8 +408,7 @@ def _worker_main(spec_json: str) -> None:
       import traceback  # pylint: disable=import-outside-toplevel
       traceback.print_exc()
       result = {"error": f"{type(e).__name__}: {e}"}
-    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    common.emit_result(result)
 
 
 # --------------------------------------------------------------------------------- records
@@ -468,29 +457,6 @@ def make_records(work_dir: str, cases: List[Dict], quick: bool, log) -> Dict[str
 
 
 # ------------------------------------------------------------------------------ orchestrator
-def run_subprocess(specs: List[Dict], timeout: float) -> List[Dict]:
-  """Runs the specs one after the other in one fresh interpreter; a result per spec."""
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_DIR, env.get("PYTHONPATH")) if p)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  env["TF_USE_LEGACY_KERAS"] = "1"
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(specs)]
-  try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=REPO_DIR, check=False)
-    stdout, error = proc.stdout, f"exit code {proc.returncode}"
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-  except subprocess.TimeoutExpired as e:
-    stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-    error, tail = f"timeout after {timeout:.0f} s", []
-  results = [json.loads(line[len(RESULT_PREFIX):]) for line in stdout.splitlines()
-             if line.startswith(RESULT_PREFIX)]
-  for r in results:
-    if "error" in r:
-      r["stderr_tail"] = tail
-  return results + [{"error": error, "stderr_tail": tail}] * (len(specs) - len(results))
-
-
 def summarize(records: List[Dict]) -> List[Dict]:
   """Per (impl, case, xla): the median of every numeric field over the repeats."""
   groups: Dict[tuple, List[Dict]] = {}
@@ -509,10 +475,6 @@ def summarize(records: List[Dict]) -> List[Dict]:
     s["steps_per_s_all"] = [g["steps_per_s"] for g in group]
     out.append(s)
   return out
-
-
-def _ratio(a, b):
-  return a / b if a is not None and b else None
 
 
 def paired_ratios(records: List[Dict]) -> Dict[tuple, List[float]]:
@@ -544,25 +506,21 @@ def ratios(summary: List[Dict], records: List[Dict]) -> List[Dict]:
           "kind": "ratio", "case": case, "xla": xla,
           "ours_steps_per_s": ours["steps_per_s"], "peer_steps_per_s": peer["steps_per_s"],
           "ours_tokens_per_s": ours["tokens_per_s"], "peer_tokens_per_s": peer["tokens_per_s"],
-          "speed_ratio": _ratio(ours["steps_per_s"], peer["steps_per_s"]),
+          "speed_ratio": common.ratio(ours["steps_per_s"], peer["steps_per_s"]),
           "speed_ratio_paired_median": statistics.median(pairs) if pairs else None,
           "speed_ratio_paired_all": pairs,
-          "speed_ratio_best": _ratio(ours["steps_per_s_best"], peer["steps_per_s_best"]),
+          "speed_ratio_best": common.ratio(ours["steps_per_s_best"], peer["steps_per_s_best"]),
           "ours_peak_rss_mb": ours["peak_rss_mb"], "peer_peak_rss_mb": peer["peak_rss_mb"],
-          "peak_rss_ratio": _ratio(ours["peak_rss_mb"], peer["peak_rss_mb"]),
-          "first_call_ratio": _ratio(ours.get("first_call_s"), peer.get("first_call_s")),
+          "peak_rss_ratio": common.ratio(ours["peak_rss_mb"], peer["peak_rss_mb"]),
+          "first_call_ratio": common.ratio(ours.get("first_call_s"), peer.get("first_call_s")),
       })
     trainer = by.get(("trainer", case, xla))
     if trainer:
       out.append({"kind": "trainer", "case": case, "xla": xla,
                   "trainer_steps_per_s": trainer["steps_per_s"],
                   "loop_steps_per_s": ours["steps_per_s"],
-                  "trainer_over_loop": _ratio(trainer["steps_per_s"], ours["steps_per_s"])})
+                  "trainer_over_loop": common.ratio(trainer["steps_per_s"], ours["steps_per_s"])})
   return out
-
-
-def _fmt(value, spec=".0f", none="-"):
-  return none if value is None else format(value, spec)
 
 
 def print_table(summary: List[Dict], ratio_records: List[Dict], stream=sys.stderr) -> None:
@@ -578,9 +536,9 @@ def print_table(summary: List[Dict], ratio_records: List[Dict], stream=sys.stder
         if not s:
           continue
         r = paired.get((case, xla)) if impl == "ours" else None
-        cells = (case, "on" if xla else "off", impl, _fmt(s["steps_per_s"], ".3f"),
-                 _fmt(s["tokens_per_s"]), _fmt(s["step_ms_median"], ".1f"),
-                 _fmt(s["peak_rss_mb"]), _fmt(r and r["speed_ratio_paired_median"], ".2f"))
+        cells = (case, "on" if xla else "off", impl, common.fmt(s["steps_per_s"], ".3f"),
+                 common.fmt(s["tokens_per_s"]), common.fmt(s["step_ms_median"], ".1f"),
+                 common.fmt(s["peak_rss_mb"]), common.fmt(r and r["speed_ratio_paired_median"], ".2f"))
         stream.write("  ".join(c.rjust(w) for c, w in zip(cells, widths)) + "\n")
   stream.flush()
 
@@ -674,9 +632,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         "impls": impls, "repeats": args.repeats, "peer_optimizer": args.peer_optimizer,
         "load_avg": list(os.getloadavg()), "cpus": os.cpu_count(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-  common = {"min_seconds": args.min_seconds, "min_calls": args.min_calls, "warmup": args.warmup,
-            "peer_optimizer": args.peer_optimizer, "breakdown": args.breakdown, "seed": 0,
-            "trainer_loops": args.trainer_loops}
+  settings = {"min_seconds": args.min_seconds, "min_calls": args.min_calls,
+              "warmup": args.warmup, "peer_optimizer": args.peer_optimizer,
+              "breakdown": args.breakdown, "seed": 0, "trainer_loops": args.trainer_loops}
   records_by_case = {}
   if "trainer" in impls:
     records_by_case = make_records(args.work_dir, cases, args.quick,
@@ -689,17 +647,17 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
       for xla in xlas[args.xla]:
         order = loop_impls if repeat % 2 == 0 else loop_impls[::-1]  # alternate who goes first
         for impl in order:
-          specs.append({**common, **case, "impl": impl, "xla": xla, "steps_per_call": steps,
+          specs.append({**settings, **case, "impl": impl, "xla": xla, "steps_per_call": steps,
                         "repeat": repeat, "breakdown": args.breakdown and repeat == 0})
       if "trainer" in impls and repeat == 0:
         for xla in xlas[args.trainer_xla]:
-          specs.append({**common, **case, "impl": "trainer", "xla": xla,
+          specs.append({**settings, **case, "impl": "trainer", "xla": xla,
                         "steps_per_call": steps, "repeat": repeat,
                         "records": records_by_case[case["case"]]})
   measurements = []
   with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-    for spec, result in zip(specs, pool.map(lambda s: run_subprocess([s], args.timeout)[0],
-                                            specs)):
+    run = lambda s: common.run_subprocess(__file__, [s], args.timeout)[0]  # noqa: E731
+    for spec, result in zip(specs, pool.map(run, specs)):
       record = {"kind": "measurement", "repeat": spec["repeat"], **result}
       if "error" in result:
         record.update(impl=spec["impl"], case=spec["case"], xla=spec["xla"])

@@ -51,3 +51,17 @@ def test_learning_curve_quick(tmp_path):
   with open(tmp_path / "results" / "learning_curve.png", "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert os.path.getsize(tmp_path / "results" / "learning_curve.png") > 10_000
+
+
+def test_encoder_benchmark_quick():
+  from benchmarks import encoder_benchmark as bench  # pylint: disable=g-import-not-at-top
+  records = bench.main(["--quick", "--no-table"])
+  measurements = [r for r in records if r["kind"] == "measurement"]
+  assert measurements and all("error" not in m for m in measurements), measurements
+  assert {m["impl"] for m in measurements} == {"ours", "peer"}
+  for m in measurements:
+    assert m["tokens_per_s"] > 0 and m["peak_rss_mb"] > 100
+  cells = {(m["case"], m["mode"], m["xla"], m["precision"]) for m in measurements}
+  ratios = [r for r in records if r["kind"] == "ratio"]
+  assert len(ratios) == len(cells) and all(r["speed_ratio"] > 0 for r in ratios)
+  assert [r for r in records if r["kind"] == "ceiling"]

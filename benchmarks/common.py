@@ -1,0 +1,79 @@
+"""What the benchmark scripts share: fresh worker subprocesses, their result lines, small helpers.
+
+A benchmark's orchestrator calls `run_subprocess(script, specs, timeout)`, which starts
+`python script --worker '<specs as JSON>'` in a fresh interpreter (so that start-up and peak
+RSS are the case's own) and reads back one `emit_result(...)` line per spec. A spec that
+produced no line (crash, timeout) gets `{"error": ..., "stderr_tail": [...]}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(REPO_DIR, "benchmarks", "results")
+RESULT_PREFIX = "@@BENCHMARK_RESULT@@ "
+
+
+def import_tensorflow(log_level: str = "2"):
+  """(tf, tf_keras), with tf_keras as tf.keras (tf-models-official needs it)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", log_level)
+  os.environ["TF_USE_LEGACY_KERAS"] = "1"
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  return tf, tf_keras
+
+
+def rss_peak_mb() -> float:
+  """Peak resident memory of this process so far, MB."""
+  import resource  # pylint: disable=import-outside-toplevel
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def emit_result(result: Dict) -> None:
+  """A worker's result line on stdout, for `run_subprocess` to read."""
+  sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+  sys.stdout.flush()
+
+
+def run_subprocess(script: str, specs: List[Dict], timeout: float,
+                   log_level: str = "2") -> List[Dict]:
+  """Runs the specs one after the other in one fresh interpreter; a result per spec."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_DIR, env.get("PYTHONPATH")) if p)
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", log_level)
+  env["TF_USE_LEGACY_KERAS"] = "1"
+  cmd = [sys.executable, os.path.abspath(script), "--worker", json.dumps(specs)]
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=REPO_DIR, check=False)
+    stdout, error = proc.stdout, f"exit code {proc.returncode}"
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+  except subprocess.TimeoutExpired as e:
+    stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+    error, tail = f"timeout after {timeout:.0f} s", []
+  results = [json.loads(line[len(RESULT_PREFIX):]) for line in stdout.splitlines()
+             if line.startswith(RESULT_PREFIX)]
+  for r in results:
+    if "error" in r:
+      r["stderr_tail"] = tail
+  return results + [{"error": error, "stderr_tail": tail}] * (len(specs) - len(results))
+
+
+def median_of(records: List[Dict], key: str) -> Optional[float]:
+  """Median of `key` over the records that have it; None when none has."""
+  values = [r[key] for r in records if r.get(key) is not None]
+  return statistics.median(values) if values else None
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+  return a / b if a is not None and b else None
+
+
+def fmt(value, spec: str = ".0f", none: str = "-") -> str:
+  return none if value is None else format(value, spec)
