@@ -117,7 +117,9 @@ class AlbertBackbone(tf_keras.layers.Layer):
               x = self.ffn_sublayers[f"{fg}/{i}"](x, training=training)
             all_layers.append(x)
             all_probs.append(probs)
-    sequence_output = x
+    # The residual stream is float32 (see albert.layers); outputs are in the compute dtype.
+    all_layers = [tf.cast(t, self.compute_dtype) for t in all_layers]
+    sequence_output = all_layers[-1]
     with layers.name_scope("pooler"):
       pooled_output = self.pooler_dense(sequence_output[:, 0, :])  # [B,H]
 

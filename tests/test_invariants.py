@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from albert import checkpoint
+from albert import checkpoint, layers
 from albert.config import AlbertConfig
 from albert.modeling import build_backbone
 from albert.models import build_encoder_model, build_pretraining_model
@@ -173,6 +173,30 @@ def test_mixed_bfloat16_runs_close_to_float32():
   assert out.dtype == tf.bfloat16
   drift = np.abs(out.numpy().astype(np.float32) - reference).max()
   assert 0 < drift < 0.15
+
+
+def test_mixed_precision_keeps_the_residual_stream_in_float32():
+  """Sublayers add the residual and normalise in float32 (no autocast of their input)."""
+  tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  attention = layers.AttentionSublayer(16, 2, name="inner_group_0")
+  ffn = layers.FeedForwardSublayer(16, 32, name="inner_group_0")
+  adder = layers.attention_mask_adder(tf.constant([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]]))
+  rounded = tf.cast(tf.cast(tf.random.stateless_normal([2, 5, 16], [1, 2]), tf.bfloat16),
+                    tf.float32)  # float32 values that bfloat16 represents exactly
+  fine = rounded * (1.0 + 2.0 ** -12)  # float32 values that bfloat16 does not represent
+  for sublayer in (lambda t: attention(t, adder)[0], ffn):
+    from_float32 = sublayer(rounded)
+    assert from_float32.dtype == tf.float32
+    np.testing.assert_array_equal(from_float32, sublayer(tf.cast(rounded, tf.bfloat16)))
+    # The residual keeps the input's float32 precision: the outputs differ, by about the
+    # residual's share of the rounding the input would have had.
+    diff = np.abs(sublayer(fine).numpy() - from_float32.numpy()).max()
+    assert 0 < diff < 1e-2
+  # The backbone returns the compute dtype.
+  bert = build_backbone(TINY)
+  out = bert({"input_ids": tf.constant([[2, 7, 3]])})
+  assert out["sequence_output"].dtype == tf.bfloat16
+  assert all(t.dtype == tf.bfloat16 for t in out["encoder_outputs"])
 
 
 def test_pretraining_model_heads_are_tied_and_named():
