@@ -31,7 +31,8 @@ max_predictions_per_seq for 512), `tiny-64x64` (configs/tiny with vocab 4000 - t
 model -, batch 64, seq 64, 10 predictions; its dropout 0.1 is kept for both). Each is run with
 XLA off and on, ours and peer alternating (the first of the pair alternates between repeats),
 `--repeats` times; summaries take medians and ratios are ours / peer (robust to the machine's
-load, which is recorded with every measurement).
+load, which is recorded with every measurement). `--precision mixed_bfloat16` runs every
+measurement under that Keras policy (ours through `TrainerConfig(mixed_precision=...)`).
 
 Every measurement is one JSON line on stdout (`"kind": "measurement"`): steps/s, tokens/s
 (batch x seq x steps/s), step time median/min/max, peak RSS (MB), start-up, compile time,
@@ -144,7 +145,7 @@ def _ours_trainer(spec: Dict, output_dir: str, train_data=None):
       output_dir=output_dir, train_batch_size=spec["batch"], eval_batch_size=spec["batch"],
       num_train_steps=steps, save_checkpoints_steps=steps,
       iterations_per_loop=spec.get("steps_per_call", 1), enable_xla=spec["xla"],
-      seed=spec.get("seed", 0))
+      mixed_precision=spec.get("precision", "float32"), seed=spec.get("seed", 0))
   optimizer_config = OptimizerConfig(optimizer="lamb", learning_rate=LEARNING_RATE,
                                      num_warmup_steps=WARMUP_STEPS)
   return Trainer(task, trainer_config, optimizer_config, log=spec.get("log", lambda _: None))
@@ -253,6 +254,7 @@ def run_loop_worker(spec: Dict) -> Dict:
                                             "masked_lm_positions")}, training=training)
     else:
       tf_keras.utils.set_random_seed(spec.get("seed", 0))
+      tf_keras.mixed_precision.set_global_policy(spec.get("precision", "float32"))
       task = PretrainingTask(PretrainingTaskConfig(config))
       metrics = task.build_metrics()
       if impl == "peer":
@@ -300,7 +302,7 @@ def run_loop_worker(spec: Dict) -> Dict:
     median = statistics.median(per_step)
     result = {
         "impl": impl, "case": spec["case"], "xla": xla, "batch": batch, "seq": seq,
-        "predictions": spec["predictions"], "steps_per_call": spec["steps_per_call"],
+        "precision": spec.get("precision", "float32"), "predictions": spec["predictions"], "steps_per_call": spec["steps_per_call"],
         "calls": len(times), "steps_per_s": 1.0 / median, "steps_per_s_best": 1.0 / min(per_step),
         "tokens_per_s": batch * seq / median, "step_ms_median": 1e3 * median,
         "step_ms_min": 1e3 * min(per_step), "step_ms_max": 1e3 * max(per_step),
@@ -387,6 +389,7 @@ def run_trainer_worker(spec: Dict) -> Dict:
   median = statistics.median(per_step)
   return {
       "impl": "trainer", "case": spec["case"], "xla": spec["xla"], "batch": spec["batch"],
+      "precision": spec.get("precision", "float32"),
       "seq": spec["seq"], "predictions": spec["predictions"],
       "steps_per_call": spec["steps_per_call"], "calls": len(per_step),
       "steps_per_s": 1.0 / median, "steps_per_s_best": 1.0 / min(per_step),
@@ -556,6 +559,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="jit_compile of the step on, off or both (default both; --quick off)")
   p.add_argument("--trainer-xla", choices=("both", "on", "off"), default="off",
                  help="XLA settings of the real-Trainer measurement (default off)")
+  p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                 help="Keras dtype policy of every measurement in the run (default float32)")
   p.add_argument("--peer-optimizer", choices=("official", "ours"), default="official",
                  help="LAMB of official.modeling.optimization (default) or ours for the peer")
   p.add_argument("--repeats", type=int, default=None,
@@ -580,8 +585,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                                       "pretraining"),
                  help="records for the Trainer measurement (reused)")
   p.add_argument("--out", default=None,
-                 help="JSON file of all records (default benchmarks/results/pretraining.json; "
-                 "--quick: none)")
+                 help="JSON file of all records (default benchmarks/results/pretraining.json, "
+                 "pretraining_mixed_bfloat16.json with that precision; --quick: none)")
   p.add_argument("--no-table", action="store_true", help="no table on stderr")
   p.add_argument("--quick", "--smoke", action="store_true",
                  help="smoke run: tiny-8x32, XLA off, 3 subprocesses at a time (< 1 minute)")
@@ -598,7 +603,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   args.trainer_loops = args.trainer_loops or (2 if q else 3)
   args.jobs = args.jobs or (3 if q else 1)
   if args.out is None and not q:
-    args.out = os.path.join(RESULTS_DIR, "pretraining.json")
+    suffix = "" if args.precision == "float32" else f"_{args.precision}"
+    args.out = os.path.join(RESULTS_DIR, f"pretraining{suffix}.json")
   return args
 
 
@@ -630,10 +636,12 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   started = time.time()
   emit({"kind": "run", "argv": list(argv or []), "cases": [c["case"] for c in cases],
         "impls": impls, "repeats": args.repeats, "peer_optimizer": args.peer_optimizer,
+        "precision": args.precision,
         "load_avg": list(os.getloadavg()), "cpus": os.cpu_count(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
   settings = {"min_seconds": args.min_seconds, "min_calls": args.min_calls,
               "warmup": args.warmup, "peer_optimizer": args.peer_optimizer,
+              "precision": args.precision,
               "breakdown": args.breakdown, "seed": 0, "trainer_loops": args.trainer_loops}
   records_by_case = {}
   if "trainer" in impls:

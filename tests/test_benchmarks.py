@@ -35,6 +35,19 @@ def test_pretraining_benchmark_quick(tmp_path):
   assert [r["kind"] for r in records if r["kind"] == "trainer"] == ["trainer"]
 
 
+def test_pretraining_benchmark_quick_mixed_bfloat16(tmp_path):
+  from benchmarks import pretraining_benchmark as bench  # pylint: disable=g-import-not-at-top
+  records = bench.main(["--quick", "--precision", "mixed_bfloat16", "--impls", "ours,ours_mirror",
+                        "--no-table", "--work-dir", str(tmp_path / "work")])
+  assert records[0]["kind"] == "run" and records[0]["precision"] == "mixed_bfloat16"
+  by = {m["impl"]: m for m in records if m["kind"] == "measurement"}
+  assert sorted(by) == ["ours", "ours_mirror"]
+  assert all(m["precision"] == "mixed_bfloat16" and "error" not in m for m in by.values())
+  # The Trainer (policy from TrainerConfig) and the mirror (global policy) run the same model.
+  assert by["ours"]["first_loss"] == pytest.approx(by["ours_mirror"]["first_loss"], abs=1e-5)
+  assert by["ours"]["last_loss"] == pytest.approx(by["ours_mirror"]["last_loss"], abs=1e-5)
+
+
 def test_learning_curve_quick(tmp_path):
   from benchmarks import learning_curve  # pylint: disable=g-import-not-at-top
   result = learning_curve.main(["--quick", "--work_dir", str(tmp_path / "work"),
