@@ -302,7 +302,8 @@ def run_loop_worker(spec: Dict) -> Dict:
     median = statistics.median(per_step)
     result = {
         "impl": impl, "case": spec["case"], "xla": xla, "batch": batch, "seq": seq,
-        "precision": spec.get("precision", "float32"), "predictions": spec["predictions"], "steps_per_call": spec["steps_per_call"],
+        "precision": spec.get("precision", "float32"), "predictions": spec["predictions"],
+        "steps_per_call": spec["steps_per_call"],
         "calls": len(times), "steps_per_s": 1.0 / median, "steps_per_s_best": 1.0 / min(per_step),
         "tokens_per_s": batch * seq / median, "step_ms_median": 1e3 * median,
         "step_ms_min": 1e3 * min(per_step), "step_ms_max": 1e3 * max(per_step),
