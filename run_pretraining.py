@@ -50,13 +50,10 @@ def main(argv):
 
 
 def _main():
-  import os
-  import shutil
   from albert.config import AlbertConfig
-  from albert.distribute import DistributeConfig, make_strategy
-  from albert.pretraining_data import PretrainingDataConfig
-  from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
-  from albert.training import OptimizerConfig, Trainer, TrainerConfig
+  from albert.tasks.pretraining import (PretrainingDataConfig, PretrainingTask,
+                                        PretrainingTaskConfig)
+  from albert.training import Trainer
 
   if not FLAGS.do_train and not FLAGS.do_eval:
     raise app.UsageError("At least one of `do_train` or `do_eval` must be True.")
@@ -68,9 +65,6 @@ def _main():
         "--masked_lm_budget > 0 (dynamic masking during training) is not supported: the "
         "original crashes with it too. Mask offline with create_pretraining_data.py and keep "
         "--masked_lm_budget=0.")
-  if FLAGS.use_tpu and FLAGS.num_tpu_cores != 8:
-    print("note: --num_tpu_cores is not needed in TF2: the TPU strategy uses every core of the "
-          "TPU named by --tpu_name.")
 
   albert_config = AlbertConfig.from_json_file(FLAGS.albert_config_file)
   data = lambda: PretrainingDataConfig(  # noqa: E731
@@ -79,29 +73,9 @@ def _main():
   task = PretrainingTask(PretrainingTaskConfig(
       albert_config=albert_config, train_data=data() if FLAGS.do_train else None,
       eval_data=data() if FLAGS.do_eval else None))
-  strategy = make_strategy(DistributeConfig(
-      strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, use_tpu=FLAGS.use_tpu,
-      tpu_name=FLAGS.tpu_name, tpu_zone=FLAGS.tpu_zone, gcp_project=FLAGS.gcp_project,
-      master=FLAGS.master))
-  trainer = Trainer(
-      task,
-      TrainerConfig(
-          output_dir=FLAGS.output_dir, train_batch_size=FLAGS.train_batch_size,
-          eval_batch_size=FLAGS.eval_batch_size, num_train_steps=FLAGS.num_train_steps,
-          save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-          keep_checkpoint_max=FLAGS.keep_checkpoint_max,
-          iterations_per_loop=FLAGS.iterations_per_loop, max_eval_steps=FLAGS.max_eval_steps,
-          init_checkpoint=FLAGS.init_checkpoint, init_from_group0=FLAGS.init_from_group0,
-          enable_xla=FLAGS.enable_xla, mixed_precision=FLAGS.mixed_precision, seed=FLAGS.seed),
-      OptimizerConfig(optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
-                      num_warmup_steps=FLAGS.num_warmup_steps,
-                      start_warmup_step=FLAGS.start_warmup_step, poly_power=FLAGS.poly_power),
-      strategy=strategy)
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  target = os.path.join(FLAGS.output_dir, "albert_config.json")
-  if os.path.abspath(target) != os.path.abspath(FLAGS.albert_config_file):
-    shutil.copyfile(FLAGS.albert_config_file, target)
-  trainer.run(do_train=FLAGS.do_train, do_eval=FLAGS.do_eval)
+  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs()
+  Trainer(task, trainer_config, optimizer_config, strategy=strategy).run(
+      do_train=FLAGS.do_train, do_eval=FLAGS.do_eval)
   print(f"Checkpoints (original TF1 names): {FLAGS.output_dir}/model.ckpt-*; "
         f"resume state: {FLAGS.output_dir}/train_state; "
         + (f"eval results: {FLAGS.output_dir}/eval_results.txt" if FLAGS.do_eval else ""))

@@ -22,14 +22,13 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from albert import files
+from albert.errors import CheckpointError, OutputError, output_error
+
 OPTIMIZER_SLOT_SUFFIXES = ("/adam_m", "/adam_v", "/lamb_m", "/lamb_v", "/Momentum", "/Adam",
                            "/Adam_1")
 SKIPPED_NAMES = ("global_step", "_CHECKPOINTABLE_OBJECT_GRAPH")
 _GROUP = re.compile(r"/group_\d+/")
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be used as asked; the message names it and the variables."""
 
 
 @dataclasses.dataclass
@@ -105,6 +104,46 @@ def resolve_checkpoint(path: Union[str, os.PathLike]) -> str:
                         f"{path}.index beside it")
 
 
+def open_reader(prefix: str):
+  """`tf.train.load_checkpoint(prefix)`; a truncated or corrupted index is a CheckpointError."""
+  try:
+    return _Reader(prefix, tf.train.load_checkpoint(prefix))
+  except tf.errors.OpError as error:
+    raise CheckpointError(f"checkpoint {prefix} cannot be read: {_describe(error)}") from None
+
+
+def _describe(error: tf.errors.OpError) -> str:
+  message = error.message.splitlines()[0] if error.message else type(error).__name__
+  hint = ""
+  if isinstance(error, (tf.errors.DataLossError, tf.errors.OutOfRangeError)) or (
+      "corrupt" in message.lower() or "truncat" in message.lower()):
+    hint = " (the file is truncated or corrupted: was it copied completely?)"
+  return f"{type(error).__name__}: {message[:300]}{hint}"
+
+
+class _Reader:
+  """A checkpoint reader whose failures name the checkpoint and the variable being read."""
+
+  def __init__(self, prefix: str, reader):
+    self.prefix, self._reader = prefix, reader
+
+  def get_variable_to_shape_map(self):
+    return self._reader.get_variable_to_shape_map()
+
+  def get_variable_to_dtype_map(self):
+    return self._reader.get_variable_to_dtype_map()
+
+  def has_tensor(self, name: str) -> bool:
+    return self._reader.has_tensor(name)
+
+  def get_tensor(self, name: str):
+    try:
+      return self._reader.get_tensor(name)
+    except tf.errors.OpError as error:
+      raise CheckpointError(f"checkpoint {self.prefix}: variable {name} cannot be read: "
+                            f"{_describe(error)}") from None
+
+
 def _is_skipped(name: str) -> bool:
   return name in SKIPPED_NAMES or name.endswith(OPTIMIZER_SLOT_SUFFIXES)
 
@@ -112,7 +151,7 @@ def _is_skipped(name: str) -> bool:
 def read_checkpoint(path) -> Tuple[str, Dict[str, np.ndarray]]:
   """(prefix, name -> value) of the model variables of a TF1-name checkpoint (slots skipped)."""
   prefix = resolve_checkpoint(path)
-  reader = tf.train.load_checkpoint(prefix)
+  reader = open_reader(prefix)
   names = reader.get_variable_to_shape_map()
   return prefix, {n: reader.get_tensor(n) for n in sorted(names) if not _is_skipped(n)}
 
@@ -137,7 +176,7 @@ def load_tf1_checkpoint(model_or_variables, path, init_from_group0: bool = False
   if not targets:
     raise CheckpointError("the model has no variables yet; build it (call it once) before loading")
   prefix = resolve_checkpoint(path)
-  reader = tf.train.load_checkpoint(prefix)
+  reader = open_reader(prefix)
   shapes = reader.get_variable_to_shape_map()
   skipped = sorted(n for n in shapes if _is_skipped(n))
   available = {n: s for n, s in shapes.items() if not _is_skipped(n)}
@@ -170,9 +209,10 @@ def load_tf1_checkpoint(model_or_variables, path, init_from_group0: bool = False
     raise CheckpointError(f"checkpoint {prefix} lacks {len(missing)} variables of the model: "
                           + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
 
-  for name, source in plan.items():
+  values = {name: reader.get_tensor(source) for name, source in plan.items()}  # all read first
+  for name, value in values.items():
     var = targets[name]
-    var.assign(tf.convert_to_tensor(reader.get_tensor(source), dtype=var.dtype))
+    var.assign(tf.convert_to_tensor(value, dtype=var.dtype))
   used = set(plan.values())
   unused = sorted(n for n in available if n not in used)
   return LoadReport(checkpoint=prefix, loaded=plan, missing=missing, unused=unused,
@@ -196,23 +236,31 @@ def save_tf1_checkpoint(model_or_variables, prefix: Union[str, os.PathLike],
   if global_step is not None:
     prefix = f"{prefix}-{int(global_step)}"
   directory = os.path.dirname(prefix) or "."
-  os.makedirs(directory, exist_ok=True)
+  files.make_dirs(directory)
 
   names = sorted(variables)
   tensors = [tf.convert_to_tensor(variables[n]) for n in names]
   if global_step is not None:
     names.append("global_step")
     tensors.append(tf.constant(int(global_step), tf.int64))
-  tmp_prefix = f"{prefix}.tmp-{os.getpid()}"
-  with tf.device("/cpu:0"):
-    tf.raw_ops.SaveV2(prefix=tmp_prefix, tensor_names=names,
-                      shape_and_slices=[""] * len(names), tensors=tensors)
-  data_files = sorted(f for f in os.listdir(directory)
-                      if f.startswith(os.path.basename(tmp_prefix) + ".data-"))
-  for data_file in data_files:
-    suffix = data_file[len(os.path.basename(tmp_prefix)):]
-    os.replace(os.path.join(directory, data_file), prefix + suffix)
-  os.replace(tmp_prefix + ".index", prefix + ".index")
+  tmp_prefix = f"{prefix}{files.TEMP_MARK}{os.getpid()}"
+  tmp_name = os.path.basename(tmp_prefix)
+  try:
+    with tf.device("/cpu:0"):
+      tf.raw_ops.SaveV2(prefix=tmp_prefix, tensor_names=names,
+                        shape_and_slices=[""] * len(names), tensors=tensors)
+    data_files = sorted(f for f in os.listdir(directory) if f.startswith(tmp_name + ".data-"))
+    for data_file in data_files:
+      suffix = data_file[len(tmp_name):]
+      os.replace(os.path.join(directory, data_file), prefix + suffix)
+    os.replace(tmp_prefix + ".index", prefix + ".index")
+  except (tf.errors.OpError, OSError) as error:
+    for leftover in os.listdir(directory):
+      if leftover.startswith(tmp_name + "."):
+        os.remove(os.path.join(directory, leftover))
+    if isinstance(error, OSError):
+      raise output_error(error) from None
+    raise OutputError(None, f"cannot write checkpoint {prefix}: {_describe(error)}") from None
   if update_checkpoint_state:
     write_checkpoint_state(directory, os.path.basename(prefix))
   return prefix
@@ -221,19 +269,26 @@ def save_tf1_checkpoint(model_or_variables, prefix: Union[str, os.PathLike],
 def write_checkpoint_state(directory: str, latest: str) -> None:
   """Writes the directory's `checkpoint` file (TF1 format) naming `latest`, atomically.
 
-  Earlier entries whose files still exist are kept in `all_model_checkpoint_paths`.
+  Earlier entries whose files still exist are kept in `all_model_checkpoint_paths`, each once
+  and relative to `directory` (as TF1 Savers with `save_relative_paths` write them; reading the
+  file back with `tf.train.get_checkpoint_state` returns absolute paths, which must not be
+  written again beside the relative ones).
   """
+  def relative(path: str) -> str:
+    if os.path.isabs(path) and os.path.dirname(path) == os.path.abspath(directory):
+      return os.path.basename(path)
+    return path
+
   state = tf.train.get_checkpoint_state(directory)
-  earlier = [p for p in (state.all_model_checkpoint_paths if state else [])
-             if p != latest and os.path.exists(
-                 (p if os.path.isabs(p) else os.path.join(directory, p)) + ".index")]
+  earlier = []
+  for p in (state.all_model_checkpoint_paths if state else []):
+    p = relative(p)
+    full = p if os.path.isabs(p) else os.path.join(directory, p)
+    if p != latest and p not in earlier and os.path.exists(full + ".index"):
+      earlier.append(p)
   lines = [f'model_checkpoint_path: "{latest}"']
   lines += [f'all_model_checkpoint_paths: "{p}"' for p in earlier + [latest]]
-  path = os.path.join(directory, "checkpoint")
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(tmp, path)
+  files.write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
 
 
 def copy_group0_to_all_groups(model_or_variables) -> List[str]:

@@ -17,6 +17,9 @@ import json
 import os
 from typing import Any, Optional
 
+from albert import files
+from albert.errors import ConfigError
+
 # Activations the original `modeling.get_activation` knows ("linear" means none).
 ACTIVATIONS = ("gelu", "relu", "tanh", "linear")
 
@@ -31,8 +34,6 @@ SHARING_MODES = ("all", "attention", "ffn", "none")
 _PASSIVE_KEYS = ("net_structure_type", "gap_size", "num_memory_blocks", "layers_to_keep")
 
 
-class ConfigError(ValueError):
-  """An invalid configuration; the message names the key and, when known, the file."""
 
 
 @dataclasses.dataclass
@@ -200,11 +201,7 @@ class AlbertConfig:
 
   def to_json_file(self, path: str) -> None:
     """Writes atomically (a temporary name, then rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as writer:
-      writer.write(self.to_json_string())
-    os.replace(tmp, path)
+    files.write_text(os.fspath(path), self.to_json_string())
 
   def replace(self, **changes: Any) -> "AlbertConfig":
     """A validated copy with some keys changed."""

@@ -15,6 +15,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from albert.errors import FlagError
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
@@ -30,7 +32,7 @@ class DistributeConfig:
 
   def __post_init__(self):
     if self.strategy not in STRATEGIES:
-      raise ValueError(f"--distribution_strategy must be one of {', '.join(STRATEGIES)}, "
+      raise FlagError(f"--distribution_strategy must be one of {', '.join(STRATEGIES)}, "
                        f"got {self.strategy!r}")
 
 
@@ -41,7 +43,7 @@ def _tf_config_workers() -> int:
   try:
     cluster = json.loads(raw).get("cluster", {})
   except json.JSONDecodeError as error:
-    raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
+    raise FlagError(f"TF_CONFIG is not valid JSON: {error}") from None
   return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
 
 
@@ -72,7 +74,7 @@ def make_strategy(config: DistributeConfig) -> tf.distribute.Strategy:
   gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
   if config.num_gpus is not None:
     if config.num_gpus > len(gpus):
-      raise ValueError(f"--num_gpus={config.num_gpus} but only {len(gpus)} GPU(s) are visible")
+      raise FlagError(f"--num_gpus={config.num_gpus} but only {len(gpus)} GPU(s) are visible")
     gpus = gpus[:config.num_gpus]
   if kind == "mirrored":
     return tf.distribute.MirroredStrategy(gpus or ["/cpu:0"])

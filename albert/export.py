@@ -30,19 +30,18 @@ leaves a directory at `export_path`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint as ckpt
+from albert import files
 from albert.config import AlbertConfig
+from albert.errors import ExportError
 from albert.heads import MaskedLMHead, SentenceOrderHead
 from albert.modeling import AlbertBackbone
 
@@ -51,10 +50,6 @@ ORIGINAL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 CONFIG_ASSET = "albert_config.json"
 DEFAULT_SPM_NAME = "30k-clean.model"
 VERIFY_TOLERANCE = 1e-5  # relative to the largest output magnitude (at least 1)
-
-
-class ExportError(ValueError):
-  """An export that cannot be written as asked; the message names the path or variables."""
 
 
 # -------------------------------------------------------------------------------- configs
@@ -329,7 +324,7 @@ def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportRe
   result = ExportResult(export_path=config.export_path, load_report=report, signatures=[])
 
   def write(directory: str) -> None:
-    with staged_assets(dict(sources.values())) as staged:
+    with files.staged_files(dict(sources.values())) as staged:
       assets = {key: staged[name] for key, (name, _) in sources.items()}
       tokenizer_asset = attach_hub_attributes(models, assets, config.do_lower_case)
       signatures = make_signatures(models, tokenizer_asset, config.do_lower_case)
@@ -340,7 +335,8 @@ def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportRe
     if config.verify:
       result.max_abs_diff = verify_export(directory, models)
 
-  result.export_path = write_atomically(config.export_path, write, overwrite=config.overwrite)
+  result.export_path = files.write_directory(config.export_path, write,
+                                             overwrite=config.overwrite)
   if config.preprocessing_export_path:
     from albert import preprocessing  # pylint: disable=g-import-not-at-top
     result.preprocessing_path = preprocessing.export_preprocessing(
@@ -469,11 +465,7 @@ def convert_to_tflite(saved_model_dir: str, tflite_path: str,
                       f"{hint}: {(lines[0] if lines else str(e))[-600:]}") from e
   directory = os.path.dirname(os.path.abspath(tflite_path))
   os.makedirs(directory, exist_ok=True)
-  tmp = f"{tflite_path}.tmp-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(blob)
-  os.replace(tmp, tflite_path)
-  return tflite_path
+  return files.write_bytes(tflite_path, blob)
 
 
 def check_tflite(tflite_path: str, saved_model_dir: str, seq_length: Optional[int] = 128,
@@ -494,85 +486,3 @@ def check_tflite(tflite_path: str, saved_model_dir: str, seq_length: Optional[in
     for key in diffs:
       diffs[key] = max(diffs[key], _max_diff(got[key], want[key]))
   return diffs
-
-
-# ---------------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def staged_assets(files: Dict[str, str]) -> Iterator[Dict[str, str]]:
-  """Copies `{asset name: source path}` to a temporary folder; yields name -> staged path.
-
-  A SavedModel asset keeps the file's base name, so staging gives each asset its intended
-  name (`albert_config.json` whatever the source was called) and reads remote sources once.
-  """
-  with tempfile.TemporaryDirectory(prefix="albert-assets-") as tmp:
-    staged = {}
-    for name, source in files.items():
-      staged[name] = os.path.join(tmp, name)
-      tf.io.gfile.copy(source, staged[name], overwrite=True)
-    yield staged
-
-
-def _is_remote(path: str) -> bool:
-  return "://" in path
-
-
-def write_atomically(export_path: str, write: Callable[[str], None],
-                     overwrite: bool = False) -> str:
-  """Runs `write(tmp_dir)` and renames the result to `export_path`; returns that path.
-
-  The temporary directory is a sibling (`<name>.tmp-XXXX`), so the rename is atomic; on error
-  it is removed and `export_path` is untouched. An existing non-empty `export_path` is an
-  error unless `overwrite`, and is then replaced only after the new export is complete.
-  Remote paths (gs://...) are written locally and copied, `saved_model.pb` last.
-  """
-  if _is_remote(export_path):
-    _refuse_existing(export_path, overwrite, tf.io.gfile.exists, tf.io.gfile.listdir)
-    with tempfile.TemporaryDirectory(prefix="albert-export-") as local:
-      target = os.path.join(local, "export")
-      os.mkdir(target)
-      write(target)
-      copy_tree(target, export_path)
-    return export_path
-  export_path = os.path.abspath(export_path)
-  _refuse_existing(export_path, overwrite, os.path.exists, os.listdir)
-  parent, name = os.path.split(export_path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=parent)
-  old = None
-  try:
-    write(tmp)
-    if os.path.exists(export_path):
-      old = tempfile.mkdtemp(prefix=f"{name}.old-", dir=parent)
-      os.rmdir(old)
-      os.rename(export_path, old)
-    os.rename(tmp, export_path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    if old and not os.path.exists(export_path):
-      os.rename(old, export_path)
-    raise
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
-  return export_path
-
-
-def _refuse_existing(path: str, overwrite: bool, exists, listdir) -> None:
-  if exists(path) and not overwrite and (not tf.io.gfile.isdir(path) or listdir(path)):
-    raise ExportError(f"export path {path} already exists; choose a new path or pass "
-                      "--overwrite to replace it")
-
-
-def copy_tree(source: str, destination: str) -> None:
-  """Copies a SavedModel directory (tf.io.gfile paths), `saved_model.pb` last.
-
-  A reader that finds no saved_model.pb knows the copy is incomplete.
-  """
-  files = []
-  for directory, _, names in tf.io.gfile.walk(source):
-    for name in names:
-      files.append(os.path.relpath(os.path.join(directory, name), source))
-  files.sort(key=lambda p: (p == "saved_model.pb", p))
-  for relative in files:
-    target = os.path.join(destination, relative)
-    tf.io.gfile.makedirs(os.path.dirname(target))
-    tf.io.gfile.copy(os.path.join(source, relative), target, overwrite=True)

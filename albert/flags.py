@@ -87,3 +87,54 @@ def define_tf2_flags() -> None:
           enum_values=["float32", "mixed_float16", "mixed_bfloat16"])
   _define("bool", "enable_xla", False, "Compile the train and eval steps with XLA.")
   _define("integer", "seed", 12345, "Random seed of every random choice of the run.")
+
+
+# ------------------------------------------------------------------------ flags -> configs
+def _value(name: str, default=None):
+  """The parsed value of flag `name`, or `default` when the script does not define it."""
+  return FLAGS[name].value if name in FLAGS else default
+
+
+def trainer_configs(**overrides):
+  """(TrainerConfig, OptimizerConfig, strategy) from the flags a script defines.
+
+  Reads the shared groups above and the run flags of the original scripts under either of
+  their names (`num_train_steps` / `train_step`, `num_warmup_steps` / `warmup_step`), plus
+  `num_train_epochs` / `warmup_proportion` (SQuAD). `overrides` set TrainerConfig or
+  OptimizerConfig fields directly (a script's own defaults, e.g. the optimizer RACE fixes).
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from albert.distribute import DistributeConfig, make_strategy  # pylint: disable=g-import-not-at-top
+  from albert.training import OptimizerConfig, TrainerConfig  # pylint: disable=g-import-not-at-top
+
+  steps = _value("num_train_steps", _value("train_step"))
+  warmup = _value("num_warmup_steps", _value("warmup_step", 0))
+  trainer = dict(
+      output_dir=_value("output_dir"), train_batch_size=_value("train_batch_size", 32),
+      eval_batch_size=_value("eval_batch_size", 8),
+      predict_batch_size=_value("predict_batch_size"),
+      num_train_steps=steps, num_train_epochs=_value("num_train_epochs"),
+      save_checkpoints_steps=_value("save_checkpoints_steps", 1000),
+      keep_checkpoint_max=_value("keep_checkpoint_max", 5),
+      iterations_per_loop=_value("iterations_per_loop", 1000),
+      max_eval_steps=_value("max_eval_steps"), init_checkpoint=_value("init_checkpoint"),
+      init_from_group0=_value("init_from_group0", False),
+      albert_config_file=_value("albert_config_file"), enable_xla=_value("enable_xla", False),
+      mixed_precision=_value("mixed_precision", "float32"), seed=_value("seed", 12345))
+  optimizer = dict(
+      optimizer=_value("optimizer", "adamw"), learning_rate=_value("learning_rate", 5e-5),
+      num_warmup_steps=warmup, start_warmup_step=_value("start_warmup_step", 0),
+      poly_power=_value("poly_power", 1.0), warmup_proportion=_value("warmup_proportion"))
+  if trainer["num_train_epochs"] is not None and steps is None:
+    trainer["num_train_steps"] = 0  # resolved from the epochs by the Trainer
+  trainer_fields = {f.name for f in dataclasses.fields(TrainerConfig)}
+  for key, value in overrides.items():
+    (trainer if key in trainer_fields else optimizer)[key] = value
+  strategy = make_strategy(DistributeConfig(
+      strategy=_value("distribution_strategy", "auto"), num_gpus=_value("num_gpus"),
+      use_tpu=_value("use_tpu", False), tpu_name=_value("tpu_name"),
+      tpu_zone=_value("tpu_zone"), gcp_project=_value("gcp_project"), master=_value("master")))
+  if _value("use_tpu", False) and _value("num_tpu_cores", 8) != 8:
+    print("note: --num_tpu_cores is not needed in TF2: the TPU strategy uses every core of the "
+          "TPU named by --tpu_name.")
+  return TrainerConfig(**trainer), OptimizerConfig(**optimizer), strategy

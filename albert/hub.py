@@ -34,16 +34,13 @@ import tf_keras
 
 from albert import checkpoint as ckpt
 from albert.config import AlbertConfig
+from albert.errors import HubHandleError
 from albert.modeling import build_backbone, normalize_inputs
 
 TF2 = "tf2_saved_model"
 TF1 = "tf1_hub_module"
 TF1_MARKER_VARIABLE = "bert/embeddings/word_embeddings"
 CONFIG_ASSET = "albert_config.json"
-
-
-class HubHandleError(ValueError):
-  """A handle that is not a usable ALBERT hub module; the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)

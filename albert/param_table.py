@@ -1,22 +1,20 @@
 """The paper's parameter tables (Tables 1, 3 and 4), counted on real model instances.
 
-`python -m albert.param_table [--tables 1,3,4] [--json]` builds each backbone (embeddings,
-encoder, pooler; no pretraining heads; vocabulary 30000) and prints its exact parameter count
-beside the paper's rounded figure. Released configurations come from `configs/v2/`.
+`compute(tables, configs_dir)` builds each backbone (embeddings, encoder, pooler; no pretraining
+heads; vocabulary 30000) and returns its exact parameter count beside the paper's rounded
+figure; `format_table` prints them. Released configurations come from `<configs_dir>/v2/` (the
+repository's `configs/`). The command is `python scripts/param_table.py`.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
-import sys
 from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+CONFIG_DIR = "configs"  # the repository's configs/, relative to where the command runs
 
 
 class Row(NamedTuple):
@@ -55,9 +53,9 @@ for _e, _figures in ((768, ("31M", "83M", "57M", "108M")), (128, ("12M", "64M", 
                     {"embedding_size": _e, "cross_layer_sharing": _mode}, "base", _paper))
 
 
-def row_config(row: Row):
+def row_config(row: Row, configs_dir: str = CONFIG_DIR):
   from albert.config import AlbertConfig
-  base = AlbertConfig.from_json_file(os.path.join(CONFIG_DIR, "v2", row.released,
+  base = AlbertConfig.from_json_file(os.path.join(configs_dir, "v2", row.released,
                                                   "albert_config.json"))
   return base.replace(**row.overrides)
 
@@ -72,14 +70,14 @@ def count_backbone_parameters(config) -> int:
   return count
 
 
-def compute(tables: Optional[List[str]] = None) -> List[Dict]:
+def compute(tables: Optional[List[str]] = None, configs_dir: str = CONFIG_DIR) -> List[Dict]:
   """One dict per row: table, model, params (exact), paper (rounded), and the key settings."""
   cache: Dict[str, int] = {}
   results = []
   for row in ROWS:
     if tables and row.table not in tables:
       continue
-    config = row_config(row)
+    config = row_config(row, configs_dir)
     key = config.to_json_string()
     if key not in cache:
       cache[key] = count_backbone_parameters(config)
@@ -104,27 +102,3 @@ def format_table(results: List[Dict]) -> str:
                    f"{r['num_hidden_layers']:>3} {r['cross_layer_sharing']:<10} "
                    f"{r['params']:>13,} {r['paper']:>6}")
   return "\n".join(lines).lstrip("\n")
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--tables", default="1,3,4", help="comma-separated: 1, 3, 4")
-  parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-  args = parser.parse_args(argv)
-  tables = [t.strip() for t in args.tables.split(",") if t.strip()]
-  unknown = sorted(set(tables) - {"1", "3", "4"})
-  if unknown:
-    parser.error(f"--tables: unknown table(s) {', '.join(unknown)}; expected 1, 3 and/or 4")
-  print("Counting parameters on real model instances (backbone with pooler, no heads, "
-        "vocabulary 30000) ...", file=sys.stderr, flush=True)
-  results = compute(tables)
-  if args.json:
-    for r in results:
-      print(json.dumps(r))
-  else:
-    print(format_table(results))
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -51,6 +51,8 @@ from typing import Callable, Dict, Sequence, Union
 import tensorflow as tf
 import tf_keras
 
+from albert import files
+
 SPIECE_UNDERLINE = "\u2581"
 DEFAULT_SEQ_LENGTH = 128
 # The special tokens of the original pipelines, keyed by the published preprocessor's names.
@@ -370,14 +372,12 @@ def create_preprocessing_model(config: PreprocessingConfig) -> tf_keras.Model:
 def export_preprocessing(config: PreprocessingConfig, export_path: str,
                          overwrite: bool = False) -> str:
   """Writes the preprocessing SavedModel to `export_path` (atomically); returns the path."""
-  from albert import export  # pylint: disable=g-import-not-at-top (export imports us)
-
   def write(directory: str) -> None:
-    with export.staged_assets({os.path.basename(config.sp_model_file): config.sp_model_file}
+    with files.staged_files({os.path.basename(config.sp_model_file): config.sp_model_file}
                               ) as staged:
       staged_config = dataclasses.replace(
           config, sp_model_file=staged[os.path.basename(config.sp_model_file)])
       model = create_preprocessing_model(staged_config)
       model.save(directory, include_optimizer=False, save_format="tf")
 
-  return export.write_atomically(export_path, write, overwrite=overwrite)
+  return files.write_directory(export_path, write, overwrite=overwrite)

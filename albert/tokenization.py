@@ -55,6 +55,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import sentencepiece as spm
 
+from albert.errors import FlagError, TokenizerError
+
 # SentencePiece's word-boundary marker (U+2581 LOWER ONE EIGHTH BLOCK).
 SPIECE_UNDERLINE = "\u2581"
 
@@ -100,7 +102,7 @@ def load_sp_model(spm_model_file: Any) -> spm.SentencePieceProcessor:
   try:
     sp_model.LoadFromSerializedProto(_read_bytes(path))
   except Exception as e:  # sentencepiece raises RuntimeError/OSError depending on version
-    raise ValueError(
+    raise TokenizerError(
         f"could not load SentencePiece model file {path!r}: {e}") from e
   return sp_model
 
@@ -134,7 +136,7 @@ def validate_case_matches_checkpoint(do_lower_case: bool,
     given, kind, wanted = True, "cased", False
   else:
     return
-  raise ValueError(
+  raise FlagError(
       f"do_lower_case={given} was given with init_checkpoint={init_checkpoint!r}, but "
       f"{model_name!r} looks like a {kind} model; use do_lower_case={wanted} so that "
       "fine-tuning sees text cased as in pre-training.")
@@ -155,7 +157,7 @@ def convert_to_unicode(text: TextLike, errors: str = "strict") -> str:
       return bytes(text).decode("utf-8", errors)
     except UnicodeDecodeError as e:
       bad = bytes(text)[e.start:e.end]
-      raise ValueError(
+      raise TokenizerError(
           f"convert_to_unicode: input is not valid UTF-8 (byte(s) {bad!r} at position "
           f"{e.start}: {e.reason}); decode it with the right encoding first, or pass "
           "errors='ignore' to drop invalid bytes as the original did") from e
@@ -259,7 +261,7 @@ def load_vocab(vocab_file: Any) -> "collections.OrderedDict[str, int]":
   try:
     content = convert_to_unicode(_read_bytes(path))
   except ValueError as e:
-    raise ValueError(f"vocabulary file {path!r}: {e}") from e
+    raise TokenizerError(f"vocabulary file {path!r}: {e}") from e
   vocab: "collections.OrderedDict[str, int]" = collections.OrderedDict()
   lines = content.split("\n")  # "\n" only, like readline (not str.splitlines)
   if lines[-1] == "":
@@ -270,7 +272,7 @@ def load_vocab(vocab_file: Any) -> "collections.OrderedDict[str, int]":
     if token not in vocab:
       vocab[token] = len(vocab)
   if not vocab:
-    raise ValueError(f"vocabulary file {path!r} is empty")
+    raise TokenizerError(f"vocabulary file {path!r} is empty")
   return vocab
 
 
@@ -346,7 +348,7 @@ class FullTokenizer:
       self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
       self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
     else:
-      raise ValueError(
+      raise FlagError(
           "FullTokenizer needs a SentencePiece model (spm_model_file) or a WordPiece "
           "vocabulary (vocab_file); neither was given")
     self.inv_vocab: Dict[int, str] = {v: k for k, v in self.vocab.items()}

@@ -1,20 +1,31 @@
 """The one training loop of every task: the original TPUEstimator batch job, in TF2.
 
-`Trainer(task, TrainerConfig, OptimizerConfig, strategy).run(do_train, do_eval)`:
-- builds the task's model and the optimizer inside the strategy's scope, checks the inputs and
-  the batch size before any work;
+`Trainer(task, TrainerConfig, OptimizerConfig, strategy).run(do_train, do_eval, do_predict)`:
+- checks the settings, the task's inputs, the init checkpoint and the run directory (a run
+  with another albert config is refused) before anything is written; then lets the task build
+  its feature caches, and turns an epoch-based length into steps (printed);
+- builds the task's model and the optimizer inside the strategy's scope;
 - resumes from `output_dir/train_state/` (model, optimizer slots and step, input position and
   dropout random state, so that a killed and resumed run ends with the weights of an
-  uninterrupted one), or starts from `init_checkpoint` (TF1 names, original or ours);
+  uninterrupted one; a damaged newest state falls back to the newest intact one), or starts
+  from `init_checkpoint` (TF1 names, original or ours);
 - runs `iterations_per_loop` steps per compiled host loop (fewer where a checkpoint is due):
   forward, loss / replicas, gradients summed over replicas, clipped to global norm
   `clip_norm` (1.0, the original's), applied by LAMB or AdamW with the original's schedule;
 - every `save_checkpoints_steps`: the resume checkpoint (`keep_checkpoint_max` kept) and, beside
   it, a weights-only checkpoint in the original TF1 names, `output_dir/model.ckpt-N`; with
-  `do_eval`, evaluates `max_eval_steps` batches, appends the results to `eval_results.txt` and
-  copies the best checkpoint (task's `best_metric`) to `model.ckpt-best`, deleting nothing;
-- prints a progress line per loop and writes TensorBoard summaries; a non-finite loss stops
-  the run with an error naming the step, and nothing after the last good checkpoint is saved.
+  `do_eval`, scores it (`evaluate`), appends the results to `eval_results.txt` and keeps the
+  best (task's `best_metric`) as `model.ckpt-best` + `best_trial.txt`, deleting nothing;
+- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result (after a
+  kill between a save and its evaluation, and in eval-only runs);
+- `evaluate()` is one pass over every eval example (padding rows weigh 0), or, for a task
+  whose eval input streams, `max_eval_steps` batches; `predict(split)` returns the task's
+  per-example outputs for a whole split in input order, on any strategy, and the task's
+  `postprocess` turns them into files and metrics;
+- prints a progress line per loop (examples/s and tokens/s from the batches actually seen) and
+  writes TensorBoard summaries; a non-finite loss stops the run with an error naming the step,
+  and nothing after the last good checkpoint is saved; Ctrl-C saves the resume state at the
+  step reached and stops with one line; a corrupted record file is named.
 
 Differences from the original, on purpose: gradients are summed over replicas before clipping
 (the original clipped each TPU core's gradient, then averaged), so that N replicas compute what
@@ -30,26 +41,26 @@ slice separately in the norm).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from albert import checkpoint, distribute, optimization
+from albert import checkpoint, distribute, files, optimization
+from albert.errors import InputError, Interrupted, OutputError, TrainingError
+from albert.input_pipeline import IS_REAL, ROW_INDEX
+from albert.run_dir import STATE_DIR, TF1_PREFIX, RunDir
 from albert.tasks.base import Task
 
-STATE_DIR = "train_state"
-TF1_PREFIX = "model.ckpt"
-
-
-class TrainingError(RuntimeError):
-  """The run cannot go on (bad settings, or a non-finite loss); the message says why."""
+__all__ = ["OptimizerConfig", "TrainerConfig", "Trainer", "TrainingError", "make_train_loop",
+           "STATE_DIR", "TF1_PREFIX"]
 
 
 @dataclasses.dataclass
@@ -60,6 +71,20 @@ class OptimizerConfig:
   start_warmup_step: int = 0
   poly_power: float = 1.0
   weight_decay_rate: float = 0.01
+  # Epoch-based runs (SQuAD): warmup = int(num_train_steps * warmup_proportion) when set.
+  warmup_proportion: Optional[float] = None
+
+  def validate(self) -> None:
+    if self.optimizer not in optimization.OPTIMIZERS:
+      raise TrainingError(f"--optimizer must be one of {', '.join(optimization.OPTIMIZERS)}, "
+                          f"got {self.optimizer!r}")
+    if not self.learning_rate > 0:
+      raise TrainingError(f"--learning_rate must be positive, got {self.learning_rate}")
+    for key in ("num_warmup_steps", "start_warmup_step"):
+      if getattr(self, key) < 0:
+        raise TrainingError(f"--{key} must not be negative, got {getattr(self, key)}")
+    if self.warmup_proportion is not None and not 0 <= self.warmup_proportion <= 1:
+      raise TrainingError(f"--warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
 
 
 @dataclasses.dataclass
@@ -67,13 +92,20 @@ class TrainerConfig:
   output_dir: str
   train_batch_size: int = 4096  # global
   eval_batch_size: int = 64  # global
+  predict_batch_size: Optional[int] = None  # global; None: eval_batch_size
   num_train_steps: int = 125000
+  # Epoch-based runs: steps = int(task.num_train_examples() / train_batch_size * epochs).
+  num_train_epochs: Optional[float] = None
   save_checkpoints_steps: int = 5000
   keep_checkpoint_max: int = 5
   iterations_per_loop: int = 1000
-  max_eval_steps: int = 100
+  max_eval_steps: Optional[int] = 100  # a cap for tasks whose eval input streams
   init_checkpoint: Optional[str] = None
   init_from_group0: bool = False
+  # Where --do_predict alone reads its weights: None means model.ckpt-best of output_dir, else
+  # the latest model.ckpt-N, else init_checkpoint.
+  predict_checkpoint: Optional[str] = None
+  albert_config_file: Optional[str] = None  # the source of the task's config (for messages)
   enable_xla: bool = False
   mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
   seed: int = 12345
@@ -81,11 +113,16 @@ class TrainerConfig:
 
   def validate(self) -> None:
     for key in ("train_batch_size", "eval_batch_size", "save_checkpoints_steps",
-                "keep_checkpoint_max", "iterations_per_loop", "max_eval_steps"):
+                "keep_checkpoint_max", "iterations_per_loop"):
       if getattr(self, key) <= 0:
         raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
-    if self.num_train_steps < 0:
+    for key in ("predict_batch_size", "max_eval_steps"):
+      if getattr(self, key) is not None and getattr(self, key) <= 0:
+        raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
+    if self.num_train_steps is not None and self.num_train_steps < 0:
       raise TrainingError(f"--num_train_steps must not be negative, got {self.num_train_steps}")
+    if self.num_train_epochs is not None and not self.num_train_epochs > 0:
+      raise TrainingError(f"--num_train_epochs must be positive, got {self.num_train_epochs}")
     if self.mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
       raise TrainingError(f"--mixed_precision must be float32, mixed_float16 or mixed_bfloat16, "
                           f"got {self.mixed_precision!r}")
@@ -98,12 +135,23 @@ def _format_duration(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _count(features: Dict[str, tf.Tensor]):
+  """(examples, real tokens) of one batch: rows, and non-zero `input_mask` entries."""
+  first = next(iter(features.values()))
+  examples = tf.shape(first)[0]
+  if "input_mask" in features:
+    tokens = tf.reduce_sum(tf.cast(tf.not_equal(features["input_mask"], 0), tf.int64))
+  else:
+    tokens = tf.cast(tf.size(first), tf.int64)
+  return tf.cast(examples, tf.int64), tokens
+
+
 def make_train_loop(strategy: tf.distribute.Strategy,
                     forward: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
                     variables: Callable[[], List[tf.Variable]], optimizer, task: Task,
                     metrics, *, clip_norm: float = 1.0, enable_xla: bool = False,
                     dense_gradients: bool = True):
-  """The compiled host loop of training: `train_loop(iterator, steps) -> (loss, norm, bad_step)`.
+  """The compiled host loop of training: `train_loop(iterator, steps) -> dict`.
 
   Each step, on every replica: `forward(features)` (training mode) -> the task's loss /
   replicas (scaled when `optimizer` is a LossScaleOptimizer) -> gradients of `variables()` ->
@@ -112,9 +160,9 @@ def make_train_loop(strategy: tf.distribute.Strategy,
   embedding lookups into dense tensors and sums them with one explicit all-reduce; False leaves
   them sparse and lets `apply_gradients` aggregate them, as tf-models-official's trainer does
   (the pretraining benchmark runs its peer through this loop that way). `enable_xla` compiles
-  the replica step with XLA. Returns the replica means of the last step's loss and gradient
-  norm, and the step whose loss (or, without loss scaling, gradient norm) was not finite, -1
-  when none was; the loop stops there.
+  the replica step with XLA. Returns `loss` and `norm` (replica means of the last step),
+  `bad_step` (the step whose loss, or without loss scaling gradient norm, was not finite; -1
+  when none was; the loop stops there), and `examples` / `tokens` seen (all replicas).
   """
   replicas = strategy.num_replicas_in_sync
   loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
@@ -133,42 +181,79 @@ def make_train_loop(strategy: tf.distribute.Strategy,
       grads = optimizer.get_unscaled_gradients(grads)
     if dense_gradients:
       grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    grads, norm = tf.clip_by_global_norm(grads, clip_norm)
+    grads, norm = optimization.clip_gradients(grads, clip_norm)
     if dense_gradients:  # summed above
       optimizer.apply_gradients(zip(grads, trainable), skip_gradients_aggregation=True)
     else:  # (a legacy OptimizerV2, such as tf-models' LAMB, has no such argument)
       optimizer.apply_gradients(zip(grads, trainable))
     task.update_metrics(metrics, features, aux)
-    return loss, norm
+    examples, tokens = _count(features)
+    return loss, norm, examples, tokens
 
   if enable_xla:
     replica_step = tf.function(replica_step, jit_compile=True)
+
+  def total(value):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
 
   @tf.function
   def train_loop(iterator, steps):
     loss = tf.constant(0.0)
     norm = tf.constant(0.0)
+    examples = tf.constant(0, tf.int64)
+    tokens = tf.constant(0, tf.int64)
     bad_step = tf.constant(-1, tf.int64)
     for _ in tf.range(steps):
-      per_replica_loss, per_replica_norm = strategy.run(replica_step, args=(next(iterator),))
-      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_loss, axis=None)
-      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica_norm, axis=None)
+      per_replica = strategy.run(replica_step, args=(next(iterator),))
+      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[0], axis=None)
+      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[1], axis=None)
+      examples += total(per_replica[2])
+      tokens += total(per_replica[3])
       # Under loss scaling, overflowing gradients are expected: that step is skipped.
       if not tf.math.is_finite(loss) or (not loss_scaled and not tf.math.is_finite(norm)):
         bad_step = tf.cast(optimizer.iterations, tf.int64) - 1
         break
-    return loss, norm, bad_step
+    return {"loss": loss, "norm": norm, "bad_step": bad_step, "examples": examples,
+            "tokens": tokens}
 
   return train_loop
 
 
+class _StopRequest:
+  """While active, the first Ctrl-C only asks the training loop to stop after its current loop."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.getsignal(signal.SIGINT)
+
+      def handler(signum, frame):
+        if self.requested:  # a second Ctrl-C: stop at once
+          raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after the current loop (press again to stop at once)",
+              flush=True)
+
+      signal.signal(signal.SIGINT, handler)
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+    return False
+
+
 class Trainer:
-  """Trains and evaluates one task; see the module docstring."""
+  """Trains, evaluates and predicts for one task; see the module docstring."""
 
   def __init__(self, task: Task, config: TrainerConfig, optimizer_config: OptimizerConfig,
                strategy: Optional[tf.distribute.Strategy] = None,
                log: Callable[[str], None] = lambda line: print(line, flush=True)):
     config.validate()
+    optimizer_config.validate()
     self.task = task
     self.config = config
     self.optimizer_config = optimizer_config
@@ -176,21 +261,83 @@ class Trainer:
     self.log = log
     self.chief = distribute.is_chief(self.strategy)
     self.replicas = self.strategy.num_replicas_in_sync
-    self.state_dir = os.path.join(config.output_dir, STATE_DIR)
+    self.run_dir = RunDir(config.output_dir)
+    self.state_dir = self.run_dir.state_dir
+    # Everything below is set by _prepare / _build.
+    self.num_train_steps: int = config.num_train_steps
+    self.num_warmup_steps: int = optimizer_config.num_warmup_steps
+    self.model: Optional[tf_keras.Model] = None
+    self.optimizer = None
+    self.schedule = None
+    self.train_metrics: Dict[str, tf_keras.metrics.Metric] = {}
+    self.eval_metrics: Dict[str, tf_keras.metrics.Metric] = {}
     self._built = False
+    self._prepared = set()
+    self._writers: Dict[str, tf.summary.SummaryWriter] = {}
+    self._eval_step = None
+    self._predict_step: Optional[Callable] = None
+    self._claimed = False
+    self._steps_resolved = False
+    self._datasets: Dict[str, tf.distribute.DistributedDataset] = {}
+    self._checkpoint: Optional[tf.train.Checkpoint] = None
+    self._manager: Optional[tf.train.CheckpointManager] = None
+    self._weights_source: Optional[str] = None  # what the model's weights are now
 
   # ------------------------------------------------------------------------------- set-up
-  def _check(self, do_train: bool, do_eval: bool) -> None:
+  def _check(self, do_train: bool, do_eval: bool, do_predict: bool) -> None:
+    """Every check that needs no output: settings, inputs, init checkpoint, run directory."""
     c = self.config
     for name, size in (("train_batch_size", c.train_batch_size),
-                       ("eval_batch_size", c.eval_batch_size)):
+                       ("eval_batch_size", c.eval_batch_size),
+                       ("predict_batch_size", self._predict_batch_size)):
       if size % self.replicas:
         raise TrainingError(f"--{name}={size} is not divisible by the {self.replicas} replicas "
                             "of the distribution strategy (the batch size is global)")
-    if do_train:
-      self.task.check_inputs("train")
-    if do_eval:
-      self.task.check_inputs("eval")
+    if self.task.eval_streams and do_eval and not c.max_eval_steps:
+      raise TrainingError(f"task {self.task.name} evaluates on an endless input: set "
+                          "--max_eval_steps")
+    files.check_output_dir(c.output_dir)
+    for split, wanted in (("train", do_train), ("eval", do_eval), ("predict", do_predict)):
+      if wanted:
+        self.task.check_inputs(split)
+    if c.init_checkpoint:
+      checkpoint.open_reader(checkpoint.resolve_checkpoint(c.init_checkpoint))
+    if c.predict_checkpoint:
+      checkpoint.open_reader(checkpoint.resolve_checkpoint(c.predict_checkpoint))
+    if do_train and self.num_train_steps is not None and self.num_train_steps > 0 and (
+        self.optimizer_config.start_warmup_step >= self.num_train_steps):
+      self.log(f"warning: --start_warmup_step={self.optimizer_config.start_warmup_step} is at "
+               f"or past --num_train_steps={self.num_train_steps}: the learning rate stays 0 "
+               "for the whole run")
+
+  @property
+  def _predict_batch_size(self) -> int:
+    return self.config.predict_batch_size or self.config.eval_batch_size
+
+  def _prepare(self, splits) -> None:
+    """Claims the run directory, lets the task build its inputs, resolves epochs into steps."""
+    if self.chief and not self._claimed:
+      files.make_dirs(self.config.output_dir)
+      if self.task.albert_config is not None:
+        self.run_dir.claim(self.task.albert_config, self.config.albert_config_file)
+      self._claimed = True
+    for split in splits:
+      if split not in self._prepared:
+        self.task.prepare(split)
+        self._prepared.add(split)
+    c, o = self.config, self.optimizer_config
+    if c.num_train_epochs is not None and "train" in splits and not self._steps_resolved:
+      self._steps_resolved = True
+      examples = self.task.num_train_examples()
+      if not examples:
+        raise TrainingError(f"task {self.task.name} cannot count its training examples: give "
+                            "--num_train_steps instead of --num_train_epochs")
+      self.num_train_steps = int(examples / c.train_batch_size * c.num_train_epochs)
+      if o.warmup_proportion is not None:
+        self.num_warmup_steps = int(self.num_train_steps * o.warmup_proportion)
+      self.log(f"Training {c.num_train_epochs:g} epoch(s) of {examples:,} examples at batch "
+               f"{c.train_batch_size}: {self.num_train_steps:,} steps, "
+               f"{self.num_warmup_steps:,} warmup steps")
 
   def _build(self) -> None:
     if self._built:
@@ -201,8 +348,8 @@ class Trainer:
     with self.strategy.scope():
       self.model = self.task.build_model()
       optimizer = optimization.create_optimizer(
-          init_lr=o.learning_rate, num_train_steps=c.num_train_steps,
-          num_warmup_steps=o.num_warmup_steps, optimizer=o.optimizer,
+          init_lr=o.learning_rate, num_train_steps=self.num_train_steps or 0,
+          num_warmup_steps=self.num_warmup_steps, optimizer=o.optimizer,
           poly_power=o.poly_power, start_warmup_step=o.start_warmup_step,
           weight_decay_rate=o.weight_decay_rate)
       self.schedule = optimizer.learning_rate_schedule
@@ -229,19 +376,22 @@ class Trainer:
       return dataset
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
-  # ------------------------------------------------------------------------- the steps
   def _model_inputs(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The features the model takes (labels and weights stay with the task)."""
     names = self.model.input if isinstance(self.model.input, dict) else None
     return {k: v for k, v in features.items() if names is None or k in names}
 
-  def _make_train_loop(self):
-    model = self.model
-    return make_train_loop(
-        self.strategy, lambda features: model(self._model_inputs(features), training=True),
-        lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
-        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
+  def _load_weights(self, source: str, step: Optional[int] = None) -> None:
+    """Loads a TF1-name checkpoint into the model (every variable required) for eval/predict."""
+    if self._weights_source == source:
+      return
+    report = checkpoint.load_tf1_checkpoint(self.model, source, require_all=True)
+    if step is None:
+      step = _checkpoint_step(report.checkpoint)
+    self.optimizer.iterations.assign(step)
+    self._weights_source = source
 
+  # ----------------------------------------------------------------------------- evaluate
   def _make_eval_step(self):
     model, task, metrics = self.model, self.task, self.eval_metrics
 
@@ -254,109 +404,169 @@ class Trainer:
       replica_step = tf.function(replica_step, jit_compile=True)
     strategy = self.strategy
 
-    @tf.function
-    def eval_step(iterator):
-      strategy.run(replica_step, args=(next(iterator),))
+    @tf.function(reduce_retracing=True)
+    def eval_step(features):
+      strategy.run(replica_step, args=(features,))
 
     return eval_step
 
-  # ---------------------------------------------------------------------- checkpoints
-  def _tf1_checkpoints(self) -> List[int]:
-    steps = []
-    pattern = re.compile(re.escape(TF1_PREFIX) + r"-(\d+)\.index$")
-    for name in os.listdir(self.config.output_dir):
-      match = pattern.match(name)
-      if match:
-        steps.append(int(match.group(1)))
-    return sorted(steps)
-
-  def _save(self, manager: tf.train.CheckpointManager) -> str:
-    """Saves the resume state and the TF1-name weights; returns the TF1 prefix."""
-    step = self.global_step
-    if self.chief:
-      manager.save(checkpoint_number=step)
-    else:  # every worker takes part in the save; only the chief's files are kept
-      scratch = tempfile.mkdtemp(prefix="albert-worker-")
-      self._checkpoint.write(os.path.join(scratch, "ckpt"))
-      shutil.rmtree(scratch, ignore_errors=True)
-    prefix = os.path.join(self.config.output_dir, f"{TF1_PREFIX}-{step}")
-    if self.chief:
-      checkpoint.save_tf1_checkpoint(self.model, os.path.join(self.config.output_dir, TF1_PREFIX),
-                                     global_step=step)
-      for old in self._tf1_checkpoints()[:-self.config.keep_checkpoint_max]:
-        for suffix in (".index", ".data-00000-of-00001"):
-          path = os.path.join(self.config.output_dir, f"{TF1_PREFIX}-{old}{suffix}")
-          if os.path.exists(path):
-            os.remove(path)
-      checkpoint.write_checkpoint_state(self.config.output_dir, os.path.basename(prefix))
-    return prefix
-
-  # ------------------------------------------------------------------------------ eval
-  def evaluate(self) -> Dict[str, float]:
-    """Evaluates the current weights on `max_eval_steps` batches of the eval input."""
+  def evaluate(self, split: str = "eval") -> Dict[str, float]:
+    """Scores the model's current weights on `split`: one pass (or `max_eval_steps` batches)."""
+    self._prepare([split])
+    self._build()
+    if self.task.eval_by_predict:
+      predictions = self.predict(split, checkpoint_path=None)
+      results = {"global_step": self.global_step}
+      results.update(self.task.postprocess(split, predictions, self.config.output_dir))
+      return results
     for metric in self.eval_metrics.values():
       metric.reset_state()
-    if not hasattr(self, "_eval_step"):
+    if self._eval_step is None:
       self._eval_step = self._make_eval_step()
-      self._eval_dataset = self._distributed("eval", self.config.eval_batch_size)
-    iterator = iter(self._eval_dataset)  # the same batches at every evaluation
-    for _ in range(self.config.max_eval_steps):
-      self._eval_step(iterator)
+    if split not in self._datasets:
+      self._datasets[split] = self._distributed(split, self.config.eval_batch_size)
+    cap = self.config.max_eval_steps if self.task.eval_streams else None
+    with self._named_input_errors(split):
+      for steps, features in enumerate(self._datasets[split]):  # the same batches every time
+        if cap is not None and steps >= cap:
+          break
+        self._eval_step(features)
     results = {"global_step": self.global_step}
     results.update({k: float(m.result().numpy()) for k, m in self.eval_metrics.items()})
     return results
 
-  def _record_eval(self, results: Dict[str, float], tf1_prefix: Optional[str]) -> None:
-    """Appends to eval_results.txt, writes summaries, and keeps the best checkpoint."""
+  # ------------------------------------------------------------------------------ predict
+  def _make_predict_step(self):
+    model, task, strategy = self.model, self.task, self.strategy
+
+    def replica_step(features):
+      outputs = model(self._model_inputs(features), training=False)
+      result = dict(task.prediction_outputs(features, outputs))
+      result[ROW_INDEX] = features[ROW_INDEX]
+      result[IS_REAL] = features[IS_REAL]
+      return result
+
+    if self.config.enable_xla:
+      replica_step = tf.function(replica_step, jit_compile=True)
+
+    @tf.function(reduce_retracing=True)
+    def predict_step(features):
+      per_replica = strategy.run(replica_step, args=(features,))
+      return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0), per_replica)
+
+    return predict_step
+
+  def predict(self, split: str = "predict", checkpoint_path: Optional[str] = "auto"
+              ) -> Dict[str, np.ndarray]:
+    """The task's per-example outputs for every real example of `split`, in input order.
+
+    `checkpoint_path`: a TF1-name checkpoint to load first; "auto" picks as `--do_predict`
+    does (see `TrainerConfig.predict_checkpoint`); None uses the current weights.
+    """
+    self._prepare([split])
+    self._build()
+    if checkpoint_path == "auto":
+      checkpoint_path = self._predict_source()
+    if checkpoint_path:
+      self._load_weights(checkpoint_path)
+      self.log(f"Predicting {split} with {checkpoint_path} (step {self.global_step})")
+    if self._predict_step is None:
+      self._predict_step = self._make_predict_step()
+    step = self._predict_step
+    key = f"predict:{split}"
+    if key not in self._datasets:
+      batch = self._predict_batch_size if split == "predict" else self.config.eval_batch_size
+      self._datasets[key] = self._distributed(split, batch)
+    chunks: Dict[str, List[np.ndarray]] = {}
+    with self._named_input_errors(split):
+      for features in self._datasets[key]:
+        for name, value in step(features).items():
+          chunks.setdefault(name, []).append(value.numpy())
+    if not chunks:
+      raise InputError(f"{split}: the input has no example")
+    merged = {name: np.concatenate(parts, axis=0) for name, parts in chunks.items()}
+    real = merged[IS_REAL] > 0
+    order = np.argsort(merged[ROW_INDEX][real], kind="stable")
+    return {name: value[real][order] for name, value in merged.items()}
+
+  def _predict_source(self) -> Optional[str]:
+    """Where `--do_predict` reads weights: explicit, else best, else latest, else init."""
+    c = self.config
+    if c.predict_checkpoint:
+      return c.predict_checkpoint
+    if os.path.exists(self.run_dir.best_prefix + ".index"):
+      return self.run_dir.best_prefix
+    steps = self.run_dir.steps()
+    if steps:
+      return self.run_dir.prefix(steps[-1])
+    if c.init_checkpoint:
+      return c.init_checkpoint
+    raise TrainingError(f"--do_predict needs a checkpoint: none in --output_dir "
+                        f"({c.output_dir}) and no --init_checkpoint")
+
+  # ----------------------------------------------------------------- scoring checkpoints
+  def evaluate_checkpoints(self) -> List[Dict[str, float]]:
+    """Scores, in step order, every `model.ckpt-N` of output_dir without a recorded result."""
+    self._prepare(["eval"])
+    self._build()
+    scored = self.run_dir.scored_steps()
+    pending = [s for s in self.run_dir.steps() if s not in scored]
+    if pending:
+      self.log(f"Scoring {len(pending)} checkpoint(s) without a result: "
+               + ", ".join(f"{TF1_PREFIX}-{s}" for s in pending))
+    results = []
+    for step in pending:
+      self._load_weights(self.run_dir.prefix(step), step)
+      self.log(f"Evaluating {self.run_dir.prefix(step)} (step {step})")
+      result = self.evaluate()
+      self._record_eval(result, step)
+      results.append(result)
+    return results
+
+  def _record_eval(self, results: Dict[str, float], step: Optional[int]) -> None:
+    """Logs; keeps the best checkpoint; appends to eval_results.txt (last); writes summaries."""
+    self._log_eval(results)
     if not self.chief:
       return
-    lines = [f"{key} = {results[key]}" for key in sorted(results)]
     metric = self.task.best_metric
-    best_file = os.path.join(self.state_dir, "best_checkpoint.json")
-    if metric and tf1_prefix and os.path.exists(tf1_prefix + ".index"):
-      best = None
-      if os.path.exists(best_file):
-        with open(best_file) as f:
-          best = json.load(f)
-      value = results[metric]
-      better = best is None or (value > best["value"] if self.task.best_metric_higher_is_better
-                                else value < best["value"])
-      if better:
-        target = os.path.join(self.config.output_dir, f"{TF1_PREFIX}-best")
-        for suffix in (".data-00000-of-00001", ".index"):  # the index last
-          shutil.copyfile(tf1_prefix + suffix, target + suffix + ".tmp")
-          os.replace(target + suffix + ".tmp", target + suffix)
-        os.makedirs(self.state_dir, exist_ok=True)
-        _write_atomic(best_file, json.dumps({"step": results["global_step"], "value": value,
-                                             "metric": metric}))
-        lines.append(f"saved {tf1_prefix} to {target}")
-    path = os.path.join(self.config.output_dir, "eval_results.txt")
-    previous = ""
-    if os.path.exists(path):
-      with open(path, encoding="utf-8") as f:
-        previous = f.read()
-    _write_atomic(path, previous + "\n".join(lines) + "\n")
+    if metric and step is not None and metric in results:
+      self.run_dir.update_best(step, metric, results[metric],
+                               self.task.best_metric_higher_is_better, log=self.log)
+    self.run_dir.append_results(results)
     with self._writer("eval").as_default():
       for key, value in results.items():
         if key != "global_step":
-          tf.summary.scalar(key, value, step=results["global_step"])
+          tf.summary.scalar(key, value, step=int(results["global_step"]))
+    self._writer("eval").flush()
 
   def _writer(self, name: str):
-    if not hasattr(self, "_writers"):
-      self._writers = {}
     if name not in self._writers:
       self._writers[name] = tf.summary.create_file_writer(
           os.path.join(self.config.output_dir, "summaries", name))
     return self._writers[name]
 
+  def _log_eval(self, results: Dict[str, float]) -> None:
+    self.log("***** Eval results *****")
+    for key in sorted(results):
+      self.log(f"  {key} = {results[key]}")
+
   # ------------------------------------------------------------------------------- run
-  def run(self, do_train: bool = True, do_eval: bool = False) -> Dict[str, float]:
-    """Trains (resuming if possible) and/or evaluates; returns the last eval results."""
-    if not (do_train or do_eval):
-      raise TrainingError("nothing to do: set --do_train and/or --do_eval")
+  def run(self, do_train: bool = True, do_eval: bool = False,
+          do_predict: bool = False) -> Dict[str, float]:
+    """Trains (resuming if possible), evaluates and/or predicts; returns the last eval results.
+
+    Eval without training scores every checkpoint of output_dir that has no result (or, when
+    there is none, `init_checkpoint`); the results returned are those of the latest step.
+    Predict runs the task's `postprocess` on the predict split (its metrics are returned under
+    `predict/` keys when it has any).
+    """
+    if not (do_train or do_eval or do_predict):
+      raise TrainingError("nothing to do: set --do_train, --do_eval and/or --do_predict")
     c = self.config
-    self._check(do_train, do_eval)
-    os.makedirs(c.output_dir, exist_ok=True)
+    self._check(do_train, do_eval, do_predict)
+    splits = [s for s, wanted in (("train", do_train), ("eval", do_eval),
+                                  ("predict", do_predict)) if wanted]
+    self._prepare(splits)
     self.log(f"Strategy: {type(self.strategy).__name__}, {self.replicas} replica(s); global "
              f"batch {c.train_batch_size} (train), {c.eval_batch_size} (eval); "
              f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}")
@@ -364,40 +574,68 @@ class Trainer:
     results: Dict[str, float] = {}
     if do_train:
       results = self._train(do_eval)
-    if do_eval and not do_train:
-      self._restore_weights_for_eval()
-      results = self.evaluate()
-      self._log_eval(results)
-      latest = self._tf1_checkpoints()
-      prefix = (os.path.join(c.output_dir, f"{TF1_PREFIX}-{results['global_step']}")
-                if results["global_step"] in latest else None)
-      self._record_eval(results, prefix)
+    elif do_eval:
+      results = self._evaluate_only()
+    if do_predict:
+      source = None if do_train and not do_eval else "auto"
+      predictions = self.predict("predict", checkpoint_path=source)
+      metrics = self.task.postprocess("predict", predictions, c.output_dir)
+      results.update({f"predict/{k}": v for k, v in (metrics or {}).items()})
+    for writer in self._writers.values():
+      writer.flush()
     return results
 
-  def _restore_weights_for_eval(self) -> None:
-    state = tf.train.latest_checkpoint(self.state_dir)
-    if state:
-      tf.train.Checkpoint(model=self.model, optimizer=self.optimizer).restore(state).expect_partial()
-      self.log(f"Evaluating {state} (step {self.global_step})")
-      return
-    steps = self._tf1_checkpoints()
-    source = (os.path.join(self.config.output_dir, f"{TF1_PREFIX}-{steps[-1]}") if steps
-              else self.config.init_checkpoint)
-    if not source:
+  def _evaluate_only(self) -> Dict[str, float]:
+    if self.run_dir.steps():
+      self.evaluate_checkpoints()
+      scored = self.run_dir.scored_steps()
+      latest = self.run_dir.steps()[-1]
+      results = scored.get(latest, {})
+      if results:
+        self._log_eval(results)
+      return dict(results)
+    if not self.config.init_checkpoint:
       raise TrainingError(f"--do_eval without --do_train needs a checkpoint in --output_dir "
                           f"({self.config.output_dir}) or --init_checkpoint")
-    report = checkpoint.load_tf1_checkpoint(self.model, source, require_all=True)
-    if steps:
-      self.optimizer.iterations.assign(steps[-1])
-    self.log(f"Evaluating {report.checkpoint} (step {self.global_step})")
+    self._load_weights(self.config.init_checkpoint)
+    self.log(f"Evaluating {self.config.init_checkpoint} (step {self.global_step})")
+    results = self.evaluate()
+    self._record_eval(results, None)
+    return results
 
-  def _log_eval(self, results: Dict[str, float]) -> None:
-    self.log("***** Eval results *****")
-    for key in sorted(results):
-      self.log(f"  {key} = {results[key]}")
+  # ------------------------------------------------------------------------------ train
+  def _restore(self, ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> bool:
+    """Restores the newest readable resume state; a damaged one is named and skipped."""
+    candidates = list(reversed(manager.checkpoints))
+    damaged = []
+    for path in candidates:
+      try:
+        ckpt.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, AssertionError, ValueError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0][:200]
+        self.log(f"warning: resume state {path} cannot be read ({type(error).__name__}: "
+                 f"{message}); trying an older one")
+        damaged.append(path)
+        continue
+      if damaged:
+        self.log(f"Resuming from {path}, the newest intact resume state")
+      self.log(f"Resuming from {path} at step {self.global_step}")
+      return True
+    if damaged:
+      raise TrainingError(
+          f"no resume state in {self.state_dir} can be read ({', '.join(damaged)}); move "
+          f"{self.state_dir} away to start again from --init_checkpoint, or use a new "
+          "--output_dir")
+    return False
 
   def _train(self, do_eval: bool) -> Dict[str, float]:
     c = self.config
+    initial = None
+    if do_eval:  # checkpoints an earlier (killed) run saved but did not score
+      scored = self.run_dir.scored_steps()
+      if any(s not in scored for s in self.run_dir.steps()):
+        initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
+        self.evaluate_checkpoints()
     # The input position is part of the resume state. On one device (the default strategy) the
     # iterator itself is checkpointed; tf.distribute's iterators cannot be, so there the input
     # is rebuilt and the batches of the steps already done are skipped (exact, but read again).
@@ -406,65 +644,130 @@ class Trainer:
     ckpt = (tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, iterator=iterator)
             if single else tf.train.Checkpoint(model=self.model, optimizer=self.optimizer))
     self._checkpoint = ckpt
-    manager = tf.train.CheckpointManager(ckpt, self.state_dir, max_to_keep=c.keep_checkpoint_max,
-                                         checkpoint_name="ckpt")
-    resumed = manager.latest_checkpoint
-    if resumed:
-      ckpt.restore(resumed).assert_existing_objects_matched()
-      self.log(f"Resuming from {resumed} at step {self.global_step}")
-    elif c.init_checkpoint:
-      report = self.task.initialize(self.model, c.init_checkpoint, c.init_from_group0)
-      self.log(report.format())
-    else:
-      self.log("Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
+    manager = self._checkpoint_manager(ckpt)
+    self._manager = manager
+    self.optimizer.iterations.assign(0)
+    self._weights_source = None
+    if not self._restore(ckpt, manager):
+      if initial is not None:  # scoring loaded other weights: back to the fresh ones
+        for var, value in zip(self.model.weights, initial):
+          var.assign(value)
+        self.optimizer.iterations.assign(0)
+      if c.init_checkpoint:
+        report = self.task.initialize(self.model, c.init_checkpoint, c.init_from_group0)
+        self.log(report.format())
+      else:
+        self.log("Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
     if not single:
       iterator = iter(self._distributed("train", c.train_batch_size, skip_steps=self.global_step))
 
     train_loop = self._make_train_loop()
     results: Dict[str, float] = {}
-    start_step = self.global_step
-    while self.global_step < c.num_train_steps:
-      step = self.global_step
-      to_save = c.save_checkpoints_steps - step % c.save_checkpoints_steps
-      steps = min(c.iterations_per_loop, to_save, c.num_train_steps - step)
-      for metric in self.train_metrics.values():
-        metric.reset_state()
-      loop_start = time.time()
-      loss, norm, bad_step = train_loop(iterator, tf.constant(steps))
-      bad_step = int(bad_step.numpy())
-      if bad_step >= 0:
-        raise TrainingError(
-            f"the loss became {float(loss.numpy())} (gradient norm {float(norm.numpy())}) at "
-            f"step {bad_step}; stopping. Nothing after the last checkpoint was saved: "
-            f"{manager.latest_checkpoint or 'none yet'}")
-      now, step = time.time(), self.global_step
-      self._log_progress(step, steps, float(norm.numpy()), now - loop_start)
-      if step % c.save_checkpoints_steps == 0 or step >= c.num_train_steps:
-        prefix = self._save(manager)
-        self.log(f"Saved {prefix} (resume state in {self.state_dir})")
-        if do_eval:
-          results = self.evaluate()
-          self._log_eval(results)
-          self._record_eval(results, prefix)
-    if self.global_step == start_step and do_eval and not results:
-      results = self.evaluate()
-      self._log_eval(results)
-      self._record_eval(results, manager.latest_checkpoint and os.path.join(
-          c.output_dir, f"{TF1_PREFIX}-{self.global_step}"))
-    for writer in getattr(self, "_writers", {}).values():
-      writer.flush()
+    with _StopRequest() as stop, self._named_input_errors("train"):
+      while self.global_step < self.num_train_steps:
+        step = self.global_step
+        to_save = c.save_checkpoints_steps - step % c.save_checkpoints_steps
+        steps = min(c.iterations_per_loop, to_save, self.num_train_steps - step)
+        for metric in self.train_metrics.values():
+          metric.reset_state()
+        loop_start = time.time()
+        out = train_loop(iterator, tf.constant(steps))
+        bad_step = int(out["bad_step"].numpy())
+        if bad_step >= 0:
+          raise TrainingError(
+              f"the loss became {float(out['loss'].numpy())} (gradient norm "
+              f"{float(out['norm'].numpy())}) at step {bad_step}; stopping. Nothing after the "
+              f"last checkpoint was saved: {manager.latest_checkpoint or 'none yet'}")
+        step = self.global_step
+        self._log_progress(step, steps, out, time.time() - loop_start)
+        if step % c.save_checkpoints_steps == 0 or step >= self.num_train_steps:
+          self._save(manager, do_eval)
+          if do_eval:
+            results = self.evaluate()
+            self._record_eval(results, step)
+            self.run_dir.prune(c.keep_checkpoint_max)
+        elif stop.requested:
+          if self.chief:
+            manager.save(checkpoint_number=step)
+          raise Interrupted(f"at step {step} of {self.num_train_steps}; the resume state is "
+                            f"saved in {self.state_dir}; rerun the same command to resume")
+        if stop.requested:
+          raise Interrupted(f"at step {step} of {self.num_train_steps}; the checkpoint "
+                            f"{self.run_dir.prefix(step)} is saved; rerun the same command to "
+                            "resume")
+    if do_eval and not results:  # nothing left to train: the results recorded for this step
+      results = dict(self.run_dir.scored_steps().get(self.global_step, {}))
+      if results:
+        self._log_eval(results)
     return results
 
-  def _log_progress(self, step: int, steps: int, norm: float, seconds: float) -> None:
+  def _checkpoint_manager(self, ckpt: tf.train.Checkpoint) -> tf.train.CheckpointManager:
+    """The resume-state manager; a damaged `train_state/checkpoint` file is rebuilt from the files."""
+    def make():
+      return tf.train.CheckpointManager(ckpt, self.state_dir,
+                                        max_to_keep=self.config.keep_checkpoint_max,
+                                        checkpoint_name="ckpt")
+    try:
+      return make()
+    except Exception as error:  # pylint: disable=broad-except  (text_format.ParseError, OpError)
+      state = os.path.join(self.state_dir, "checkpoint")
+      steps = sorted(int(n[len("ckpt-"):-len(".index")]) for n in os.listdir(self.state_dir)
+                     if n.startswith("ckpt-") and n.endswith(".index")
+                     and n[len("ckpt-"):-len(".index")].isdigit())
+      self.log(f"warning: {state} cannot be read ({type(error).__name__}); rebuilt from the "
+               f"resume states found ({len(steps)})")
+      if steps:
+        lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
+        lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
+        files.write_text(state, "\n".join(lines) + "\n")
+      else:
+        os.remove(state)
+      return make()
+
+  def _make_train_loop(self):
+    model = self.model
+    return make_train_loop(
+        self.strategy, lambda features: model(self._model_inputs(features), training=True),
+        lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
+        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
+
+  def _save(self, manager: tf.train.CheckpointManager, do_eval: bool) -> str:
+    """Saves the resume state and the TF1-name weights; returns the TF1 prefix."""
+    step = self.global_step
+    try:
+      if self.chief:
+        manager.save(checkpoint_number=step)
+      else:  # every worker takes part in the save; only the chief's files are kept
+        scratch = tempfile.mkdtemp(prefix="albert-worker-")
+        self._checkpoint.write(os.path.join(scratch, "ckpt"))
+        shutil.rmtree(scratch, ignore_errors=True)
+    except tf.errors.OpError as error:
+      raise OutputError(None, f"cannot write the resume state in {self.state_dir}: "
+                              f"{error.message.splitlines()[0][:300]}") from None
+    prefix = self.run_dir.prefix(step)
+    if self.chief:
+      output_dir = self.config.output_dir
+      checkpoint.save_tf1_checkpoint(self.model, os.path.join(output_dir, TF1_PREFIX),
+                                     global_step=step)
+      if not do_eval:  # with eval, pruning waits until the checkpoint is scored
+        self.run_dir.prune(self.config.keep_checkpoint_max)
+      checkpoint.write_checkpoint_state(output_dir, os.path.basename(prefix))
+      self.log(f"Saved {prefix} (resume state in {self.state_dir})")
+    return prefix
+
+  def _log_progress(self, step: int, steps: int, out: Dict[str, tf.Tensor],
+                    seconds: float) -> None:
     """One line per loop (metrics averaged over the loop; the ETA at the loop's pace)."""
-    c = self.config
     values = {k: float(m.result().numpy()) for k, m in self.train_metrics.items()}
     lr = float(self.schedule(step - 1).numpy()) if step > 0 else 0.0
-    examples_per_second = steps * c.train_batch_size / max(seconds, 1e-9)
-    eta = _format_duration((c.num_train_steps - step) * seconds / steps)
+    norm = float(out["norm"].numpy())
+    seconds = max(seconds, 1e-9)
+    examples_per_second = float(out["examples"].numpy()) / seconds
+    tokens_per_second = float(out["tokens"].numpy()) / seconds
+    eta = _format_duration((self.num_train_steps - step) * seconds / steps)
     shown = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
-    self.log(f"step {step}/{c.num_train_steps} | {shown} | lr {lr:.3g} | grad_norm {norm:.3g} | "
-             f"{examples_per_second:.1f} examples/s | ETA {eta}")
+    self.log(f"step {step}/{self.num_train_steps} | {shown} | lr {lr:.3g} | grad_norm "
+             f"{norm:.3g} | {examples_per_second:.1f} examples/s | ETA {eta}")
     if self.chief:
       with self._writer("train").as_default():
         for key, value in values.items():
@@ -472,16 +775,49 @@ class Trainer:
         tf.summary.scalar("learning_rate", lr, step=step)
         tf.summary.scalar("gradient_norm", norm, step=step)
         tf.summary.scalar("examples_per_second", examples_per_second, step=step)
-        tf.summary.scalar("tokens_per_second", examples_per_second * self._tokens_per_example(),
-                          step=step)
+        tf.summary.scalar("tokens_per_second", tokens_per_second, step=step)
 
-  def _tokens_per_example(self) -> int:
-    data = getattr(getattr(self.task, "config", None), "train_data", None)
-    return getattr(data, "max_seq_length", 0)
+  # -------------------------------------------------------------------------- input errors
+  def _named_input_errors(self, split: str):
+    return _NamedInputErrors(self.task.input_files(split), split)
 
 
-def _write_atomic(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
+class _NamedInputErrors:
+  """Turns tf.data's DataLossError (which names only an offset) into an error naming the file."""
+
+  def __init__(self, paths: List[str], split: str):
+    self.paths, self.split = paths, split
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    if exc_type is None or not issubclass(exc_type, tf.errors.DataLossError):
+      return False
+    bad = find_corrupted_record_file(self.paths)
+    where = bad or (", ".join(self.paths) if self.paths else f"the {self.split} input")
+    raise InputError(f"{where}: corrupted or truncated TFRecord data ({exc.message.splitlines()[0]}"
+                     f"); the run stopped there; replace the file and rerun the same command "
+                     "to resume") from None
+
+
+def find_corrupted_record_file(paths: List[str]) -> Optional[str]:
+  """The first of `paths` whose TFRecord framing or checksums are broken, or None."""
+  for path in paths:
+    try:
+      for _ in tf.data.TFRecordDataset(path).batch(1024):
+        pass
+    except tf.errors.DataLossError:
+      return path
+  return None
+
+
+def _checkpoint_step(prefix: str) -> int:
+  """The `global_step` stored in a checkpoint (0 when it has none)."""
+  try:
+    reader = checkpoint.open_reader(prefix)
+    if reader.has_tensor("global_step"):
+      return int(reader.get_tensor("global_step"))
+  except Exception:  # pylint: disable=broad-except  (a missing step is not an error)
+    pass
+  return 0

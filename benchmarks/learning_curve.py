@@ -1,6 +1,6 @@
 """Learning-curve benchmark: pretrain the small model on the shared corpus for a fixed time budget.
 
-The steps, as the main job (`albert.pipeline`) but on `../shared/data/corpus` and with an
+The steps, as the main job (`scripts/main_job.py`) but on `../shared/data/corpus` and with an
 evaluation every `--eval_every` steps:
 1. documents of the corpus files (default `books_train.txt` and `wikitext2_test_raw.txt` of
    `/work/shared/data/corpus/albert_format/`) are split: every 20th document (5%) is held out
@@ -158,7 +158,7 @@ def baselines(data: Dict, seq: int, predictions: int) -> Dict:
   """MLM: the most frequent masked token of training, its share of the held-out masked tokens;
   SOP: the share of the majority label of the held-out records."""
   import tensorflow as tf
-  from albert.pipeline import frequency_baseline
+  from albert.tasks.pretraining import masked_lm_frequency_baseline as frequency_baseline
   from albert.data.records import parse_spec
   most, mlm = frequency_baseline([data["records"]["train"]], [data["records"]["eval"]], seq,
                                  predictions)
@@ -225,7 +225,7 @@ class _Recorder:
 def make_trainer(args, data: Dict, output_dir: str, num_train_steps: int, eval_every: int,
                  log):
   from albert.config import AlbertConfig
-  from albert.pretraining_data import PretrainingDataConfig
+  from albert.tasks.pretraining import PretrainingDataConfig
   from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
   from albert.training import OptimizerConfig, Trainer, TrainerConfig
   config = AlbertConfig.from_json_file(args.albert_config_file).replace(

@@ -288,10 +288,10 @@ def run_loop_worker(spec: Dict) -> Dict:
     steps = tf.constant(spec["steps_per_call"])
 
     def run():
-      loss, _, bad = train_loop(iterator, steps)
-      if int(bad.numpy()) >= 0:
-        raise RuntimeError(f"non-finite loss {float(loss.numpy())}")
-      return float(loss.numpy())
+      out = train_loop(iterator, steps)
+      if int(out["bad_step"].numpy()) >= 0:
+        raise RuntimeError(f"non-finite loss {float(out['loss'].numpy())}")
+      return float(out["loss"].numpy())
 
     first_loss = run()  # tracing (and XLA compilation) + the first steps
     t_first = time.time()
@@ -358,7 +358,7 @@ def run_trainer_worker(spec: Dict) -> Dict:
   process_start = psutil.Process().create_time()
   load_before = os.getloadavg()[0]
   common.import_tensorflow()
-  from albert.pretraining_data import PretrainingDataConfig  # pylint: disable=import-outside-toplevel
+  from albert.tasks.pretraining import PretrainingDataConfig  # pylint: disable=import-outside-toplevel
   lines: List[str] = []
   stamps: List[float] = []  # when each progress line was logged
 

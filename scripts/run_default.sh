@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (README, first command): sets up the environment, then
 # runs the whole pretraining pipeline on data/default (vocabulary, records, pretraining, eval).
-# Extra arguments are passed to `python -m albert.pipeline`.
+# Extra arguments are passed to `python scripts/main_job.py`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-exec "$venv/bin/python" -m albert.pipeline "$@"
+exec "$venv/bin/python" scripts/main_job.py "$@"

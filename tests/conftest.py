@@ -47,3 +47,13 @@ def randomize(model, seed: int = 0, scale: float = 0.2):
     else:
       value = rng.normal(0, scale, var.shape)
     var.assign(value.astype(np.float32))
+
+
+def load_script(name: str):
+  """The module of a program under scripts/ (they are files, not package modules)."""
+  import importlib.util
+  path = os.path.join(REPO_DIR, "scripts", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

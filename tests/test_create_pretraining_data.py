@@ -241,13 +241,14 @@ def test_readable_by_tf_models_bert_pretrain_dataloader(tmp_path):
 
 
 def test_readable_by_our_pretraining_input_pipeline(tmp_path):
-  from albert import pretraining_data
+  from albert import input_pipeline
+  from albert.tasks.pretraining import PretrainingDataConfig
   _run(_config(tmp_path, num_output_shards=2))
-  files = pretraining_data.expand_files(str(tmp_path / "out.tfrecord-*"))
-  config = pretraining_data.PretrainingDataConfig(input_file=str(tmp_path / "out.tfrecord-*"),
-                                                  max_seq_length=32, max_predictions_per_seq=5)
-  pretraining_data.check_records(files, config)
-  batch = next(iter(pretraining_data.make_dataset(files, config, 4, is_training=False)))
+  files = input_pipeline.expand_files(str(tmp_path / "out.tfrecord-*"))
+  config = PretrainingDataConfig(input_file=str(tmp_path / "out.tfrecord-*"),
+                                 max_seq_length=32, max_predictions_per_seq=5)
+  input_pipeline.check_first_record(files[0], config.schema())
+  batch = next(iter(input_pipeline.make_dataset(files, config.schema(), 4, "stream")))
   assert batch["input_ids"].shape == (4, 32) and batch["masked_lm_ids"].shape == (4, 5)
 
 

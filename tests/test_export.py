@@ -322,49 +322,6 @@ def test_config_errors(tmp_path):
     config.check()
 
 
-def test_write_atomically_refuses_replaces_and_cleans_up(tmp_path):
-  target = str(tmp_path / "out")
-
-  def write(text):
-    def fn(directory):
-      with open(os.path.join(directory, "saved_model.pb"), "w") as f:
-        f.write(text)
-    return fn
-
-  assert export.write_atomically(target, write("one")) == target
-  with pytest.raises(export.ExportError, match="--overwrite"):
-    export.write_atomically(target, write("two"))
-  export.write_atomically(target, write("two"), overwrite=True)
-  assert open(os.path.join(target, "saved_model.pb")).read() == "two"
-
-  def fail(directory):
-    write("three")(directory)
-    raise RuntimeError("interrupted")
-
-  with pytest.raises(RuntimeError):
-    export.write_atomically(target, fail, overwrite=True)
-  assert open(os.path.join(target, "saved_model.pb")).read() == "two"
-  assert sorted(os.listdir(tmp_path)) == ["out"]  # no temporary directories left
-  os.makedirs(tmp_path / "empty")
-  export.write_atomically(str(tmp_path / "empty"), write("four"))  # an empty folder is fine
-
-
-def test_copy_tree_copies_saved_model_pb_last(tmp_path, monkeypatch):
-  source = tmp_path / "src"
-  (source / "variables").mkdir(parents=True)
-  for name in ("saved_model.pb", "variables/variables.index", "fingerprint.pb"):
-    (source / name).write_text(name)
-  copied = []
-  real_copy = tf.io.gfile.copy
-  monkeypatch.setattr(tf.io.gfile, "copy",
-                      lambda a, b, overwrite=False: (copied.append(os.path.basename(b)),
-                                                     real_copy(a, b, overwrite))[1])
-  export.copy_tree(str(source), str(tmp_path / "dst"))
-  assert copied[-1] == "saved_model.pb" and len(copied) == 3
-  assert (tmp_path / "dst" / "variables" / "variables.index").read_text() == \
-      "variables/variables.index"
-
-
 # -------------------------------------------------------------------------------------- CLI
 def run_script(*args: str) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2")

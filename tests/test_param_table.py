@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from albert import param_table
+from conftest import CONFIGS, load_script
+
+param_table_cli = load_script("param_table")
 
 EXPECTED = {  # the original code's counts (vocab 30000, pooler included, no heads)
     "ALBERT base": 11_683_584, "ALBERT large": 17_683_968, "ALBERT xlarge": 58_724_864,
@@ -14,7 +17,7 @@ EXPECTED = {  # the original code's counts (vocab 30000, pooler included, no hea
 
 @pytest.fixture(scope="module")
 def results():
-  return param_table.compute()
+  return param_table.compute(configs_dir=CONFIGS)
 
 
 def test_released_counts_equal_the_originals(results):
@@ -39,7 +42,7 @@ def test_sharing_and_embedding_rows(results):
 
 
 def test_table_text_and_cli(capsys):
-  assert param_table.main(["--tables", "4", "--json"]) == 0
+  assert param_table_cli.main(["--tables", "4", "--json", "--configs_dir", CONFIGS]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert len(lines) == 8 and '"cross_layer_sharing": "ffn"' in lines[2]
   text = param_table.format_table([{"table": "1", "model": "ALBERT base", "params": 11683584,
@@ -47,4 +50,4 @@ def test_table_text_and_cli(capsys):
                                     "num_hidden_layers": 12, "cross_layer_sharing": "all"}])
   assert "11,683,584" in text and "Table 1" in text
   with pytest.raises(SystemExit):
-    param_table.main(["--tables", "2"])
+    param_table_cli.main(["--tables", "2"])

@@ -1,11 +1,12 @@
-"""The main job (albert/pipeline.py) end to end on the embedded default, shortened."""
+"""The main job (scripts/main_job.py) end to end on the embedded default, shortened."""
 
 from __future__ import annotations
 
 import os
 
-from albert import pipeline
-from conftest import REPO_DIR
+from conftest import REPO_DIR, load_script
+
+pipeline = load_script("main_job")
 
 
 def test_pipeline_runs_end_to_end_and_resumes(tmp_path, capsys):

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from albert import checkpoint
 from albert.config import AlbertConfig
-from albert.pretraining_data import InputError, PretrainingDataConfig
+from albert.errors import InputError
+from albert.tasks.pretraining import PretrainingDataConfig
 from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
 from albert.training import (OptimizerConfig, Trainer, TrainerConfig, TrainingError,
                              make_train_loop)
@@ -61,9 +62,10 @@ def _run_make_train_loop(output_dir, files, dense, steps, clip_norm=1.0):
       trainer.strategy, lambda f: model(inputs(f), training=True),
       lambda: model.trainable_variables, trainer.optimizer, trainer.task, trainer.train_metrics,
       clip_norm=clip_norm, dense_gradients=dense)
-  _, norm, bad = loop(iter(trainer._distributed("train", 4)), tf.constant(steps))  # pylint: disable=protected-access
-  assert int(bad) == -1 and trainer.global_step == steps
-  return initial, [v.numpy() for v in model.trainable_variables], float(norm), grads
+  out = loop(iter(trainer._distributed("train", 4)), tf.constant(steps))  # pylint: disable=protected-access
+  assert int(out["bad_step"]) == -1 and trainer.global_step == steps
+  assert int(out["examples"]) == 4 * steps
+  return initial, [v.numpy() for v in model.trainable_variables], float(out["norm"]), grads
 
 
 def test_sparse_and_dense_embedding_gradients_apply_alike(tmp_path, records):
@@ -105,7 +107,12 @@ def test_train_and_eval_writes_the_originals_files(tmp_path, records):
   assert text.count("global_step = ") == 2
   for key in EVAL_KEYS:
     assert f"\n{key} = " in "\n" + text
-  assert "model.ckpt-best" in text
+  assert "model.ckpt-best" not in text  # only key = value lines, as the original's
+  assert len(text.strip().splitlines()) == 2 * len(EVAL_KEYS)
+  best_step, best_value = open(tmp_path / "best_trial.txt").read().split(":")[1:]
+  assert any(l.startswith("New best masked_lm_accuracy") and "model.ckpt-best" in l
+             for l in lines)
+  assert int(best_step) in (3, 6) and 0 <= float(best_value) <= 1
   # Progress lines: step, loss, accuracies, learning rate, throughput, ETA. Loops of 2 steps
   # end early where a checkpoint is due (every 3).
   progress = [l for l in lines if l.startswith("step ")]

@@ -11,5 +11,4 @@ Modules (none imports TensorFlow at module level, so worker processes stay small
 """
 
 
-class DataError(ValueError):
-  """Bad input or settings for a data command; the message names the file and line, or the flag."""
+from albert.errors import DataError  # noqa: F401  (the data commands' error, re-exported)

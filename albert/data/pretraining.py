@@ -46,7 +46,7 @@ from albert.data import sharding
 FORMAT_VERSION = 1
 
 
-class ConfigError(DataError):
+class SettingsError(DataError):
   """A bad setting; the message names the flag."""
 
 
@@ -101,40 +101,40 @@ class CreateDataConfig:
       return max(1, os.cpu_count() or 1)
 
   def validate(self) -> None:
-    """Raises ConfigError naming the flag for any setting the run cannot use."""
+    """Raises SettingsError naming the flag for any setting the run cannot use."""
     if not self.input_file:
-      raise ConfigError("--input_file is required: raw text, one sentence per line, a blank "
+      raise SettingsError("--input_file is required: raw text, one sentence per line, a blank "
                         "line between documents (comma-separated globs)")
     if not self.output_file:
-      raise ConfigError("--output_file is required: the TFRecord file(s) to write")
+      raise SettingsError("--output_file is required: the TFRecord file(s) to write")
     if not self.spm_model_file and not self.vocab_file:
-      raise ConfigError("give --spm_model_file (SentencePiece, the English ALBERT models) or "
+      raise SettingsError("give --spm_model_file (SentencePiece, the English ALBERT models) or "
                         "--vocab_file (WordPiece); with a SentencePiece model --vocab_file is "
                         "not needed")
     if self.input_file_mode not in ("r", "rb"):
-      raise ConfigError(f"--input_file_mode={self.input_file_mode!r}: use 'r' or 'rb' (input "
+      raise SettingsError(f"--input_file_mode={self.input_file_mode!r}: use 'r' or 'rb' (input "
                         "is read as UTF-8 either way)")
     if self.do_permutation:
-      raise ConfigError(
+      raise SettingsError(
           "--do_permutation is not supported: the original wrote masked_lm_* features of "
           "2 * max_predictions_per_seq entries with it, which its run_pretraining.py cannot "
           "read, and no released ALBERT model was trained with it")
     if self.max_seq_length < 5:
-      raise ConfigError(f"--max_seq_length={self.max_seq_length} is too small: an instance is "
+      raise SettingsError(f"--max_seq_length={self.max_seq_length} is too small: an instance is "
                         "[CLS] A [SEP] B [SEP] with at least one token in A and in B, so it "
                         "needs at least 5")
     for name in ("masked_lm_prob", "short_seq_prob"):
       value = getattr(self, name)
       if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ConfigError(f"--{name}={value} is not a probability: it must be in [0, 1]")
+        raise SettingsError(f"--{name}={value} is not a probability: it must be in [0, 1]")
     positive = {"max_predictions_per_seq": 1, "ngram": 1, "dupe_factor": 1,
                 "max_line_length": 1}
     for name, minimum in positive.items():
       if getattr(self, name) < minimum:
-        raise ConfigError(f"--{name}={getattr(self, name)} must be >= {minimum}")
+        raise SettingsError(f"--{name}={getattr(self, name)} must be >= {minimum}")
     for name in ("num_workers", "num_output_shards", "shuffle_buffer_size", "units_per_task"):
       if getattr(self, name) < 0:
-        raise ConfigError(f"--{name}={getattr(self, name)} must be >= 0")
+        raise SettingsError(f"--{name}={getattr(self, name)} must be >= 0")
 
 
 def load_tables(spec: corpus_lib.TokenizerSpec):
@@ -143,7 +143,7 @@ def load_tables(spec: corpus_lib.TokenizerSpec):
     tokenizer = spec.build()
   except (FileNotFoundError, ValueError, OSError) as e:
     flag = "--spm_model_file" if spec.spm_model_file else "--vocab_file"
-    raise ConfigError(f"{flag}: {e}") from None
+    raise SettingsError(f"{flag}: {e}") from None
   try:
     tables = instances_lib.VocabTables.from_vocab(tokenizer.vocab,
                                                   sentencepiece=tokenizer.sp_model is not None)
@@ -154,7 +154,7 @@ def load_tables(spec: corpus_lib.TokenizerSpec):
               "(create_pretraining_data.py train_vocab does)")
     else:
       where, hint = f"--vocab_file {spec.vocab_file!r}", "; add them to the vocabulary"
-    raise ConfigError(f"{where}: {e}{hint}") from None
+    raise SettingsError(f"{where}: {e}{hint}") from None
   return tokenizer, tables
 
 
@@ -594,7 +594,7 @@ def create_pretraining_data(config: CreateDataConfig,
   """Runs the whole pipeline for `config`; returns the summary (also logged).
 
   Raises:
-    ConfigError: a bad setting (names the flag).
+    SettingsError: a bad setting (names the flag).
     corpus.CorpusError: bad input text (names the file and line).
   """
   t_start = time.monotonic()
@@ -603,11 +603,11 @@ def create_pretraining_data(config: CreateDataConfig,
   try:
     outputs = sharding.output_paths(config.output_file, config.num_output_shards)
   except ValueError as e:
-    raise ConfigError(str(e)) from None
+    raise SettingsError(str(e)) from None
   inputs_abs = {os.path.abspath(p) for p in files if "://" not in p}
   for path in outputs:
     if os.path.abspath(path) in inputs_abs:
-      raise ConfigError(f"--output_file {path!r} is also an input file")
+      raise SettingsError(f"--output_file {path!r} is also an input file")
   spec = config.tokenizer_spec()
   tokenizer, tables = load_tables(spec)
   num_workers = config.resolved_workers()

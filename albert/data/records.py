@@ -144,6 +144,29 @@ class ExampleEncoder:
     return _field(b"\x0a", features)
 
 
+def encode_example(features: Dict[str, Tuple[str, Sequence]]) -> bytes:
+  """Serializes `{name: ("int64" | "float32", values)}` as a `tf.train.Example`, without TF.
+
+  The generic counterpart of `ExampleEncoder` (fine-tuning caches: GLUE, SQuAD, RACE): features
+  are written in the given order, int64 values as packed varints (negative values as their
+  two's complement, as protobuf does), floats as packed little-endian float32.
+  """
+  entries = []
+  for name, (kind, values) in features.items():
+    key = _field(b"\x0a", name.encode("utf-8"))
+    if kind == "int64":
+      packed = b"".join(_SMALL_VARINTS[v] if 0 <= v < 16384 else varint(v % (1 << 64))
+                        for v in (int(x) for x in values))
+      feature = _field(b"\x1a", _field(b"\x0a", packed))
+    elif kind == "float32":
+      values = list(values)
+      feature = _field(b"\x12", _field(b"\x0a", struct.pack(f"<{len(values)}f", *values)))
+    else:
+      raise ValueError(f"feature {name!r}: kind must be int64 or float32, got {kind!r}")
+    entries.append(_field(b"\x0a", key + _field(b"\x12", feature)))
+  return _field(b"\x0a", b"".join(entries))
+
+
 # ---------------------------------------------------------------------------------------------
 # CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) and TFRecord framing.
 

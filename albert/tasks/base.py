@@ -1,19 +1,34 @@
 """The Task interface: model, data, loss, metrics and initialisation of one job.
 
 The trainer (albert/training.py) owns everything generic: strategy, steps per loop,
-optimizer, clipping, checkpoints, resume, evaluation, best-checkpoint selection, progress and
-summaries. A task owns what differs between pretraining, GLUE, SQuAD and RACE.
+optimizer, clipping, checkpoints, resume, evaluation in one pass, prediction, scoring every
+checkpoint and keeping the best, progress and summaries. A task owns what differs between
+pretraining, GLUE, SQuAD and RACE. Beyond the abstract methods, a task may override hooks whose
+defaults fit pretraining:
+
+* `prepare(split)`: build the split's feature cache (called after every check, before the
+  model is built);
+* `num_train_examples()`: for runs whose length is given in epochs;
+* `input_files(split)`: the record files of a split (named in errors about corrupted records);
+* `eval_streams`: True when the eval input is endless (then `max_eval_steps` caps it), False
+  for one pass over every example (`is_real_example` weights drop the padding);
+* `eval_by_predict`: evaluate through `predict` + `postprocess` instead of streaming metrics
+  (metrics that cannot stream, such as MCC or SQuAD's F1);
+* `prediction_outputs(features, outputs)`: the tensors `predict` returns per example;
+* `postprocess(split, predictions, output_dir)`: turns predictions into files and metrics.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint
+from albert.config import AlbertConfig
 
 
 class Task(abc.ABC):
@@ -22,6 +37,16 @@ class Task(abc.ABC):
   name: str = "task"
   best_metric: Optional[str] = None
   best_metric_higher_is_better: bool = True
+  eval_streams: bool = False
+  eval_by_predict: bool = False
+  # Features `predict` passes through beside the model's outputs (ids that postprocess needs).
+  passthrough_features: Tuple[str, ...] = ()
+
+  @property
+  def albert_config(self) -> Optional[AlbertConfig]:
+    """The encoder's config (written to, and checked against, `output_dir/albert_config.json`)."""
+    config = getattr(self, "config", None)
+    return getattr(config, "albert_config", None)
 
   @abc.abstractmethod
   def build_model(self) -> tf_keras.Model:
@@ -29,7 +54,7 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def check_inputs(self, split: str) -> None:
-    """Raises a clear error (naming the file or flag) if `split` ("train"/"eval") cannot run."""
+    """Raises a clear error (naming the file or flag) if `split` cannot run; writes nothing."""
 
   @abc.abstractmethod
   def build_dataset(self, split: str, batch_size: int,
@@ -49,6 +74,30 @@ class Task(abc.ABC):
   def update_metrics(self, metrics: Dict[str, tf_keras.metrics.Metric],
                      features: Dict[str, tf.Tensor], aux: Dict[str, tf.Tensor]) -> None:
     """Accumulates one batch into `metrics`."""
+
+  # ----------------------------------------------------------------------- optional hooks
+  def prepare(self, split: str) -> None:
+    """Builds what `split` reads (e.g. a feature cache); the default has nothing to build."""
+
+  def num_train_examples(self) -> Optional[int]:
+    """The number of training examples (epoch-based runs); None when unknown."""
+    return None
+
+  def input_files(self, split: str) -> List[str]:
+    """The record files `split` reads (to name a corrupted one); empty when unknown."""
+    return []
+
+  def prediction_outputs(self, features: Dict[str, tf.Tensor],
+                         outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Per-example tensors `predict` returns: the model's outputs and `passthrough_features`."""
+    result = {k: v for k, v in outputs.items() if not isinstance(v, (list, tuple))}
+    result.update({k: features[k] for k in self.passthrough_features})
+    return result
+
+  def postprocess(self, split: str, predictions: Dict[str, np.ndarray],
+                  output_dir: str) -> Dict[str, float]:
+    """Turns the predictions of `split` into output files and metrics (eval_by_predict)."""
+    raise NotImplementedError(f"task {self.name} has no postprocess for {split!r}")
 
   def initialize(self, model: tf_keras.Model, init_checkpoint: str,
                  init_from_group0: bool = False) -> checkpoint.LoadReport:

@@ -3,23 +3,56 @@
 Loss = MLM (weights-normalised) + SOP, as the original's model_fn. Metrics are the original's
 eval keys: `masked_lm_accuracy`, `masked_lm_loss` (weighted mean), `sentence_order_accuracy`,
 `sentence_order_loss`, and `loss` (mean total loss per batch). The best checkpoint is chosen by
-`masked_lm_accuracy`.
+`masked_lm_accuracy`. The eval input streams (the original's `max_eval_steps` batches).
+
+Records: the schema is owned by `albert.data.records` (the original's names, types and
+lengths); the task reads the `FEATURES` the original's `input_fn` reads (not `token_boundary`),
+ids as int32, and `next_sentence_labels` holds the SOP label. `check_inputs` reads the first
+record before any work, so that a `max_seq_length` or `max_predictions_per_seq` that does not
+match the files is a clear error, and every record's ids are checked against the config's
+`vocab_size` as it is read (an id out of range is an error naming the files: on GPU an
+out-of-range embedding lookup would silently give zeros).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras
 
-from albert import losses
+from albert import input_pipeline, losses
 from albert.config import AlbertConfig
+from albert.data import records as records_lib
+from albert.errors import InputError
 from albert.models import build_pretraining_model
-from albert.pretraining_data import (InputError, PretrainingDataConfig, check_records,
-                                     expand_files, make_dataset)
 from albert.tasks.base import Task
+
+# The features pretraining reads, in the record's order.
+FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
+            "masked_lm_weights", "next_sentence_labels")
+# The flag that sets each feature's length.
+_LENGTH_FLAGS = {"input_ids": "--max_seq_length", "input_mask": "--max_seq_length",
+                 "segment_ids": "--max_seq_length",
+                 "masked_lm_positions": "--max_predictions_per_seq",
+                 "masked_lm_ids": "--max_predictions_per_seq",
+                 "masked_lm_weights": "--max_predictions_per_seq"}
+
+
+@dataclasses.dataclass
+class PretrainingDataConfig:
+  input_file: str  # comma-separated globs
+  max_seq_length: int = 512
+  max_predictions_per_seq: int = 20
+  shuffle_buffer_size: int = 100  # records, after interleaving (the original's 100)
+  cycle_length: int = 4  # files read at once
+  seed: int = 12345
+
+  def schema(self) -> input_pipeline.Schema:
+    spec = records_lib.feature_spec(self.max_seq_length, self.max_predictions_per_seq)
+    return {name: spec[name] for name in FEATURES}
 
 
 @dataclasses.dataclass
@@ -34,6 +67,7 @@ class PretrainingTask(Task):
 
   name = "pretraining"
   best_metric = "masked_lm_accuracy"
+  eval_streams = True
 
   def __init__(self, config: PretrainingTaskConfig):
     self.config = config
@@ -53,15 +87,33 @@ class PretrainingTask(Task):
     if data.max_predictions_per_seq > data.max_seq_length:
       raise InputError(f"--max_predictions_per_seq={data.max_predictions_per_seq} exceeds "
                        f"--max_seq_length={data.max_seq_length}")
-    check_records(expand_files(data.input_file), data)
+    files = input_pipeline.expand_files(data.input_file)
+    input_pipeline.check_first_record(files[0], data.schema(), _LENGTH_FLAGS,
+                                      written_by="create_pretraining_data.py")
+
+  def input_files(self, split):
+    return input_pipeline.expand_files(self._data(split).input_file)
 
   def build_model(self) -> tf_keras.Model:
     return build_pretraining_model(self.config.albert_config)
 
   def build_dataset(self, split, batch_size, input_context=None):
     data = self._data(split)
-    return make_dataset(expand_files(data.input_file), data, batch_size,
-                        is_training=(split == "train"), input_context=input_context)
+    vocab_size = self.config.albert_config.vocab_size
+    files = input_pipeline.expand_files(data.input_file)
+
+    def check_ids(features):
+      ids = tf.concat([features["input_ids"], features["masked_lm_ids"]], axis=0)
+      with tf.control_dependencies([tf.debugging.assert_less(
+          ids, vocab_size, message=f"{split} records hold a token id >= vocab_size "
+          f"({vocab_size}) of the albert config; were they made with another vocabulary? "
+          f"Files: {', '.join(files)[:500]}")]):
+        return {k: tf.identity(v) for k, v in features.items()}
+
+    return input_pipeline.make_dataset(
+        files, data.schema(), batch_size, "train" if split == "train" else "stream",
+        input_context, seed=data.seed, shuffle_buffer_size=data.shuffle_buffer_size,
+        cycle_length=data.cycle_length, decode=check_ids)
 
   def compute_loss(self, features, outputs):
     mlm = losses.masked_lm_loss(outputs["mlm_logits"], features["masked_lm_ids"],
@@ -91,3 +143,23 @@ class PretrainingTask(Task):
     metrics["sentence_order_accuracy"].update_state(labels, sop_predictions)
     metrics["sentence_order_loss"].update_state(aux["sop_per_example_loss"])
     metrics["loss"].update_state(aux["loss"])
+
+
+def masked_lm_frequency_baseline(train_files: List[str], eval_files: List[str],
+                                 max_seq_length: int, max_predictions_per_seq: int
+                                 ) -> Tuple[int, float]:
+  """(most frequent masked id in training, its share of the eval masked ids): the MLM accuracy
+  of always predicting that one token, the floor a pretrained model must beat."""
+  spec = records_lib.parse_spec(max_seq_length, max_predictions_per_seq)
+
+  def masked(files):
+    for record in tf.data.TFRecordDataset(files):
+      example = tf.io.parse_single_example(record, spec)
+      for token, weight in zip(example["masked_lm_ids"].numpy(),
+                               example["masked_lm_weights"].numpy()):
+        if weight > 0:
+          yield int(token)
+
+  most = collections.Counter(masked(train_files)).most_common(1)[0][0]
+  eval_ids = list(masked(eval_files))
+  return most, sum(t == most for t in eval_ids) / max(len(eval_ids), 1)

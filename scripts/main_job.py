@@ -1,6 +1,7 @@
 """The main job: the whole pretraining pipeline on the embedded default corpus, in a few minutes.
 
-`python -m albert.pipeline` (the README's first command runs it) does, with visible progress:
+`python scripts/main_job.py` (the README's first command, `scripts/run_default.sh`, runs it from
+the repository root; the default paths are relative to it) does, with visible progress:
 1. splits `data/default/corpus.txt` into training chapters and held-out chapters;
 2. trains a SentencePiece vocabulary on the training chapters with the original recipe;
 3. writes pretraining records with `create_pretraining_data` (train: several dupes; eval: one);
@@ -16,14 +17,12 @@ Rerunning resumes: the vocabulary, the records and the training state are reused
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
 import time
 from typing import List, Optional, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+from albert import files
 
 def _step(title: str) -> None:
   print(f"\n== {title}", flush=True)
@@ -39,40 +38,17 @@ def split_corpus(corpus: str, directory: str, held_out: int) -> Tuple[str, str]:
   paths = []
   for name, part in (("train", documents[:-held_out]), ("eval", documents[-held_out:])):
     path = os.path.join(directory, f"{name}.txt")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write("\n\n".join(part) + "\n")
-    os.replace(tmp, path)
+    files.write_text(path, "\n\n".join(part) + "\n")
     paths.append(path)
   return paths[0], paths[1]
 
 
-def frequency_baseline(train_files: List[str], eval_files: List[str], seq: int,
-                       predictions: int) -> Tuple[int, float]:
-  """(most frequent masked id in training, its weighted share of the eval masked ids)."""
-  import tensorflow as tf
-  from albert.data.records import parse_spec
-  spec = parse_spec(seq, predictions)
-
-  def masked(files):
-    for record in tf.data.TFRecordDataset(files):
-      example = tf.io.parse_single_example(record, spec)
-      for token, weight in zip(example["masked_lm_ids"].numpy(),
-                               example["masked_lm_weights"].numpy()):
-        if weight > 0:
-          yield int(token)
-
-  most = collections.Counter(masked(train_files)).most_common(1)[0][0]
-  eval_ids = list(masked(eval_files))
-  return most, sum(t == most for t in eval_ids) / max(len(eval_ids), 1)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--corpus", default=os.path.join(REPO, "data", "default", "corpus.txt"))
+  parser.add_argument("--corpus", default=os.path.join("data", "default", "corpus.txt"))
   parser.add_argument("--albert_config_file",
-                      default=os.path.join(REPO, "configs", "tiny", "albert_config.json"))
-  parser.add_argument("--output_dir", default=os.path.join(REPO, "output", "default"))
+                      default=os.path.join("configs", "tiny", "albert_config.json"))
+  parser.add_argument("--output_dir", default=os.path.join("output", "default"))
   parser.add_argument("--held_out_documents", type=int, default=4)
   parser.add_argument("--vocab_size", type=int, default=4000)
   parser.add_argument("--max_seq_length", type=int, default=64)
@@ -97,8 +73,9 @@ def _run(args) -> None:
   from albert.config import AlbertConfig
   from albert.data.pretraining import CreateDataConfig, create_pretraining_data
   from albert.data.vocab import VocabConfig, train_vocab
-  from albert.pretraining_data import PretrainingDataConfig
-  from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
+  from albert.tasks.pretraining import PretrainingDataConfig
+  from albert.tasks.pretraining import (PretrainingTask, PretrainingTaskConfig,
+                                        masked_lm_frequency_baseline)
   from albert.training import OptimizerConfig, Trainer, TrainerConfig
 
   start = time.time()
@@ -155,7 +132,7 @@ def _run(args) -> None:
   results = trainer.run(do_train=True, do_eval=True)
 
   _step("5. Result")
-  most, baseline = frequency_baseline([records["train"]], [records["eval"]],
+  most, baseline = masked_lm_frequency_baseline([records["train"]], [records["eval"]],
                                       args.max_seq_length, args.max_predictions_per_seq)
   piece = spm.SentencePieceProcessor(model_file=spm_prefix + ".model").id_to_piece(most)
   accuracy = results.get("masked_lm_accuracy", float("nan"))

@@ -1,7 +1,7 @@
 """The encoder pipeline on the embedded default: build, save and reload in TF1 names, check parity.
 
-`python -m albert.encoder_demo` (what `scripts/run_default.sh` runs until the pretraining job
-exists) does, with visible output:
+`python scripts/encoder_demo.py`, from the repository root (the default paths are relative to
+it), does, with visible output:
 1. builds the encoder of `configs/tiny/albert_config.json` and prints its variables;
 2. saves it as a TF1-name checkpoint under `--output_dir`, reloads it into a fresh model and
    checks that the outputs are bit-identical;
@@ -20,7 +20,6 @@ from typing import List, Optional
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _step(title: str) -> None:
@@ -30,10 +29,10 @@ def _step(title: str) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--albert_config_file",
-                      default=os.path.join(REPO, "configs", "tiny", "albert_config.json"))
+                      default=os.path.join("configs", "tiny", "albert_config.json"))
   parser.add_argument("--golden_dir",
-                      default=os.path.join(REPO, "tests", "testdata", "golden", "model_A"))
-  parser.add_argument("--output_dir", default=os.path.join(REPO, "output", "encoder_demo"))
+                      default=os.path.join("tests", "testdata", "golden", "model_A"))
+  parser.add_argument("--output_dir", default=os.path.join("output", "encoder_demo"))
   parser.add_argument("--skip_param_table", action="store_true")
   args = parser.parse_args(argv)
 

@@ -1,0 +1,266 @@
+"""Writing files so that nothing half-written is ever seen (bottom floor: imports only `errors`).
+
+Every output of the library goes through here:
+* `write_text` / `write_bytes` / `copy_file`: a temporary name in the target's directory
+  (`.<name>.tmp-<pid>-XXXX`), then one `os.replace`; the permissions are those of the user's
+  umask (not mkstemp's 0600), and a failure removes the temporary file.
+* `write_directory(path, write)`: `write(tmp_dir)` into a sibling `<name>.tmp-<pid>-XXXX`, then
+  renamed into place (an existing non-empty directory only with `overwrite`, replaced after the
+  new one is complete); folders get the umask's permissions (mkdtemp's 0700 would hide an
+  export from a serving process); leftovers of killed runs (`*.tmp-<pid>-*`, `*.old-<pid>-*` of
+  processes that no longer exist) are removed first. Remote paths (gs://...) are written locally
+  and copied with tf.io.gfile, `saved_model.pb` last.
+* `staged_files({name: source})`: copies assets to a temporary folder under their final names.
+* `check_output_dir(path, flag)`: a directory that can be created and written, checked before a
+  run writes anything (a parent that is a file, a read-only or foreign directory: one clear
+  error naming the flag).
+
+OS errors become `OutputError`s that name the path and the cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import tempfile
+from typing import Callable, Dict, Iterator, Optional
+
+from albert.errors import ExportError, FlagError, OutputError, output_error
+
+TEMP_MARK = ".tmp-"
+OLD_MARK = ".old-"
+
+
+def umask() -> int:
+  """The process's umask (read without changing it for longer than one call)."""
+  value = os.umask(0)
+  os.umask(value)
+  return value
+
+
+def is_remote(path: str) -> bool:
+  return "://" in os.fspath(path)
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+# ------------------------------------------------------------------------------------- files
+def write_bytes(path: str, data: bytes) -> str:
+  """Writes `data` to `path` atomically; returns the path."""
+  path = os.fspath(path)
+  if is_remote(path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tmp = f"{path}{TEMP_MARK}{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+      f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path
+  directory = os.path.dirname(os.path.abspath(path))
+  tmp = None
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}{TEMP_MARK}{os.getpid()}-",
+                               dir=directory)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.chmod(tmp, 0o666 & ~umask())
+    os.replace(tmp, path)
+    tmp = None
+  except OSError as error:
+    if error.filename is None or error.errno == errno.EEXIST:
+      error.filename = path
+    raise output_error(error) from None
+  finally:
+    if tmp and os.path.exists(tmp):
+      os.remove(tmp)
+  return path
+
+
+def write_text(path: str, text: str) -> str:
+  """Writes `text` (UTF-8) to `path` atomically; returns the path."""
+  return write_bytes(path, text.encode("utf-8"))
+
+
+def append_text(path: str, text: str) -> str:
+  """Appends `text` by rewriting the whole file atomically (small files such as results)."""
+  previous = ""
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      previous = f.read()
+    if previous and not previous.endswith("\n"):
+      previous += "\n"
+  return write_text(path, previous + text)
+
+
+def copy_file(source: str, destination: str) -> str:
+  """Copies `source` to `destination` atomically; returns the destination."""
+  with open(source, "rb") as f:
+    data = f.read()
+  return write_bytes(destination, data)
+
+
+# ------------------------------------------------------------------------------- directories
+def check_output_dir(path: Optional[str], flag: str = "--output_dir") -> str:
+  """Checks that `path` is (or can be made) a writable directory; creates nothing. Returns it."""
+  if not path:
+    raise FlagError(f"{flag} is required")
+  path = os.fspath(path)
+  if is_remote(path):
+    return path
+  probe = os.path.abspath(path)
+  while not os.path.exists(probe):
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if not os.path.isdir(probe):
+    raise FlagError(f"{flag}={path}: {probe} is a file, not a directory")
+  if not os.access(probe, os.W_OK | os.X_OK):
+    what = "the directory" if probe == os.path.abspath(path) else f"its parent {probe}"
+    reason = "is on a read-only file system" if _read_only(probe) else "is not writable"
+    raise FlagError(f"{flag}={path}: {what} {reason}")
+  return path
+
+
+def _read_only(path: str) -> bool:
+  try:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+  except OSError:
+    return False
+
+
+def make_dirs(path: str) -> str:
+  """`os.makedirs(path, exist_ok=True)` with a clear `OutputError`; returns the path."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as error:
+    if error.filename is None:
+      error.filename = path
+    raise output_error(error, "cannot create") from None
+  return path
+
+
+def remove_stale_siblings(path: str) -> list:
+  """Removes `<name>.tmp-<pid>-*` / `<name>.old-<pid>-*` beside `path` left by dead processes."""
+  parent, name = os.path.split(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    return []
+  pattern = re.compile(re.escape(name) + r"(?:" + re.escape(TEMP_MARK) + "|" + re.escape(OLD_MARK)
+                       + r")(\d+)-")
+  removed = []
+  for entry in os.listdir(parent):
+    match = pattern.match(entry)
+    if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+      target = os.path.join(parent, entry)
+      shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else os.remove(target)
+      removed.append(target)
+  return removed
+
+
+def _open_permissions(directory: str) -> None:
+  """Gives a staged tree the permissions a plain `mkdir` would (mkdtemp makes 0700)."""
+  mode = 0o777 & ~umask()
+  for root, dirs, _ in os.walk(directory):
+    os.chmod(root, mode)
+    for d in dirs:
+      os.chmod(os.path.join(root, d), mode)
+
+
+def _refuse_existing(path: str, overwrite: bool, exists, listdir, isdir) -> None:
+  if exists(path) and not overwrite and (not isdir(path) or listdir(path)):
+    raise ExportError(f"export path {path} already exists; choose a new path or pass "
+                      "--overwrite to replace it")
+
+
+def write_directory(path: str, write: Callable[[str], None], overwrite: bool = False) -> str:
+  """Runs `write(tmp_dir)` and renames the result to `path`; returns that path.
+
+  The temporary directory is a sibling, so the rename is atomic; on error it is removed and
+  `path` is untouched. An existing non-empty `path` is an error unless `overwrite`, and is then
+  replaced only after the new directory is complete.
+  """
+  if is_remote(path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    _refuse_existing(path, overwrite, tf.io.gfile.exists, tf.io.gfile.listdir, tf.io.gfile.isdir)
+    with tempfile.TemporaryDirectory(prefix="albert-export-") as local:
+      target = os.path.join(local, "export")
+      os.mkdir(target)
+      write(target)
+      copy_tree(target, path)
+    return path
+  path = os.path.abspath(path)
+  _refuse_existing(path, overwrite, os.path.exists, os.listdir, os.path.isdir)
+  parent, name = os.path.split(path)
+  make_dirs(parent)
+  remove_stale_siblings(path)
+  try:
+    tmp = tempfile.mkdtemp(prefix=f"{name}{TEMP_MARK}{os.getpid()}-", dir=parent)
+  except OSError as error:
+    raise output_error(error) from None
+  old = None
+  try:
+    write(tmp)
+    _open_permissions(tmp)
+    if os.path.exists(path):
+      old = tempfile.mkdtemp(prefix=f"{name}{OLD_MARK}{os.getpid()}-", dir=parent)
+      os.rmdir(old)
+      os.rename(path, old)
+    os.rename(tmp, path)
+  except BaseException as error:
+    shutil.rmtree(tmp, ignore_errors=True)
+    if old and not os.path.exists(path):
+      os.rename(old, path)
+    if isinstance(error, OSError) and not isinstance(error, OutputError) and (
+        error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)):
+      raise output_error(error) from None
+    raise
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
+  return path
+
+
+def copy_tree(source: str, destination: str) -> None:
+  """Copies a SavedModel directory (tf.io.gfile paths), `saved_model.pb` last.
+
+  A reader that finds no saved_model.pb knows the copy is incomplete.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = []
+  for directory, _, names in tf.io.gfile.walk(source):
+    for name in names:
+      files.append(os.path.relpath(os.path.join(directory, name), source))
+  files.sort(key=lambda p: (p == "saved_model.pb", p))
+  for relative in files:
+    target = os.path.join(destination, relative)
+    tf.io.gfile.makedirs(os.path.dirname(target))
+    tf.io.gfile.copy(os.path.join(source, relative), target, overwrite=True)
+
+
+@contextlib.contextmanager
+def staged_files(files: Dict[str, str]) -> Iterator[Dict[str, str]]:
+  """Copies `{final name: source path}` to a temporary folder; yields name -> staged path.
+
+  A SavedModel asset keeps the file's base name, so staging gives each asset its intended
+  name (`albert_config.json` whatever the source was called) and reads remote sources once.
+  """
+  with tempfile.TemporaryDirectory(prefix="albert-assets-") as tmp:
+    staged = {}
+    for name, source in files.items():
+      staged[name] = os.path.join(tmp, name)
+      if is_remote(source):
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        tf.io.gfile.copy(source, staged[name], overwrite=True)
+      else:
+        shutil.copyfile(source, staged[name])
+    yield staged
