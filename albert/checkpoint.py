@@ -144,6 +144,34 @@ class _Reader:
                             f"{_describe(error)}") from None
 
 
+def verify_complete(prefix: str) -> str:
+  """Checks, without reading the weights, that a checkpoint's files are all there and complete.
+
+  The index must parse, and the data file must hold at least the bytes of the fixed-size tensors
+  the index lists (a copy cut short is found here, before any work; flipped bits are found by the
+  checksums when the weights are read). Returns the prefix.
+  """
+  reader = open_reader(prefix)
+  shapes = reader.get_variable_to_shape_map()
+  dtypes = reader.get_variable_to_dtype_map()
+  need = 0
+  for name, shape in shapes.items():
+    dtype = tf.as_dtype(dtypes[name])
+    if dtype != tf.string:
+      need += int(np.prod(shape, dtype=np.int64)) * dtype.size
+  data = sorted(f for f in os.listdir(os.path.dirname(prefix) or ".")
+                if f.startswith(os.path.basename(prefix) + ".data-"))
+  have = sum(os.path.getsize(os.path.join(os.path.dirname(prefix) or ".", f)) for f in data)
+  if not data:
+    raise CheckpointError(f"checkpoint {prefix}: the data file ({os.path.basename(prefix)}"
+                          ".data-00000-of-00001) is missing; only the index is there")
+  if have < need:
+    raise CheckpointError(f"checkpoint {prefix} is truncated: its data file has {have:,} bytes, "
+                          f"but the index lists {need:,} bytes of weights (was it copied "
+                          "completely?)")
+  return prefix
+
+
 def _is_skipped(name: str) -> bool:
   return name in SKIPPED_NAMES or name.endswith(OPTIMIZER_SLOT_SUFFIXES)
 

@@ -43,6 +43,9 @@ MODES = ("train", "stream", "one_pass")
 ROW_INDEX = "row_index"
 IS_REAL = "is_real_example"
 _DTYPES = {"int64": tf.int64, "float32": tf.float32}
+# Checks inside the pipeline start their message with this, so that the Trainer reports them as
+# input errors (naming the files), not as bugs.
+INPUT_CHECK_MARK = "input check failed"
 
 
 def expand_files(patterns: str, flag: str = "--input_file") -> List[str]:
@@ -163,6 +166,20 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
   else:
     d = d.batch(batch_size, drop_remainder=True)
   return d.prefetch(tf.data.AUTOTUNE)
+
+
+def check_ids_below(features: Dict[str, tf.Tensor], names: Sequence[str], limit: int,
+                    what: str) -> Dict[str, tf.Tensor]:
+  """`features` after asserting that the id features `names` are all below `limit`.
+
+  An out-of-range id is an error naming `what` (on GPU an embedding lookup would silently
+  return zeros for it).
+  """
+  ids = tf.concat([tf.reshape(features[n], [-1]) for n in names], axis=0)
+  check = tf.debugging.assert_less(ids, tf.cast(limit, ids.dtype),
+                                   message=f"{INPUT_CHECK_MARK}: {what}")
+  with tf.control_dependencies([check]):
+    return {k: tf.identity(v) for k, v in features.items()}
 
 
 def _zeros_like_row(element_spec: Dict[str, tf.TensorSpec]) -> Dict[str, tf.Tensor]:

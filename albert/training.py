@@ -34,8 +34,10 @@ clipping, so the global norm is that of the true gradient on every device (the o
 on TPU, with one-hot embeddings; on CPU/GPU its sparse gradients counted each repeated token's
 slice separately in the norm).
 
-`make_train_loop` is the compiled step loop itself, usable around any model and optimizer
-(the pretraining benchmark runs tf-models-official's model through it).
+Files: this one (configs, set-up, training, saving); `albert/evaluation.py` (evaluate, predict,
+evaluate_checkpoints: a base class of the Trainer); `albert/train_loop.py` (the compiled step
+loop `make_train_loop`, usable around any model and optimizer, and the Ctrl-C and corrupted-input
+guards); `albert/run_dir.py` (the files of output_dir).
 """
 
 from __future__ import annotations
@@ -43,21 +45,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint, distribute, files, optimization
-from albert.errors import InputError, Interrupted, OutputError, TrainingError
-from albert.input_pipeline import IS_REAL, ROW_INDEX
+from albert.errors import Interrupted, OutputError, TrainingError
 from albert.run_dir import STATE_DIR, TF1_PREFIX, RunDir
+from albert.evaluation import Evaluation
 from albert.tasks.base import Task
+from albert.train_loop import NamedInputErrors, StopRequest, make_train_loop
 
 __all__ = ["OptimizerConfig", "TrainerConfig", "Trainer", "TrainingError", "make_train_loop",
            "STATE_DIR", "TF1_PREFIX"]
@@ -135,118 +135,7 @@ def _format_duration(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _count(features: Dict[str, tf.Tensor]):
-  """(examples, real tokens) of one batch: rows, and non-zero `input_mask` entries."""
-  first = next(iter(features.values()))
-  examples = tf.shape(first)[0]
-  if "input_mask" in features:
-    tokens = tf.reduce_sum(tf.cast(tf.not_equal(features["input_mask"], 0), tf.int64))
-  else:
-    tokens = tf.cast(tf.size(first), tf.int64)
-  return tf.cast(examples, tf.int64), tokens
-
-
-def make_train_loop(strategy: tf.distribute.Strategy,
-                    forward: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
-                    variables: Callable[[], List[tf.Variable]], optimizer, task: Task,
-                    metrics, *, clip_norm: float = 1.0, enable_xla: bool = False,
-                    dense_gradients: bool = True):
-  """The compiled host loop of training: `train_loop(iterator, steps) -> dict`.
-
-  Each step, on every replica: `forward(features)` (training mode) -> the task's loss /
-  replicas (scaled when `optimizer` is a LossScaleOptimizer) -> gradients of `variables()` ->
-  summed over replicas -> clipped to global norm `clip_norm` -> applied; then the task's
-  metrics are updated. `dense_gradients` (the Trainer's choice) turns the IndexedSlices of
-  embedding lookups into dense tensors and sums them with one explicit all-reduce; False leaves
-  them sparse and lets `apply_gradients` aggregate them, as tf-models-official's trainer does
-  (the pretraining benchmark runs its peer through this loop that way). `enable_xla` compiles
-  the replica step with XLA. Returns `loss` and `norm` (replica means of the last step),
-  `bad_step` (the step whose loss, or without loss scaling gradient norm, was not finite; -1
-  when none was; the loop stops there), and `examples` / `tokens` seen (all replicas).
-  """
-  replicas = strategy.num_replicas_in_sync
-  loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
-
-  def replica_step(features):
-    with tf.GradientTape() as tape:
-      loss, aux = task.compute_loss(features, forward(features))
-      scaled = loss / replicas
-      if loss_scaled:
-        scaled = optimizer.get_scaled_loss(scaled)
-    trainable = variables()
-    grads = tape.gradient(scaled, trainable)
-    if dense_gradients:
-      grads = [tf.convert_to_tensor(g) for g in grads]
-    if loss_scaled:
-      grads = optimizer.get_unscaled_gradients(grads)
-    if dense_gradients:
-      grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    grads, norm = optimization.clip_gradients(grads, clip_norm)
-    if dense_gradients:  # summed above
-      optimizer.apply_gradients(zip(grads, trainable), skip_gradients_aggregation=True)
-    else:  # (a legacy OptimizerV2, such as tf-models' LAMB, has no such argument)
-      optimizer.apply_gradients(zip(grads, trainable))
-    task.update_metrics(metrics, features, aux)
-    examples, tokens = _count(features)
-    return loss, norm, examples, tokens
-
-  if enable_xla:
-    replica_step = tf.function(replica_step, jit_compile=True)
-
-  def total(value):
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-
-  @tf.function
-  def train_loop(iterator, steps):
-    loss = tf.constant(0.0)
-    norm = tf.constant(0.0)
-    examples = tf.constant(0, tf.int64)
-    tokens = tf.constant(0, tf.int64)
-    bad_step = tf.constant(-1, tf.int64)
-    for _ in tf.range(steps):
-      per_replica = strategy.run(replica_step, args=(next(iterator),))
-      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[0], axis=None)
-      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[1], axis=None)
-      examples += total(per_replica[2])
-      tokens += total(per_replica[3])
-      # Under loss scaling, overflowing gradients are expected: that step is skipped.
-      if not tf.math.is_finite(loss) or (not loss_scaled and not tf.math.is_finite(norm)):
-        bad_step = tf.cast(optimizer.iterations, tf.int64) - 1
-        break
-    return {"loss": loss, "norm": norm, "bad_step": bad_step, "examples": examples,
-            "tokens": tokens}
-
-  return train_loop
-
-
-class _StopRequest:
-  """While active, the first Ctrl-C only asks the training loop to stop after its current loop."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.getsignal(signal.SIGINT)
-
-      def handler(signum, frame):
-        if self.requested:  # a second Ctrl-C: stop at once
-          raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after the current loop (press again to stop at once)",
-              flush=True)
-
-      signal.signal(signal.SIGINT, handler)
-    return self
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
-    return False
-
-
-class Trainer:
+class Trainer(Evaluation):
   """Trains, evaluates and predicts for one task; see the module docstring."""
 
   def __init__(self, task: Task, config: TrainerConfig, optimizer_config: OptimizerConfig,
@@ -300,10 +189,9 @@ class Trainer:
     for split, wanted in (("train", do_train), ("eval", do_eval), ("predict", do_predict)):
       if wanted:
         self.task.check_inputs(split)
-    if c.init_checkpoint:
-      checkpoint.open_reader(checkpoint.resolve_checkpoint(c.init_checkpoint))
-    if c.predict_checkpoint:
-      checkpoint.open_reader(checkpoint.resolve_checkpoint(c.predict_checkpoint))
+    for source in (c.init_checkpoint, c.predict_checkpoint):
+      if source:
+        checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
     if do_train and self.num_train_steps is not None and self.num_train_steps > 0 and (
         self.optimizer_config.start_warmup_step >= self.num_train_steps):
       self.log(f"warning: --start_warmup_step={self.optimizer_config.start_warmup_step} is at "
@@ -381,175 +269,6 @@ class Trainer:
     names = self.model.input if isinstance(self.model.input, dict) else None
     return {k: v for k, v in features.items() if names is None or k in names}
 
-  def _load_weights(self, source: str, step: Optional[int] = None) -> None:
-    """Loads a TF1-name checkpoint into the model (every variable required) for eval/predict."""
-    if self._weights_source == source:
-      return
-    report = checkpoint.load_tf1_checkpoint(self.model, source, require_all=True)
-    if step is None:
-      step = _checkpoint_step(report.checkpoint)
-    self.optimizer.iterations.assign(step)
-    self._weights_source = source
-
-  # ----------------------------------------------------------------------------- evaluate
-  def _make_eval_step(self):
-    model, task, metrics = self.model, self.task, self.eval_metrics
-
-    def replica_step(features):
-      outputs = model(self._model_inputs(features), training=False)
-      _, aux = task.compute_loss(features, outputs)
-      task.update_metrics(metrics, features, aux)
-
-    if self.config.enable_xla:
-      replica_step = tf.function(replica_step, jit_compile=True)
-    strategy = self.strategy
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(features):
-      strategy.run(replica_step, args=(features,))
-
-    return eval_step
-
-  def evaluate(self, split: str = "eval") -> Dict[str, float]:
-    """Scores the model's current weights on `split`: one pass (or `max_eval_steps` batches)."""
-    self._prepare([split])
-    self._build()
-    if self.task.eval_by_predict:
-      predictions = self.predict(split, checkpoint_path=None)
-      results = {"global_step": self.global_step}
-      results.update(self.task.postprocess(split, predictions, self.config.output_dir))
-      return results
-    for metric in self.eval_metrics.values():
-      metric.reset_state()
-    if self._eval_step is None:
-      self._eval_step = self._make_eval_step()
-    if split not in self._datasets:
-      self._datasets[split] = self._distributed(split, self.config.eval_batch_size)
-    cap = self.config.max_eval_steps if self.task.eval_streams else None
-    with self._named_input_errors(split):
-      for steps, features in enumerate(self._datasets[split]):  # the same batches every time
-        if cap is not None and steps >= cap:
-          break
-        self._eval_step(features)
-    results = {"global_step": self.global_step}
-    results.update({k: float(m.result().numpy()) for k, m in self.eval_metrics.items()})
-    return results
-
-  # ------------------------------------------------------------------------------ predict
-  def _make_predict_step(self):
-    model, task, strategy = self.model, self.task, self.strategy
-
-    def replica_step(features):
-      outputs = model(self._model_inputs(features), training=False)
-      result = dict(task.prediction_outputs(features, outputs))
-      result[ROW_INDEX] = features[ROW_INDEX]
-      result[IS_REAL] = features[IS_REAL]
-      return result
-
-    if self.config.enable_xla:
-      replica_step = tf.function(replica_step, jit_compile=True)
-
-    @tf.function(reduce_retracing=True)
-    def predict_step(features):
-      per_replica = strategy.run(replica_step, args=(features,))
-      return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0), per_replica)
-
-    return predict_step
-
-  def predict(self, split: str = "predict", checkpoint_path: Optional[str] = "auto"
-              ) -> Dict[str, np.ndarray]:
-    """The task's per-example outputs for every real example of `split`, in input order.
-
-    `checkpoint_path`: a TF1-name checkpoint to load first; "auto" picks as `--do_predict`
-    does (see `TrainerConfig.predict_checkpoint`); None uses the current weights.
-    """
-    self._prepare([split])
-    self._build()
-    if checkpoint_path == "auto":
-      checkpoint_path = self._predict_source()
-    if checkpoint_path:
-      self._load_weights(checkpoint_path)
-      self.log(f"Predicting {split} with {checkpoint_path} (step {self.global_step})")
-    if self._predict_step is None:
-      self._predict_step = self._make_predict_step()
-    step = self._predict_step
-    key = f"predict:{split}"
-    if key not in self._datasets:
-      batch = self._predict_batch_size if split == "predict" else self.config.eval_batch_size
-      self._datasets[key] = self._distributed(split, batch)
-    chunks: Dict[str, List[np.ndarray]] = {}
-    with self._named_input_errors(split):
-      for features in self._datasets[key]:
-        for name, value in step(features).items():
-          chunks.setdefault(name, []).append(value.numpy())
-    if not chunks:
-      raise InputError(f"{split}: the input has no example")
-    merged = {name: np.concatenate(parts, axis=0) for name, parts in chunks.items()}
-    real = merged[IS_REAL] > 0
-    order = np.argsort(merged[ROW_INDEX][real], kind="stable")
-    return {name: value[real][order] for name, value in merged.items()}
-
-  def _predict_source(self) -> Optional[str]:
-    """Where `--do_predict` reads weights: explicit, else best, else latest, else init."""
-    c = self.config
-    if c.predict_checkpoint:
-      return c.predict_checkpoint
-    if os.path.exists(self.run_dir.best_prefix + ".index"):
-      return self.run_dir.best_prefix
-    steps = self.run_dir.steps()
-    if steps:
-      return self.run_dir.prefix(steps[-1])
-    if c.init_checkpoint:
-      return c.init_checkpoint
-    raise TrainingError(f"--do_predict needs a checkpoint: none in --output_dir "
-                        f"({c.output_dir}) and no --init_checkpoint")
-
-  # ----------------------------------------------------------------- scoring checkpoints
-  def evaluate_checkpoints(self) -> List[Dict[str, float]]:
-    """Scores, in step order, every `model.ckpt-N` of output_dir without a recorded result."""
-    self._prepare(["eval"])
-    self._build()
-    scored = self.run_dir.scored_steps()
-    pending = [s for s in self.run_dir.steps() if s not in scored]
-    if pending:
-      self.log(f"Scoring {len(pending)} checkpoint(s) without a result: "
-               + ", ".join(f"{TF1_PREFIX}-{s}" for s in pending))
-    results = []
-    for step in pending:
-      self._load_weights(self.run_dir.prefix(step), step)
-      self.log(f"Evaluating {self.run_dir.prefix(step)} (step {step})")
-      result = self.evaluate()
-      self._record_eval(result, step)
-      results.append(result)
-    return results
-
-  def _record_eval(self, results: Dict[str, float], step: Optional[int]) -> None:
-    """Logs; keeps the best checkpoint; appends to eval_results.txt (last); writes summaries."""
-    self._log_eval(results)
-    if not self.chief:
-      return
-    metric = self.task.best_metric
-    if metric and step is not None and metric in results:
-      self.run_dir.update_best(step, metric, results[metric],
-                               self.task.best_metric_higher_is_better, log=self.log)
-    self.run_dir.append_results(results)
-    with self._writer("eval").as_default():
-      for key, value in results.items():
-        if key != "global_step":
-          tf.summary.scalar(key, value, step=int(results["global_step"]))
-    self._writer("eval").flush()
-
-  def _writer(self, name: str):
-    if name not in self._writers:
-      self._writers[name] = tf.summary.create_file_writer(
-          os.path.join(self.config.output_dir, "summaries", name))
-    return self._writers[name]
-
-  def _log_eval(self, results: Dict[str, float]) -> None:
-    self.log("***** Eval results *****")
-    for key in sorted(results):
-      self.log(f"  {key} = {results[key]}")
-
   # ------------------------------------------------------------------------------- run
   def run(self, do_train: bool = True, do_eval: bool = False,
           do_predict: bool = False) -> Dict[str, float]:
@@ -583,24 +302,6 @@ class Trainer:
       results.update({f"predict/{k}": v for k, v in (metrics or {}).items()})
     for writer in self._writers.values():
       writer.flush()
-    return results
-
-  def _evaluate_only(self) -> Dict[str, float]:
-    if self.run_dir.steps():
-      self.evaluate_checkpoints()
-      scored = self.run_dir.scored_steps()
-      latest = self.run_dir.steps()[-1]
-      results = scored.get(latest, {})
-      if results:
-        self._log_eval(results)
-      return dict(results)
-    if not self.config.init_checkpoint:
-      raise TrainingError(f"--do_eval without --do_train needs a checkpoint in --output_dir "
-                          f"({self.config.output_dir}) or --init_checkpoint")
-    self._load_weights(self.config.init_checkpoint)
-    self.log(f"Evaluating {self.config.init_checkpoint} (step {self.global_step})")
-    results = self.evaluate()
-    self._record_eval(results, None)
     return results
 
   # ------------------------------------------------------------------------------ train
@@ -663,7 +364,7 @@ class Trainer:
 
     train_loop = self._make_train_loop()
     results: Dict[str, float] = {}
-    with _StopRequest() as stop, self._named_input_errors("train"):
+    with StopRequest() as stop, self._named_input_errors("train"):
       while self.global_step < self.num_train_steps:
         step = self.global_step
         to_save = c.save_checkpoints_steps - step % c.save_checkpoints_steps
@@ -779,45 +480,6 @@ class Trainer:
 
   # -------------------------------------------------------------------------- input errors
   def _named_input_errors(self, split: str):
-    return _NamedInputErrors(self.task.input_files(split), split)
+    return NamedInputErrors(self.task.input_files(split), split)
 
 
-class _NamedInputErrors:
-  """Turns tf.data's DataLossError (which names only an offset) into an error naming the file."""
-
-  def __init__(self, paths: List[str], split: str):
-    self.paths, self.split = paths, split
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, exc_type, exc, tb):
-    if exc_type is None or not issubclass(exc_type, tf.errors.DataLossError):
-      return False
-    bad = find_corrupted_record_file(self.paths)
-    where = bad or (", ".join(self.paths) if self.paths else f"the {self.split} input")
-    raise InputError(f"{where}: corrupted or truncated TFRecord data ({exc.message.splitlines()[0]}"
-                     f"); the run stopped there; replace the file and rerun the same command "
-                     "to resume") from None
-
-
-def find_corrupted_record_file(paths: List[str]) -> Optional[str]:
-  """The first of `paths` whose TFRecord framing or checksums are broken, or None."""
-  for path in paths:
-    try:
-      for _ in tf.data.TFRecordDataset(path).batch(1024):
-        pass
-    except tf.errors.DataLossError:
-      return path
-  return None
-
-
-def _checkpoint_step(prefix: str) -> int:
-  """The `global_step` stored in a checkpoint (0 when it has none)."""
-  try:
-    reader = checkpoint.open_reader(prefix)
-    if reader.has_tensor("global_step"):
-      return int(reader.get_tensor("global_step"))
-  except Exception:  # pylint: disable=broad-except  (a missing step is not an error)
-    pass
-  return 0

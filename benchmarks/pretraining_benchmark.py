@@ -230,7 +230,7 @@ def run_loop_worker(spec: Dict) -> Dict:
     import official.nlp.modeling.models  # pylint: disable=import-outside-toplevel,unused-import
   from albert.tasks.pretraining import (  # pylint: disable=import-outside-toplevel
       PretrainingTask, PretrainingTaskConfig)
-  from albert.training import make_train_loop  # pylint: disable=import-outside-toplevel
+  from albert.train_loop import make_train_loop  # pylint: disable=import-outside-toplevel
   t_import = time.time()
 
   config = _albert_config(spec)

@@ -90,6 +90,22 @@ class PretrainingTask(Task):
     files = input_pipeline.expand_files(data.input_file)
     input_pipeline.check_first_record(files[0], data.schema(), _LENGTH_FLAGS,
                                       written_by="create_pretraining_data.py")
+    self._check_vocabulary(files[0], data)
+
+  def _check_vocabulary(self, path: str, data: PretrainingDataConfig, records: int = 200) -> None:
+    """The ids of the first records must fit the config's vocabulary (all are checked as read)."""
+    vocab_size = self.config.albert_config.vocab_size
+    spec = input_pipeline.parse_spec(data.schema())
+    largest = 0
+    for record in tf.data.TFRecordDataset(path).take(records):
+      example = tf.io.parse_single_example(record, spec)
+      largest = max(largest, int(tf.reduce_max(example["input_ids"])),
+                    int(tf.reduce_max(example["masked_lm_ids"])))
+    if largest >= vocab_size:
+      raise InputError(f"{path}: the records hold token id {largest}, but the albert config's "
+                       f"vocab_size is {vocab_size}: were they made with another vocabulary? "
+                       "Use the config of the model the records were made for (vocab_size = the "
+                       "SentencePiece model's size)")
 
   def input_files(self, split):
     return input_pipeline.expand_files(self._data(split).input_file)
@@ -103,12 +119,10 @@ class PretrainingTask(Task):
     files = input_pipeline.expand_files(data.input_file)
 
     def check_ids(features):
-      ids = tf.concat([features["input_ids"], features["masked_lm_ids"]], axis=0)
-      with tf.control_dependencies([tf.debugging.assert_less(
-          ids, vocab_size, message=f"{split} records hold a token id >= vocab_size "
-          f"({vocab_size}) of the albert config; were they made with another vocabulary? "
-          f"Files: {', '.join(files)[:500]}")]):
-        return {k: tf.identity(v) for k, v in features.items()}
+      return input_pipeline.check_ids_below(
+          features, ("input_ids", "masked_lm_ids"), vocab_size,
+          f"{', '.join(files)[:300]}: the {split} records hold a token id >= vocab_size "
+          f"({vocab_size}) of the albert config; were they made with another vocabulary?")
 
     return input_pipeline.make_dataset(
         files, data.schema(), batch_size, "train" if split == "train" else "stream",
