@@ -139,6 +139,9 @@ class _Reader:
   def get_tensor(self, name: str):
     try:
       return self._reader.get_tensor(name)
+    except IndexError:  # what the reader raises for a data file cut short
+      raise CheckpointError(f"checkpoint {self.prefix}: variable {name} cannot be read: the "
+                            "data file is truncated (was it copied completely?)") from None
     except tf.errors.OpError as error:
       raise CheckpointError(f"checkpoint {self.prefix}: variable {name} cannot be read: "
                             f"{_describe(error)}") from None

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -307,12 +308,12 @@ class Trainer(Evaluation):
   # ------------------------------------------------------------------------------ train
   def _restore(self, ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> bool:
     """Restores the newest readable resume state; a damaged one is named and skipped."""
-    candidates = list(reversed(manager.checkpoints))
+    candidates = [self._state_path(step) for step in reversed(self._state_steps())]
     damaged = []
     for path in candidates:
       try:
         ckpt.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, AssertionError, ValueError) as error:
+      except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
         message = getattr(error, "message", str(error)).splitlines()[0][:200]
         self.log(f"warning: resume state {path} cannot be read ({type(error).__name__}: "
                  f"{message}); trying an older one")
@@ -402,28 +403,37 @@ class Trainer(Evaluation):
         self._log_eval(results)
     return results
 
+  def _state_steps(self):
+    """Steps of the resume states on disk (`train_state/ckpt-N.index`), ascending."""
+    if not os.path.isdir(self.state_dir):
+      return []
+    return sorted(int(m.group(1)) for m in (re.match(r"ckpt-(\d+)\.index$", n)
+                                            for n in os.listdir(self.state_dir)) if m)
+
+  def _state_path(self, step: int) -> str:
+    return os.path.join(self.state_dir, f"ckpt-{step}")
+
   def _checkpoint_manager(self, ckpt: tf.train.Checkpoint) -> tf.train.CheckpointManager:
-    """The resume-state manager; a damaged `train_state/checkpoint` file is rebuilt from the files."""
-    def make():
-      return tf.train.CheckpointManager(ckpt, self.state_dir,
-                                        max_to_keep=self.config.keep_checkpoint_max,
-                                        checkpoint_name="ckpt")
-    try:
-      return make()
-    except Exception as error:  # pylint: disable=broad-except  (text_format.ParseError, OpError)
-      state = os.path.join(self.state_dir, "checkpoint")
-      steps = sorted(int(n[len("ckpt-"):-len(".index")]) for n in os.listdir(self.state_dir)
-                     if n.startswith("ckpt-") and n.endswith(".index")
-                     and n[len("ckpt-"):-len(".index")].isdigit())
-      self.log(f"warning: {state} cannot be read ({type(error).__name__}); rebuilt from the "
-               f"resume states found ({len(steps)})")
-      if steps:
-        lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
-        lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
-        files.write_text(state, "\n".join(lines) + "\n")
-      else:
-        os.remove(state)
-      return make()
+    """The resume-state manager; a damaged `train_state/checkpoint` file is rebuilt first."""
+    state = os.path.join(self.state_dir, "checkpoint")
+    if os.path.exists(state):
+      try:
+        readable = tf.train.get_checkpoint_state(self.state_dir) is not None
+      except Exception:  # pylint: disable=broad-except  (text_format.ParseError and friends)
+        readable = False
+      if not readable:
+        steps = self._state_steps()
+        self.log(f"warning: {state} cannot be read; rebuilt from the {len(steps)} resume "
+                 "state(s) found beside it")
+        if steps:
+          lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
+          lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
+          files.write_text(state, "\n".join(lines) + "\n")
+        else:
+          os.remove(state)
+    return tf.train.CheckpointManager(ckpt, self.state_dir,
+                                      max_to_keep=self.config.keep_checkpoint_max,
+                                      checkpoint_name="ckpt")
 
   def _make_train_loop(self):
     model = self.model
