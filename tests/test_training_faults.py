@@ -139,7 +139,7 @@ def test_a_damaged_newest_resume_state_falls_back_to_an_intact_one(tmp_path, rec
   lines = []
   with pytest.raises(TrainingError, match=r"no resume state in .*train_state can be read"):
     make_trainer(run, records, lines=lines, num_train_steps=8, save_checkpoints_steps=2).run()
-  assert any("checkpoint cannot be read; rebuilt from the 2 resume state(s)" in l for l in lines)
+  assert any("checkpoint cannot be read; rebuilt from the 3 resume state(s)" in l for l in lines)
 
 
 def test_a_run_directory_of_another_model_is_refused_and_left_alone(tmp_path, records):
