@@ -8,6 +8,8 @@ Modules (none imports TensorFlow at module level, so worker processes stay small
   pretraining.py  the run: config, workers, phases, progress, summary
   vocab.py        SentencePiece vocabulary training with the original recipe
   inspection.py   statistics and decoded instances of record files
+  race.py         RACE: reader (official and all.txt layouts), the original's four-choice
+                  features, the feature cache, per-level accuracy, predictions file
 """
 
 
