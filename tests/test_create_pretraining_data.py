@@ -644,3 +644,17 @@ def test_flag_variants(tmp_path, kwargs):
   if kwargs.get("masked_lm_prob") == 0.0:
     assert all(sum(r["masked_lm_weights"]) == 0 for r in records)
     assert all(r["input_ids"].count(4) == 0 for r in records)  # no [MASK] anywhere
+
+
+def test_generic_example_encoder_equals_tensorflows():
+  """records.encode_example (the fine-tuning caches' TF-free encoder) gives the bytes of
+  tf.train.Example for small, id-sized, large and negative ints, floats and empty lists."""
+  values = {"small": ("int64", [0, 1, 127]), "ids": ("int64", [128, 300, 29999, 131071]),
+            "large": ("int64", [131072, 2**40, -1, -(2**63)]), "empty": ("int64", []),
+            "score": ("float32", [3.25, -0.5])}
+  ours = records_lib.encode_example(values)
+  feature = {name: (tf.train.Feature(float_list=tf.train.FloatList(value=v)) if kind == "float32"
+                    else tf.train.Feature(int64_list=tf.train.Int64List(value=v)))
+             for name, (kind, v) in values.items()}
+  theirs = tf.train.Example(features=tf.train.Features(feature=feature))
+  assert tf.train.Example.FromString(ours) == theirs

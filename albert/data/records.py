@@ -144,6 +144,16 @@ class ExampleEncoder:
     return _field(b"\x0a", features)
 
 
+_ID_VARINTS: List[bytes] = []
+
+
+def _id_varints() -> List[bytes]:
+  """`varint(i)` for i < 2**17 (every id of the released vocabularies), built on first use."""
+  if not _ID_VARINTS:
+    _ID_VARINTS.extend(varint_table(1 << 17))
+  return _ID_VARINTS
+
+
 def encode_example(features: Dict[str, Tuple[str, Sequence]]) -> bytes:
   """Serializes `{name: ("int64" | "float32", values)}` as a `tf.train.Example`, without TF.
 
@@ -155,8 +165,14 @@ def encode_example(features: Dict[str, Tuple[str, Sequence]]) -> bytes:
   for name, (kind, values) in features.items():
     key = _field(b"\x0a", name.encode("utf-8"))
     if kind == "int64":
-      packed = b"".join(_SMALL_VARINTS[v] if 0 <= v < 16384 else varint(v % (1 << 64))
-                        for v in (int(x) for x in values))
+      values = values if isinstance(values, list) else [int(x) for x in values]
+      low, high = (min(values), max(values)) if values else (0, 0)
+      if low >= 0 and high < 128:  # one byte each (the common case for masks and labels)
+        packed = bytes(values)
+      elif low >= 0 and high < (1 << 17):  # ids of every released vocabulary: a table lookup
+        packed = b"".join(map(_id_varints().__getitem__, values))
+      else:  # negative values as their two's complement, as protobuf does
+        packed = b"".join([varint(int(v) % (1 << 64)) for v in values])
       feature = _field(b"\x1a", _field(b"\x0a", packed))
     elif kind == "float32":
       values = list(values)
