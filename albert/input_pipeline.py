@@ -19,7 +19,8 @@ or "float32"; the original's feature names) and picks a mode:
   on any strategy.
 
 Optionally (`bucket_boundaries`), batches are padded only to the smallest boundary that holds
-their longest row (length = number of non-zero `input_mask` entries), so that short examples do
+their longest row (length = number of non-zero `input_mask` entries along the last axis; the
+longest choice for multiple-choice rows of shape [C, S]), so that short examples do
 not pay for `max_seq_length`: XLA compiles one shape per boundary. Row order is kept in
 `one_pass` mode (within each bucket; `row_index` restores the input order); in `train` mode
 rows are grouped into per-bucket batches after the shuffle.
@@ -112,7 +113,9 @@ def _decode(record, spec):
 
 
 def _length(features: Dict[str, tf.Tensor]) -> tf.Tensor:
-  return tf.reduce_sum(tf.cast(tf.not_equal(features["input_mask"], 0), tf.int32))
+  """A row's length: its non-zero `input_mask` entries (the longest choice for a [C, S] mask)."""
+  counts = tf.reduce_sum(tf.cast(tf.not_equal(features["input_mask"], 0), tf.int32), axis=-1)
+  return tf.reduce_max(counts)
 
 
 def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: str,
