@@ -138,3 +138,36 @@ def trainer_configs(**overrides):
     print("note: --num_tpu_cores is not needed in TF2: the TPU strategy uses every core of the "
           "TPU named by --tpu_name.")
   return TrainerConfig(**trainer), OptimizerConfig(**optimizer), strategy
+
+
+def define_finetune_flags() -> None:
+  """TF2 additions of the fine-tuning scripts: cached_dir, length_buckets, num_workers."""
+  _define("string", "cached_dir", None,
+          "Where the feature caches go (TFRecords named by a fingerprint of the input, the "
+          "tokenizer and the flags; a changed input or flag builds a new one). Default: "
+          "<output_dir>/cache.")
+  _define("bool", "length_buckets", True,
+          "Pad each batch only to the smallest of a few lengths (32, 64, ..., max_seq_length) "
+          "that holds its longest example, instead of always to --max_seq_length. Results equal "
+          "padding to the cap (within float tolerance).")
+  _define("integer", "num_workers", None,
+          "Processes for feature conversion (default: every core).")
+
+
+def finetune_config(albert_config_required: bool = True):
+  """The shared fine-tuning settings (`albert.tasks.finetune.FinetuneConfig`) from the flags."""
+  from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
+  from albert.tasks.finetune import FinetuneConfig, default_buckets  # pylint: disable=g-import-not-at-top
+  config_file = _value("albert_config_file")
+  if not config_file and (albert_config_required and not _value("albert_hub_module_handle")):
+    raise flags.ValidationError("--albert_config_file is required (or "
+                                "--albert_hub_module_handle)")
+  albert_config = AlbertConfig.from_json_file(config_file) if config_file else None
+  max_seq_length = _value("max_seq_length", 512)
+  return FinetuneConfig(
+      albert_config=albert_config, output_dir=_value("output_dir"),
+      spm_model_file=_value("spm_model_file"), vocab_file=_value("vocab_file"),
+      do_lower_case=_value("do_lower_case", True), max_seq_length=max_seq_length,
+      cache_dir=_value("cached_dir"), hub_module_handle=_value("albert_hub_module_handle"),
+      bucket_boundaries=default_buckets(max_seq_length) if _value("length_buckets") else None,
+      num_workers=_value("num_workers"), seed=_value("seed", 12345))

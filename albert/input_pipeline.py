@@ -124,12 +124,14 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
                  decode: Optional[Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]] = None,
                  bucket_boundaries: Optional[Sequence[int]] = None,
                  sequence_features: Sequence[str] = ("input_ids", "input_mask", "segment_ids"),
+                 finalize: Optional[Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]] = None,
                  ) -> tf.data.Dataset:
   """Batches of `batch_size` (per replica) feature dicts; see the module docstring for `mode`.
 
   `decode` maps each parsed record (ints as int32) to the features the task wants (e.g. a check
   of the ids, or a reshape). `bucket_boundaries` (ascending, the last one the records' length)
   pads each batch's `sequence_features` only to the boundary that holds its longest row.
+  `finalize` maps each batch (e.g. multiple-choice rows [B, C, S] back to the records' [B, C*S]).
   """
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -144,8 +146,9 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
     return decode(features) if decode else features
 
   if mode == "one_pass":
-    return _one_pass(files, schema, parse, batch_size, pipelines, pipeline, replicas,
-                     bucket_boundaries, sequence_features)
+    d = _one_pass(files, schema, parse, batch_size, pipelines, pipeline, replicas,
+                  bucket_boundaries, sequence_features)
+    return d.map(finalize) if finalize else d
 
   d = tf.data.Dataset.from_tensor_slices(files)
   shard_records = pipelines > 1 and len(files) < pipelines
@@ -168,6 +171,8 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
     d = _bucketed_batches(d, batch_size, bucket_boundaries, sequence_features)
   else:
     d = d.batch(batch_size, drop_remainder=True)
+  if finalize:
+    d = d.map(finalize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return d.prefetch(tf.data.AUTOTUNE)
 
 

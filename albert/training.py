@@ -359,7 +359,8 @@ class Trainer(Evaluation):
         report = self.task.initialize(self.model, c.init_checkpoint, c.init_from_group0)
         self.log(report.format())
       else:
-        self.log("Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
+        self.log(self.task.initial_weights_note() or
+                 "Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
     if not single:
       iterator = iter(self._distributed("train", c.train_batch_size, skip_steps=self.global_step))
 

@@ -99,6 +99,10 @@ class Task(abc.ABC):
     """Turns the predictions of `split` into output files and metrics (eval_by_predict)."""
     raise NotImplementedError(f"task {self.name} has no postprocess for {split!r}")
 
+  def initial_weights_note(self) -> Optional[str]:
+    """Where the weights come from without a checkpoint (e.g. a hub module); None: at random."""
+    return None
+
   def initialize(self, model: tf_keras.Model, init_checkpoint: str,
                  init_from_group0: bool = False) -> checkpoint.LoadReport:
     """Loads a TF1-name checkpoint (original or ours) into a model that starts from scratch."""

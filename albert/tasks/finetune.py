@@ -1,0 +1,209 @@
+"""What the fine-tuning tasks (GLUE, SQuAD, RACE) share, so that each task file holds only its own.
+
+`FinetuneTask` (a `Task`) owns:
+* the tokenizer: `--spm_model_file` / `--vocab_file` / `--do_lower_case`, or the tokenizer asset
+  of `--albert_hub_module_handle`; a SentencePiece model larger than the config's `vocab_size`,
+  and a `max_seq_length` above `max_position_embeddings`, are refused before any work;
+* the encoder: a fresh `bert` from the albert config, or the hub module's (its variables keep
+  the original `bert/...` names, so fine-tuned checkpoints are TF1-name checkpoints either way);
+* one feature cache per split (`prepare` -> the subclass's `build_cache`), read back as
+  fixed-shape batches by `albert.input_pipeline` (train: shuffled and repeated; eval and
+  predict: one ordered pass whose padding rows have `is_real_example` 0), optionally in length
+  buckets;
+* `initialize`: a pretrained or fine-tuned TF1-name checkpoint must restore the whole encoder
+  (one that restores none of it is an error, never a silent random start: the most reported
+  failure of the original); head variables of the right shape are loaded too (so an original
+  fine-tuned checkpoint evaluates as is), and those of another shape are skipped and named.
+
+A subclass sets `name`, `best_metric` and implements `check_data(split)`, `build_cache(split)
+-> (path, metadata)`, `schema(split)`, `build_model()`, `compute_loss`, `postprocess`.
+Evaluation is by predict + postprocess (metrics such as MCC, F1 or SQuAD's cannot stream).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+import tf_keras
+
+from albert import checkpoint, input_pipeline
+from albert.config import AlbertConfig
+from albert.data.corpus import TokenizerSpec
+from albert.errors import CheckpointError, FlagError, InputError
+from albert.tasks.base import Task
+
+SPLITS = ("train", "eval", "predict")
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+  """The settings every fine-tuning task shares (flag names in comments)."""
+
+  albert_config: Optional[AlbertConfig]  # --albert_config_file (None: from the hub module)
+  output_dir: str  # --output_dir (the default cache folder is inside it)
+  spm_model_file: Optional[str] = None  # --spm_model_file
+  vocab_file: Optional[str] = None  # --vocab_file
+  do_lower_case: bool = True  # --do_lower_case
+  max_seq_length: int = 512  # --max_seq_length
+  cache_dir: Optional[str] = None  # --cached_dir (default <output_dir>/cache)
+  hub_module_handle: Optional[str] = None  # --albert_hub_module_handle
+  bucket_boundaries: Optional[Tuple[int, ...]] = None  # length buckets (None: pad to the cap)
+  num_workers: Optional[int] = None  # feature conversion processes (None: every core)
+  seed: int = 12345
+
+
+def default_buckets(max_seq_length: int) -> Tuple[int, ...]:
+  """A few padded lengths up to the cap: 32, 64, 128, ... (XLA compiles one shape each)."""
+  boundaries = []
+  length = 32
+  while length < max_seq_length:
+    boundaries.append(length)
+    length *= 2
+  return tuple(boundaries) + (max_seq_length,)
+
+
+class FinetuneTask(Task):
+  """The shared half of GLUE, SQuAD and RACE; see the module docstring."""
+
+  eval_by_predict = True
+
+  def __init__(self, config: FinetuneConfig):
+    self.config = config
+    self._caches: Dict[str, Tuple[str, Dict[str, Any]]] = {}
+    self._hub_info = None
+    if config.hub_module_handle:
+      from albert import hub  # pylint: disable=g-import-not-at-top
+      self._hub_info = hub.inspect_handle(config.hub_module_handle)
+      if config.albert_config is None and self._hub_info.albert_config is not None:
+        config.albert_config = self._hub_info.albert_config
+    elif config.albert_config is None:
+      raise FlagError("--albert_config_file is required (or --albert_hub_module_handle)")
+
+  # ------------------------------------------------------------------------------- tokenizer
+  def tokenizer_spec(self) -> TokenizerSpec:
+    c = self.config
+    spm_model, vocab = c.spm_model_file, c.vocab_file
+    do_lower_case = c.do_lower_case
+    if not spm_model and not vocab and self._hub_info is not None:
+      spm_model, vocab = self._hub_info.sp_model_file, self._hub_info.vocab_file
+    if not spm_model and not vocab:
+      raise FlagError("give --spm_model_file (the English ALBERT models' 30k-clean.model) or "
+                      "--vocab_file (or a hub module that carries one)")
+    return TokenizerSpec(spm_model_file=spm_model, vocab_file=None if spm_model else vocab,
+                         do_lower_case=do_lower_case)
+
+  def _check_tokenizer(self) -> None:
+    spec = self.tokenizer_spec()
+    for path, flag in ((spec.spm_model_file, "--spm_model_file"), (spec.vocab_file,
+                                                                   "--vocab_file")):
+      if path and "://" not in path and not os.path.isfile(path):
+        raise InputError(f"{flag}={path}: no such file")
+    size = len(spec.build().vocab)
+    albert_config = self.config.albert_config
+    if albert_config is not None and size > albert_config.vocab_size:
+      raise FlagError(f"the tokenizer ({spec.spm_model_file or spec.vocab_file}) has {size} "
+                      f"pieces, but the albert config's vocab_size is "
+                      f"{albert_config.vocab_size}: the model would see ids it has no "
+                      "embedding for. Use the vocabulary the model was pretrained with")
+
+  # ---------------------------------------------------------------------------------- checks
+  def check_inputs(self, split: str) -> None:
+    c = self.config
+    if c.albert_config is not None and c.max_seq_length > c.albert_config.max_position_embeddings:
+      raise FlagError(f"--max_seq_length={c.max_seq_length} exceeds max_position_embeddings "
+                      f"({c.albert_config.max_position_embeddings}) of the albert config")
+    if c.max_seq_length < 3:
+      raise FlagError(f"--max_seq_length={c.max_seq_length} is too small ([CLS] x [SEP])")
+    self._check_tokenizer()
+    self.check_data(split)
+
+  def check_data(self, split: str) -> None:
+    """Raises a clear error naming the file or flag if `split`'s data cannot be read."""
+    raise NotImplementedError
+
+  # ----------------------------------------------------------------------------------- data
+  @property
+  def cache_dir(self) -> str:
+    return self.config.cache_dir or os.path.join(self.config.output_dir, "cache")
+
+  def build_cache(self, split: str) -> Tuple[str, Dict[str, Any]]:
+    """Builds (or reuses) the split's feature cache; returns (record file, metadata)."""
+    raise NotImplementedError
+
+  def schema(self, split: str) -> input_pipeline.Schema:
+    raise NotImplementedError
+
+  def decode(self, split: str, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Per-record changes after parsing (e.g. a reshape); the default changes nothing."""
+    return features
+
+  def finalize(self, split: str, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Per-batch changes after batching (undoes a `decode` reshape); the default: none."""
+    return batch
+
+  def prepare(self, split: str) -> None:
+    if split not in self._caches:
+      self._caches[split] = self.build_cache(split)
+
+  def metadata(self, split: str) -> Dict[str, Any]:
+    self.prepare(split)
+    return self._caches[split][1]
+
+  def input_files(self, split: str) -> List[str]:
+    return [self._caches[split][0]] if split in self._caches else []
+
+  def num_train_examples(self) -> Optional[int]:
+    meta = self.metadata("train")
+    return meta.get("num_examples", meta.get("num_records"))
+
+  def build_dataset(self, split, batch_size, input_context=None):
+    self.prepare(split)
+    path = self._caches[split][0]
+    mode = "train" if split == "train" else "one_pass"
+    return input_pipeline.make_dataset(
+        [path], self.schema(split), batch_size, mode, input_context, seed=self.config.seed,
+        decode=lambda features: self.decode(split, features),
+        finalize=lambda batch: self.finalize(split, batch),
+        bucket_boundaries=self.config.bucket_boundaries)
+
+  # ---------------------------------------------------------------------------------- model
+  def encoder(self) -> Optional[tf_keras.layers.Layer]:
+    """The hub module's encoder (call inside the strategy scope), or None: a fresh `bert`."""
+    if not self.config.hub_module_handle:
+      return None
+    from albert import hub  # pylint: disable=g-import-not-at-top
+    return hub.load_encoder(self.config.hub_module_handle, trainable=True)
+
+  def initial_weights_note(self) -> Optional[str]:
+    if self.config.hub_module_handle:
+      return f"Encoder weights from the hub module {self.config.hub_module_handle}"
+    return None
+
+  def initialize(self, model: tf_keras.Model, init_checkpoint: str,
+                 init_from_group0: bool = False) -> checkpoint.LoadReport:
+    """Loads the encoder (all of it, or an error) and the head variables of the right shape."""
+    prefix = checkpoint.resolve_checkpoint(init_checkpoint)
+    shapes = checkpoint.open_reader(prefix).get_variable_to_shape_map()
+    variables = checkpoint.variables_by_name(model)
+    encoder = {n for n in variables if n.startswith("bert/")}
+    chosen = [v for n, v in variables.items()
+              if n in encoder or n not in shapes or list(shapes[n]) == list(v.shape)]
+    try:
+      report = checkpoint.load_tf1_checkpoint(chosen, prefix, init_from_group0=init_from_group0)
+    except CheckpointError as error:
+      if "restores nothing" in str(error):
+        raise CheckpointError(f"--init_checkpoint={init_checkpoint} restores none of the "
+                              f"encoder's variables: {error}. Fine-tuning would start from "
+                              "random weights; give a pretrained ALBERT checkpoint") from None
+      raise
+    missing = sorted(n for n in encoder if n not in report.loaded)
+    if missing:
+      raise CheckpointError(
+          f"--init_checkpoint={init_checkpoint} lacks {len(missing)} of the encoder's "
+          f"{len(encoder)} variables (e.g. {', '.join(missing[:3])}): is it a checkpoint of "
+          "this albert config? (--init_from_group0 reads every group from group_0)")
+    # Head variables of another shape stay out of the load: the report lists them as unused.
+    return report

@@ -1,0 +1,90 @@
+"""Fine-tunes ALBERT on RACE (multiple-choice reading comprehension): the original's run_race.py.
+
+Flags keep the original's names, defaults and meanings (do_train and do_eval default to True;
+the optimizer is AdamW; `--train_file` / `--eval_file` / `--predict_file` name the feature
+caches, built when absent); `--data_dir` holds `RACE/{train,dev,test}/{middle,high}/` in the
+official layout (one `N.txt` per passage) or the original's `all.txt`. TF2 additions as in
+run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--truncation`. This file only
+turns flags into typed configs and calls `albert.training.Trainer`.
+"""
+
+from absl import app, flags, logging
+
+from albert import flags as albert_flags
+
+albert_flags.define_model_flags()
+albert_flags.define_tokenizer_flags()
+albert_flags.define_loop_flags(save_checkpoints_steps=100)
+albert_flags.define_tpu_flags()
+albert_flags.define_tf2_flags()
+albert_flags.define_finetune_flags()
+flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the RACE folder "
+                    "(RACE/train, RACE/dev, RACE/test).")
+flags.DEFINE_string("task_name", "race", "The name of the task to train.")
+flags.DEFINE_string("train_file", None, "Where the training features (TFRecords) are cached.")
+flags.DEFINE_string("eval_file", None, "Where the eval features (TFRecords) are cached.")
+flags.DEFINE_string("predict_file", None, "Where the predict features (TFRecords) are cached.")
+flags.DEFINE_float("dropout_prob", 0.1, "dropout probability.")
+flags.DEFINE_integer("max_seq_length", 512,
+                     "The maximum total input sequence length after WordPiece tokenization. "
+                     "Sequences longer than this will be truncated, and sequences shorter than "
+                     "this will be padded.")
+flags.DEFINE_integer("max_qa_length", 128, "The maximum total input sequence length after "
+                     "WordPiece tokenization.")
+flags.DEFINE_integer("num_keep_checkpoint", 5, "maximum number of keep checkpoints")
+flags.DEFINE_bool("high_only", False, "Whether to only run the model on the high school set.")
+flags.DEFINE_bool("middle_only", False, "Whether to only run the model on the middle school set.")
+flags.DEFINE_bool("do_train", True, "Whether to run training.")
+flags.DEFINE_bool("do_eval", True, "Whether to run eval on the dev set.")
+flags.DEFINE_bool("do_predict", False, "Whether to run prediction on the test set.")
+flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
+flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
+flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
+flags.DEFINE_float("learning_rate", 1e-5, "The initial learning rate for Adam.")
+flags.DEFINE_integer("train_step", 12000, "Total number of training steps to perform.")
+flags.DEFINE_integer("warmup_step", 1000, "number of steps to perform linear learning rate "
+                     "warmup for.")
+flags.DEFINE_enum("truncation", "original", ["original", "keep_option"],
+                  "How question + option is cut to --max_qa_length: `original` keeps its last "
+                  "tokens (as the original; can cut the option away), `keep_option` cuts the "
+                  "question first.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from albert.errors import run_cleanly
+  return run_cleanly(_main)
+
+
+def _main():
+  from albert.data.race import levels_from_flags
+  from albert.tasks.race import RaceTask, RaceTaskConfig
+  from albert.training import Trainer
+
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
+    raise app.UsageError("At least one of `do_train`, `do_eval` or `do_predict' must be True.")
+  for name in ("data_dir", "output_dir"):
+    if not FLAGS[name].value:
+      raise app.UsageError(f"--{name} is required")
+  task = RaceTask(RaceTaskConfig(
+      finetune=albert_flags.finetune_config(), data_dir=FLAGS.data_dir,
+      max_qa_length=FLAGS.max_qa_length, dropout_prob=FLAGS.dropout_prob,
+      levels=levels_from_flags(FLAGS.high_only, FLAGS.middle_only),
+      truncation=FLAGS.truncation,
+      cache_files={split: path for split, path in (("train", FLAGS.train_file),
+                                                   ("eval", FLAGS.eval_file),
+                                                   ("predict", FLAGS.predict_file)) if path}))
+  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
+      optimizer="adamw", keep_checkpoint_max=FLAGS.num_keep_checkpoint)
+  results = Trainer(task, trainer_config, optimizer_config, strategy=strategy).run(
+      do_train=FLAGS.do_train, do_eval=FLAGS.do_eval, do_predict=FLAGS.do_predict)
+  if results:
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items()) if "accuracy" in k)
+    print(f"RACE: {shown}; results in {FLAGS.output_dir}/eval_results.txt")
+
+
+if __name__ == "__main__":
+  app.run(main)
