@@ -507,3 +507,102 @@ def test_bad_settings_are_flag_errors(tmp_path):
                                    str(tmp_path))
   with pytest.raises(InputError, match="tokenizer model not found"):
     _build(GLUE_SLICES, tmp_path, model=str(tmp_path / "missing.model"))
+
+
+# ------------------------------------------------------------------------------ submission
+from albert.data import glue_submission  # noqa: E402  (kept beside its tests)
+
+SERVER_FILES = {"cola": "CoLA.tsv", "sst-2": "SST-2.tsv", "mrpc": "MRPC.tsv",
+                "sts-b": "STS-B.tsv", "qqp": "QQP.tsv", "mnli": "MNLI-m.tsv",
+                "mismnli": "MNLI-mm.tsv", "qnli": "QNLI.tsv", "rte": "RTE.tsv",
+                "wnli": "WNLI.tsv", "ax": "AX.tsv"}
+SERVER_LABELS = {"cola": ["0", "1"], "sst-2": ["0", "1"], "mrpc": ["0", "1"],
+                 "qqp": ["0", "1"], "wnli": ["0", "1"],
+                 "qnli": ["entailment", "not_entailment"], "rte": ["entailment", "not_entailment"],
+                 "mnli": ["contradiction", "entailment", "neutral"],
+                 "mismnli": ["contradiction", "entailment", "neutral"],
+                 "ax": ["contradiction", "entailment", "neutral"]}
+
+
+@pytest.mark.parametrize("task", sorted(SERVER_FILES))
+def test_submission_file_for_every_task(tmp_path, task):
+  processor = glue.get_processor(task)
+  examples = processor.get_examples(GLUE_SLICES, "test")
+  guids = [e.guid for e in examples]
+  rng = np.random.RandomState(len(task))
+  if processor.is_regression:
+    predictions = rng.uniform(-1.0, 6.0, len(guids)).astype(np.float32)
+    predictions[:2] = [-0.5, 5.25]
+  else:
+    predictions = rng.randint(0, processor.num_labels, len(guids))
+  path = glue_submission.write_submission_file(str(tmp_path), task, guids, predictions)
+  assert os.path.basename(path) == SERVER_FILES[task]
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().split("\n")
+  assert lines[0] == "index\tprediction" and lines[-1] == ""
+  rows = [line.split("\t") for line in lines[1:-1]]
+  assert [r[0] for r in rows] == guids  # the test file's index column
+  if processor.is_regression:
+    values = [float(r[1]) for r in rows]
+    np.testing.assert_allclose(values, np.clip(predictions, 0.0, 5.0), rtol=0, atol=1e-6)
+    assert values[:2] == [0.0, 5.0]
+  else:
+    assert [r[1] for r in rows] == [SERVER_LABELS[task][p] for p in predictions]
+  assert os.listdir(tmp_path) == [SERVER_FILES[task]]  # nothing else (no temporary file)
+  problems = glue_submission.check_submission(str(tmp_path), [task])
+  expected_rows = glue_submission.TEST_ROWS[task]
+  assert problems == [f"{SERVER_FILES[task]}: {len(guids)} predictions, the GLUE test set has "
+                      f"{expected_rows}"]
+
+
+def test_test_split_guids_are_the_index_column():
+  """The submission's index column: every test split's guid is its file's first column."""
+  for task in SERVER_FILES:
+    processor = glue.get_processor(task)
+    with open(processor.file_path(GLUE_SLICES, "test"), encoding="utf-8") as f:
+      first_column = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
+    assert [e.guid for e in processor.get_examples(GLUE_SLICES, "test")] == first_column
+
+
+def test_complete_submission_folder_and_zip(tmp_path):
+  import zipfile  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / "submission"
+  for task, rows in glue_submission.TEST_ROWS.items():
+    guids = [str(i) for i in range(rows)]
+    predictions = (np.full(rows, 2.5) if task == "sts-b" else np.zeros(rows, dtype=int))
+    glue_submission.write_submission_file(str(folder), task, guids, predictions)
+  assert glue_submission.check_submission(str(folder)) == []
+  os.remove(folder / "WNLI.tsv")
+  assert glue_submission.check_submission(str(folder)) == ["WNLI.tsv is missing"]
+  zipped = glue_submission.zip_submission(str(folder), str(tmp_path / "glue.zip"))
+  with zipfile.ZipFile(zipped) as archive:
+    assert sorted(archive.namelist()) == sorted(set(SERVER_FILES.values()) - {"WNLI.tsv"})
+    assert archive.read("RTE.tsv").decode().split("\n")[:2] == ["index\tprediction",
+                                                                 "0\tentailment"]
+
+
+def test_original_prediction_files(tmp_path):
+  probabilities = np.array([[0.25, 0.75], [0.1, 0.9]], dtype=np.float32)
+  path = glue_submission.write_test_results(str(tmp_path / "test_results.tsv"), probabilities)
+  with open(path, encoding="utf-8") as f:
+    assert f.read() == "0.25\t0.75\n0.1\t0.9\n"  # str() of each float32, as the original
+  glue_submission.write_test_results(str(tmp_path / "stsb.tsv"), np.float32([[3.2], [-0.1]]))
+  assert (tmp_path / "stsb.tsv").read_text() == "3.2\n-0.1\n"
+  path = glue_submission.write_submit_results(str(tmp_path / "submit_results.tsv"), "rte",
+                                              ["0", "1"], [1, 0])
+  assert (tmp_path / "submit_results.tsv").read_text() == (
+      "index\tprediction\n0\tnot_entailment\n1\tentailment\n")
+  glue_submission.write_submit_results(str(tmp_path / "s.tsv"), "sts-b", ["7"], [5.5])
+  assert (tmp_path / "s.tsv").read_text() == "index\tprediction\n7\t5.5\n"  # unclipped
+
+
+def test_bad_predictions_are_errors_and_write_nothing(tmp_path):
+  with pytest.raises(InputError, match="2 predictions for 3 examples"):
+    glue_submission.write_submission_file(str(tmp_path), "rte", ["0", "1", "2"], [0, 1])
+  with pytest.raises(InputError, match=r"class ids must be integers in \[0, 3\)"):
+    glue_submission.write_submission_file(str(tmp_path), "mnli", ["0"], [3])
+  with pytest.raises(InputError, match="not finite"):
+    glue_submission.write_submission_file(str(tmp_path), "sts-b", ["0"], [float("nan")])
+  with pytest.raises(InputError, match="index column"):
+    glue_submission.write_submission_file(str(tmp_path), "cola", ["a\tb"], [0])
+  assert os.listdir(tmp_path) == []

@@ -452,8 +452,13 @@ def convert_example(example: InputExample, label_list: Sequence[Optional[str]],
                        is_real_example=True, length=length)
 
 
+_SMALL_VARINTS = records_lib.varint_table(1 << 14)
+
+
 def _field(tag: bytes, payload: bytes) -> bytes:
-  return tag + records_lib.varint(len(payload)) + payload
+  """A length-delimited protobuf field (tag, varint length, payload)."""
+  size = len(payload)
+  return tag + (_SMALL_VARINTS[size] if size < 16384 else records_lib.varint(size)) + payload
 
 
 class FeatureConverter:
@@ -490,7 +495,8 @@ class FeatureConverter:
     vocab, unk = tok.vocab, self._unk
     out = []
     for text, pieces in zip(texts, sp.encode(list(texts), out_type=str, num_threads=1)):
-      if any(len(p) > 1 and p[-1] == "," and p[-2].isdigit() for p in pieces):
+      if "," in "".join(pieces) and any(len(p) > 1 and p[-1] == "," and p[-2].isdigit()
+                                        for p in pieces):
         out.append(tokenization.encode_ids(sp, text))
       else:
         out.append([vocab.get(p, unk) for p in pieces])
@@ -538,20 +544,31 @@ class FeatureConverter:
     return _field(b"\x0a", self._keys[name] + _field(b"\x12", _field(b"\x1a",
                                                                      _field(b"\x0a", packed))))
 
+  def _constant_entries(self) -> None:
+    """Entries that depend only on the length (mask), the label or nothing (is_real_example)."""
+    seq = self.max_seq_length
+    self._masks = [self._int64("input_mask", b"\x01" * n + b"\x00" * (seq - n))
+                   for n in range(seq + 1)]
+    self._zeros = [b"\x00" * n for n in range(seq + 1)]
+    self._labels = {} if self.is_regression else {
+        i: self._int64("label_ids", self._varints[i]) for i in self.label_map.values()}
+    self._real = self._int64("is_real_example", b"\x01")
+
   def _encode(self, ids: List[int], first: int, label: Union[int, float]) -> bytes:
+    if not hasattr(self, "_real"):
+      self._constant_entries()
     length = len(ids)
-    zeros = b"\x00" * (self.max_seq_length - length)
+    zeros = self._zeros[self.max_seq_length - length]
     table = self._varints
     if self.is_regression:
       value = _field(b"\x12", _field(b"\x0a", struct.pack("<f", label)))
       label_entry = _field(b"\x0a", self._keys["label_ids"] + _field(b"\x12", value))
     else:
-      label_entry = self._int64("label_ids", table[label])
-    body = b"".join((
+      label_entry = self._labels[label]
+    return _field(b"\x0a", b"".join((
         self._int64("input_ids", b"".join([table[i] for i in ids]) + zeros),
-        self._int64("input_mask", b"\x01" * length + zeros),
+        self._masks[length],
         self._int64("segment_ids", b"\x00" * first + b"\x01" * (length - first) + zeros),
         label_entry,
-        self._int64("is_real_example", b"\x01"),
-    ))
-    return _field(b"\x0a", body)
+        self._real,
+    )))

@@ -16,8 +16,11 @@ label_list, is_regression, num_labels, num_examples, guids` (input order, for su
 skipped_lines` (QQP's ragged rows), `feature_schema, records_sha256, num_workers, seconds`.
 
 Parallel conversion: the main process reads the TSV (`csv` is C code) and sends chunks of raw
-rows to worker processes, which process the text, tokenize and serialize; results come back in
-input order, so the file has the same bytes for any number of workers. Workers are started with
+rows to worker processes, which process the text, tokenize, serialize and frame the records
+(TFRecord CRCs); results come back in input order, so the file has the same bytes for any number
+of workers. The main process only appends them to the cache file (`records.AtomicRecordFile`,
+renamed into place when complete) and writes the metadata last, in FeatureCache's format
+(FeatureCache.write would frame every record in the main process). Workers are started with
 the "spawn" method (safe in a process that has loaded TensorFlow or started threads) and import
 only this module's TF-free dependencies. A spawned child normally re-runs the parent's main
 script (`run_classifier.py` imports TensorFlow: ~4 s and ~700 MB per worker), so the main
@@ -29,6 +32,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -38,8 +42,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 from albert.data import cache as cache_lib
 from albert.data import glue
+from albert.data import records as records_lib
 from albert.data.corpus import TokenizerSpec
-from albert.errors import FlagError, InputError
+from albert.errors import DataError, FlagError, InputError
 
 CONVERSION_VERSION = 1
 CHUNK_ROWS = 1024
@@ -67,10 +72,11 @@ class _Converter:
                                            job.max_seq_length, self.processor.is_regression)
 
   def __call__(self, rows: List[glue.RawRow]) -> Tuple[List[str], List[int], List[bytes]]:
+    """Guids, unpadded lengths and TFRecord-framed records of the rows' examples."""
     job = self.job
     examples = [self.processor.make_example(row, job.split, job.path) for row in rows]
     records, lengths = self.converter.records(examples)
-    return [example.guid for example in examples], lengths, records
+    return [example.guid for example in examples], lengths, records_lib.frame_records(records)
 
 
 _WORKER: Optional[_Converter] = None
@@ -219,16 +225,25 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
   start = time.monotonic()
   guids: List[str] = []
   lengths: List[int] = []
-
-  def records() -> Iterator[bytes]:
-    chunks = _chunks(processor.raw_rows(path, split), CHUNK_ROWS)
-    for chunk_guids, chunk_lengths, chunk_records in _ordered_results(job, chunks, workers):
-      guids.extend(chunk_guids)
-      lengths.extend(chunk_lengths)
-      yield from chunk_records
-
-  written = cache.write(records(), {})
-  meta = dict(written, **{
+  digest = hashlib.sha256()
+  chunks = _chunks(processor.raw_rows(path, split), CHUNK_ROWS)
+  try:
+    with records_lib.AtomicRecordFile(cache.path) as out:
+      for chunk_guids, chunk_lengths, framed in _ordered_results(job, chunks, workers):
+        guids.extend(chunk_guids)
+        lengths.extend(chunk_lengths)
+        for record in framed:
+          out.write_framed(record)
+          digest.update(record)
+      out.commit()
+      num_bytes = out.num_bytes
+  except OSError as error:
+    raise DataError(f"cannot write the feature cache {cache.path}: "
+                    f"{error.strerror or error}") from None
+  # The metadata is written last, in FeatureCache's format (its `metadata()` reads it back).
+  meta = _write_metadata(cache.metadata_path, {
+      "fingerprint": key, "num_records": len(guids), "num_bytes": num_bytes,
+      "format_version": cache_lib.FORMAT_VERSION,
       "task": settings["task"], "family": processor.spec.family, "split": split,
       "input_file": os.path.abspath(path), "max_seq_length": max_seq_length,
       "do_lower_case": bool(tokenizer_spec.do_lower_case),
@@ -238,9 +253,8 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
       "lengths": lengths, "num_at_max_length": sum(1 for n in lengths if n == max_seq_length),
       "skipped_rows": processor.skipped, "skipped_lines": processor.skipped_lines,
       "feature_schema": glue.feature_schema(max_seq_length, processor.is_regression),
-      "records_sha256": cache_lib.file_digest(cache.path), "num_workers": workers,
+      "records_sha256": digest.hexdigest(), "num_workers": workers,
       "seconds": round(time.monotonic() - start, 3)})
-  meta = _write_metadata(cache.metadata_path, meta)
   skipped = (f"; {processor.skipped} ragged rows skipped (lines "
              f"{', '.join(map(str, processor.skipped_lines))}"
              f"{', ...' if processor.skipped > len(processor.skipped_lines) else ''})"
