@@ -1,4 +1,4 @@
-"""Data pipelines: pretraining instances and records from raw text (create_pretraining_data).
+"""Data pipelines (TF-free): pretraining records from raw text, and the fine-tuning data.
 
 Modules (none imports TensorFlow at module level, so worker processes stay small):
   corpus.py       input text -> token ids in an on-disk store (random access to any document)
@@ -8,6 +8,8 @@ Modules (none imports TensorFlow at module level, so worker processes stay small
   pretraining.py  the run: config, workers, phases, progress, summary
   vocab.py        SentencePiece vocabulary training with the original recipe
   inspection.py   statistics and decoded instances of record files
+  cache.py        fine-tuning feature caches named by a fingerprint of input, tokenizer, flags
+  glue*.py        GLUE: the original's examples and features, feature cache, prediction files
   race.py         RACE: reader (official and all.txt layouts), the original's four-choice
                   features, the feature cache, per-level accuracy, predictions file
 """
