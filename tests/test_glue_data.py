@@ -6,7 +6,7 @@ processors and `file_based_convert_examples_to_features` on the official GLUE fi
 tests/testdata/glue/ holds the first 20 rows of every visible official file (same layout, so
 guids and line numbers are those of the full files) and small MNLI / QQP files written here in
 the official layout. The full-file check (counts, last rows, seeded-random rows of every split)
-reads the shared GLUE copy ($ALBERT_GLUE_DIR or ../shared/data/glue) and runs with `--slow`.
+reads the shared GLUE copy ($ALBERT_GLUE_DIR or ../shared/data/glue, beside the clone in CI).
 """
 
 from __future__ import annotations
@@ -91,7 +91,6 @@ def test_use_spm_false_keeps_text_as_is():
     assert _as_dicts(processor.get_examples(GLUE_SLICES, split)[:3]) == golden
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("task,split", VISIBLE)
 def test_golden_processors_on_full_files(task, split):
   """Counts, first/last/seeded-random rows and label counts of every visible official split."""
