@@ -65,9 +65,11 @@ class Evaluation:
     self._prepare([split])
     self._build()
     if self.task.eval_by_predict:
-      predictions = self.predict(split, checkpoint_path=None)
       results = {"global_step": self.global_step}
-      results.update(self.task.postprocess(split, predictions, self.config.output_dir))
+      extra = self.task.extra_eval_splits if split == "eval" else ()
+      for part in (split,) + tuple(extra):
+        predictions = self.predict(part, checkpoint_path=None)
+        results.update(self.task.postprocess(part, predictions, self.config.output_dir))
       return results
     for metric in self.eval_metrics.values():
       metric.reset_state()

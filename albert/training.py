@@ -298,9 +298,10 @@ class Trainer(Evaluation):
       results = self._evaluate_only()
     if do_predict:
       source = None if do_train and not do_eval else "auto"
-      predictions = self.predict("predict", checkpoint_path=source)
-      metrics = self.task.postprocess("predict", predictions, c.output_dir)
-      results.update({f"predict/{k}": v for k, v in (metrics or {}).items()})
+      for split in self.task.predict_splits:
+        predictions = self.predict(split, checkpoint_path=source)
+        metrics = self.task.postprocess(split, predictions, c.output_dir)
+        results.update({f"{split}/{k}": v for k, v in (metrics or {}).items()})
     for writer in self._writers.values():
       writer.flush()
     return results

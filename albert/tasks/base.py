@@ -15,7 +15,8 @@ defaults fit pretraining:
 * `eval_by_predict`: evaluate through `predict` + `postprocess` instead of streaming metrics
   (metrics that cannot stream, such as MCC or SQuAD's F1);
 * `prediction_outputs(features, outputs)`: the tensors `predict` returns per example;
-* `postprocess(split, predictions, output_dir)`: turns predictions into files and metrics.
+* `postprocess(split, predictions, output_dir)`: turns predictions into files and metrics;
+* `predict_splits`, `extra_eval_splits`: more than one split to predict or to score (MNLI).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class Task(abc.ABC):
   eval_by_predict: bool = False
   # Features `predict` passes through beside the model's outputs (ids that postprocess needs).
   passthrough_features: Tuple[str, ...] = ()
+  # `--do_predict` predicts and postprocesses each of these splits (e.g. MNLI: also the
+  # mismatched test set and the diagnostic set); `evaluate("eval")` also scores these (an
+  # eval_by_predict task; their postprocess returns differently named keys).
+  predict_splits: Tuple[str, ...] = ("predict",)
+  extra_eval_splits: Tuple[str, ...] = ()
 
   @property
   def albert_config(self) -> Optional[AlbertConfig]:

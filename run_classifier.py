@@ -1,0 +1,88 @@
+"""Fine-tunes ALBERT on a GLUE task: the original's run_classifier.py, in TF2.
+
+Flags keep the original's names, defaults and meanings; `--data_dir` is the GLUE root with the
+official task folders (`SST-2/train.tsv`, `MNLI/dev_matched.tsv`, ...), as `run_glue.sh` passes
+it. `--do_eval` without `--do_train` scores the checkpoints in `--output_dir` (or
+`--init_checkpoint` when there are none); `--do_predict` alone uses `model.ckpt-best` of
+`--output_dir` (or `--init_checkpoint`). TF2 additions as in run_pretraining.py, plus
+`--cached_dir` (now fingerprinted), `--length_buckets`, `--num_workers`. This file only turns
+flags into typed configs and calls `albert.training.Trainer` (and the export).
+"""
+
+from absl import app, flags, logging
+
+from albert import flags as albert_flags
+
+albert_flags.define_model_flags()
+albert_flags.define_tokenizer_flags()
+albert_flags.define_loop_flags(save_checkpoints_steps=1000)
+albert_flags.define_tpu_flags()
+albert_flags.define_tf2_flags()
+albert_flags.define_finetune_flags()
+flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the .tsv files (or "
+                    "other data files) for the task.")
+flags.DEFINE_string("task_name", None, "The name of the task to train.")
+flags.DEFINE_string("export_dir", None, "The directory where the exported SavedModel will be "
+                    "stored.")
+flags.DEFINE_float("threshold_to_export", float("nan"),
+                   "The threshold value that should be used with the exported classifier. When "
+                   "specified, the threshold will be attached to the exported SavedModel, and "
+                   "served along with the predictions. Please use the saved model cli to get the "
+                   "name of the threshold.")
+flags.DEFINE_integer("max_seq_length", 512,
+                     "The maximum total input sequence length after WordPiece tokenization. "
+                     "Sequences longer than this will be truncated, and sequences shorter than "
+                     "this will be padded.")
+flags.DEFINE_bool("do_train", False, "Whether to run training.")
+flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
+flags.DEFINE_bool("do_predict", False, "Whether to run the model in inference mode on the test "
+                  "set.")
+flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
+flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
+flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
+flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
+flags.DEFINE_integer("train_step", 1000, "Total number of training steps to perform.")
+flags.DEFINE_integer("warmup_step", 0, "number of steps to perform linear learning rate warmup "
+                     "for.")
+flags.DEFINE_string("optimizer", "adamw", "Optimizer to use")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from albert.errors import run_cleanly
+  return run_cleanly(_main)
+
+
+def _main():
+  from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+  from albert.training import Trainer
+
+  for name in ("data_dir", "task_name", "output_dir"):
+    if not FLAGS[name].value:
+      raise app.UsageError(f"--{name} is required")
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
+    raise app.UsageError("At least one of `do_train`, `do_eval`, `do_predict' or `export_dir` "
+                         "must be given.")
+  task = ClassifierTask(ClassifierTaskConfig(
+      finetune=albert_flags.finetune_config(), task_name=FLAGS.task_name,
+      data_dir=FLAGS.data_dir))
+  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs()
+  trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
+  if FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict:
+    results = trainer.run(do_train=FLAGS.do_train, do_eval=FLAGS.do_eval,
+                          do_predict=FLAGS.do_predict)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items()) if k != "global_step")
+    if shown:
+      print(f"{task.task_name}: {shown}")
+  if FLAGS.export_dir:
+    from albert.classifier_export import ExportSettings, export_classifier
+    path = export_classifier(trainer, ExportSettings(
+        export_dir=FLAGS.export_dir, threshold=FLAGS.threshold_to_export))
+    print(f"Exported {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
