@@ -23,6 +23,7 @@ import tf_keras
 from albert import layers
 from albert.config import AlbertConfig
 from albert.dropout import SeededDropout
+from albert.errors import InputError
 
 
 class MaskedLMHead(tf_keras.layers.Layer):
@@ -318,7 +319,7 @@ class SquadV2EndHead(tf_keras.layers.Layer):
 
   def call(self, sequence_output, p_mask, start_positions=None, start_log_probs=None):
     if (start_positions is None) == (start_log_probs is None):
-      raise ValueError("SquadV2EndHead takes either start_positions (conditioned on them) or "
+      raise InputError("SquadV2EndHead takes either start_positions (conditioned on them) or "
                        "start_log_probs (beam search), not both or neither")
     if start_positions is not None:
       start_index = tf.reshape(tf.cast(start_positions, tf.int32), [-1, 1])  # [B,1]

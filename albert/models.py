@@ -23,7 +23,7 @@ import tensorflow as tf
 import tf_keras
 
 from albert.config import AlbertConfig
-from albert.errors import FlagError
+from albert.errors import FlagError, InputError
 from albert.heads import (ClassifierHead, MaskedLMHead, MultipleChoiceHead, SentenceOrderHead,
                           SquadV1Head, SquadV2AnswerClassHead, SquadV2EndHead, SquadV2StartHead)
 from albert.modeling import AlbertBackbone
@@ -98,6 +98,11 @@ def _initializer_range(config: Optional[AlbertConfig]) -> float:
   return config.initializer_range if config is not None else 0.02
 
 
+def _float32(tensor, name: str):
+  """The model output `name` in float32 (a no-op in float32; a cast under a mixed policy)."""
+  return tf_keras.layers.Activation("linear", dtype="float32", name=name)(tensor)
+
+
 def _check_positive(name: str, value: int) -> None:
   if not isinstance(value, int) or isinstance(value, bool) or value < 1:
     raise FlagError(f"{name} must be a positive integer, got {value!r}")
@@ -131,7 +136,8 @@ def build_classifier_model(albert_config: Optional[AlbertConfig], num_labels: in
   inputs = encoder_inputs()
   encoded = _encoder_layer(albert_config, encoder)(inputs)
   head = ClassifierHead(num_labels, regression=regression, name="")
-  outputs = {"pooled_output": encoded["pooled_output"], **head(encoded["pooled_output"])}
+  outputs = {"pooled_output": _float32(encoded["pooled_output"], "pooled_output"),
+             **head(encoded["pooled_output"])}
   return tf_keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 
@@ -143,6 +149,10 @@ class ChoicesToRows(tf_keras.layers.Layer):
     self.num_choices = int(num_choices)
 
   def call(self, features):
+    static_width = features["input_ids"].shape[1]
+    if static_width is not None and static_width % self.num_choices:
+      raise InputError(f"multiple-choice inputs are num_choices ({self.num_choices}) x "
+                       f"max_seq_length wide; got width {static_width}")
     width = tf.shape(features["input_ids"])[1]
     checks = [tf.debugging.assert_equal(
         width % self.num_choices, 0,
@@ -179,7 +189,8 @@ def build_race_model(albert_config: Optional[AlbertConfig], num_choices: int = 4
   rows = ChoicesToRows(num_choices)(inputs)  # [B*C,S] each
   encoded = _encoder_layer(albert_config, encoder)(rows)
   head = MultipleChoiceHead(num_choices, dropout_rate=dropout_prob, name="")
-  outputs = {"pooled_output": encoded["pooled_output"], **head(encoded["pooled_output"])}
+  outputs = {"pooled_output": _float32(encoded["pooled_output"], "pooled_output"),
+             **head(encoded["pooled_output"])}
   return tf_keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 

@@ -19,7 +19,7 @@ import tf_keras
 
 from albert import checkpoint, losses, models, optimization
 from albert.config import AlbertConfig
-from albert.errors import FlagError
+from albert.errors import FlagError, InputError
 from albert.heads import MASKED_LOGIT
 from conftest import GOLDEN, MODEL_A
 
@@ -388,3 +388,227 @@ def test_losses_are_float32_for_low_precision_inputs():
   out = losses.classification_loss(logits, [1])
   assert {v.dtype for v in out.values()} == {tf.float32}
   assert losses.regression_loss(tf.constant([1.0], tf.float16), [0.0])["loss"].dtype == tf.float32
+
+
+# ------------------------------------------------------------- every builder, every encoder
+BUILDERS = {
+    "classifier": lambda c, e, p: models.build_classifier_model(c, 3, encoder=e),
+    "regression": lambda c, e, p: models.build_classifier_model(c, 1, regression=True,
+                                                                encoder=e),
+    "squad_v1": lambda c, e, p: models.build_squad_model(c, False, encoder=e),
+    "squad_v2": lambda c, e, p: models.build_squad_model(c, True, start_n_top=3, end_n_top=2,
+                                                         dropout_prob=p, encoder=e),
+    "race": lambda c, e, p: models.build_race_model(c, 4, max_seq_length=8, dropout_prob=p,
+                                                    encoder=e),
+}
+ORIGINAL_HEAD_NAMES = {
+    "classifier": ["output_bias", "output_weights"],
+    "regression": ["output_bias", "output_weights"],
+    "race": ["output_bias", "output_weights"],
+    "squad_v1": ["cls/squad/output_bias", "cls/squad/output_weights"],
+    "squad_v2": ["answer_class/dense_0/bias", "answer_class/dense_0/kernel",
+                 "answer_class/dense_1/kernel", "end_logits/LayerNorm/beta",
+                 "end_logits/LayerNorm/gamma", "end_logits/dense_0/bias",
+                 "end_logits/dense_0/kernel", "end_logits/dense_1/bias",
+                 "end_logits/dense_1/kernel", "start_logits/dense/bias",
+                 "start_logits/dense/kernel"],
+}
+
+
+def build(kind: str, config=CONFIG_A, encoder=None, dropout_prob: float = 0.1):
+  return BUILDERS[kind](config, encoder, dropout_prob)
+
+
+def build_all(config=CONFIG_A, encoder=None, dropout_prob: float = 0.1):
+  return {kind: build(kind, config, encoder, dropout_prob) for kind in BUILDERS}
+
+
+def sample_features(model, batch: int = 3, seq: int = 12, seed: int = 0):
+  """Random valid features and labels for the model's inputs (RACE: 4 choices x 8)."""
+  rng = np.random.RandomState(seed)
+  width = model.input["input_ids"].shape[1] or seq
+  lengths = rng.randint(width // 2, width + 1, size=batch)
+  mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+  features = {"input_ids": rng.randint(5, CONFIG_A.vocab_size, (batch, width)) * mask,
+              "input_mask": mask, "segment_ids": (np.arange(width)[None] >= 4) * mask}
+  if "p_mask" in model.input:
+    p_mask = 1 - mask
+    p_mask[:, 1:4] = 1  # the "question"
+    features["p_mask"] = p_mask
+  if "start_positions" in model.input:
+    features["start_positions"] = rng.randint(4, width // 2, size=batch)
+  return {k: np.asarray(v, np.int32) for k, v in features.items()}
+
+
+def task_loss(kind: str, out, features, seed: int = 0) -> tf.Tensor:
+  """The task's loss on random labels (the loss of each kind, as a training step computes it)."""
+  rng = np.random.RandomState(seed)
+  batch = features["input_ids"].shape[0]
+  if kind in ("classifier", "race"):
+    return losses.classification_loss(out["logits"], rng.randint(0, 3, batch))["loss"]
+  if kind == "regression":
+    return losses.regression_loss(out["predictions"], rng.uniform(0, 5, batch))["loss"]
+  ends = rng.randint(4, features["input_ids"].shape[1] // 2, batch)
+  if kind == "squad_v1":
+    return losses.squad_v1_loss(out["start_logits"], out["end_logits"], ends - 1, ends)["loss"]
+  return losses.squad_v2_loss(out["start_log_probs"], out["end_log_probs"], out["cls_logits"],
+                              features["start_positions"], ends, rng.randint(0, 2, batch)
+                              )["loss"]
+
+
+def test_every_model_saves_and_loads_tf1_names(tmp_path):
+  from conftest import randomize
+  body = [n for n in checkpoint_names(MODEL_A) if n.startswith("bert/")]
+  fresh = build_all()
+  for kind, model in build_all().items():
+    assert [n for n in names(model) if not n.startswith("bert/")] == ORIGINAL_HEAD_NAMES[kind]
+    assert [n for n in names(model) if n.startswith("bert/")] == body, kind
+    randomize(model, seed=len(kind))
+    features = sample_features(model)
+    want = model(features, training=False)
+    prefix = checkpoint.save_tf1_checkpoint(model, str(tmp_path / kind / "model.ckpt"),
+                                            global_step=7)
+    assert checkpoint_names(prefix) == names(model)
+    report = checkpoint.load_tf1_checkpoint(fresh[kind], prefix, require_all=True)
+    assert not report.unused and report.skipped == ["global_step"]
+    saved = checkpoint.variables_by_name(model)
+    for name, var in checkpoint.variables_by_name(fresh[kind]).items():
+      np.testing.assert_array_equal(var.numpy(), saved[name].numpy())
+    got = fresh[kind](features, training=False)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=f"{kind} {key}")
+
+
+def hub_handle(kind: str, tmp_path_factory):
+  """(handle, checkpoint with the same body weights) for our TF2 export or a TF1 module."""
+  if kind == "tf2_export":
+    from test_export import tiny_export
+    exported = tiny_export(tmp_path_factory)  # the session's export (shared with test_export)
+    return exported.export_path, exported.checkpoint
+  from test_hub import write_tf1_hub_module
+  path = write_tf1_hub_module(str(tmp_path_factory.mktemp("tf1") / "albert_tf1_hub"))
+  return path, os.path.join(MODEL_A, "model.ckpt-0")
+
+
+@pytest.mark.parametrize("handle_kind", ["tf2_export", "tf1_module"])
+def test_models_on_a_hub_encoder_equal_models_from_the_checkpoint(handle_kind,
+                                                                   tmp_path_factory):
+  """The same task code on `hub.load_encoder(handle)`: same names, same outputs, TF1 saves."""
+  from albert import hub
+  handle, body_checkpoint = hub_handle(handle_kind, tmp_path_factory)
+  encoder = hub.load_encoder(handle, trainable=True)
+  config = hub.inspect_handle(handle).albert_config
+  for kind in ("classifier", "squad_v2", "race"):  # the three builders
+    model, on_hub = build(kind, config), build(kind, config, encoder=encoder)
+    checkpoint.load_tf1_checkpoint(model, body_checkpoint)
+    assert names(on_hub) == names(model), kind
+    reference = checkpoint.variables_by_name(model)
+    for name, var in checkpoint.variables_by_name(on_hub).items():
+      if name.startswith("bert/"):  # the hub's weights are the checkpoint's
+        np.testing.assert_array_equal(var.numpy(), reference[name].numpy())
+      else:  # the heads are fresh: give both the same
+        var.assign(reference[name])
+    features = sample_features(model, seed=3)
+    want, got = model(features, training=False), on_hub(features, training=False)
+    for key in want:
+      if want[key].dtype.is_integer:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{kind} {key}")
+      else:
+        assert_close(got[key], want[key], f"{kind} {key}", atol=1e-5, rtol=0)
+  # Fine-tuning moves the hub encoder's weights, and saves them in TF1 names.
+  features = sample_features(on_hub)
+  before = [v.numpy() for v in encoder.trainable_variables]
+  with tf.GradientTape() as tape:
+    loss = task_loss(kind, on_hub(features, training=True), features)
+  grads = tape.gradient(loss, on_hub.trainable_variables)
+  tf_keras.optimizers.SGD(0.5).apply_gradients(zip(grads, on_hub.trainable_variables))
+  assert any(not np.array_equal(b, v.numpy())
+             for b, v in zip(before, encoder.trainable_variables))
+  prefix = checkpoint.save_tf1_checkpoint(
+      on_hub, str(tmp_path_factory.mktemp("fine_tuned") / "model.ckpt"))
+  assert checkpoint_names(prefix) == names(model)
+
+
+# ------------------------------------------------------------------------- dropout, dtypes
+def test_dropout_where_the_original_has_it():
+  """Config A has no encoder dropout: only the heads' dropout can differ train vs eval."""
+  for kind, model in build_all(dropout_prob=0.1).items():
+    checkpoint.load_tf1_checkpoint(model, BODY["sharp"])
+    features = sample_features(model, batch=16)
+    train, infer = model(features, training=True), model(features, training=False)
+    for key, value in model(features, training=False).items():
+      np.testing.assert_array_equal(value, infer[key])  # eval is deterministic
+    if kind == "squad_v1":  # the original's v1 head has no dropout
+      changed = []
+    elif kind == "squad_v2":  # v2: only the answer class has dropout
+      changed = ["cls_logits"]
+    else:  # on the pooled output, after the encoder
+      changed = ["logits", "probabilities", "log_probs", "predictions"]
+    for key in infer:
+      if key in changed and key != "predictions":
+        assert not np.allclose(train[key], infer[key]), (kind, key)
+      elif key not in changed:
+        np.testing.assert_array_equal(train[key], infer[key], err_msg=f"{kind} {key}")
+    if kind == "classifier":  # the original's hard-coded rate, whatever the config says
+      head = model.get_layer("")
+      dropped = head.dropout(tf.ones([200, 50]), training=True).numpy() == 0
+      assert head.dropout.rate == 0.1 and 0.08 < dropped.mean() < 0.12
+  config = CONFIG_A.replace(hidden_dropout_prob=0.3)
+  assert models.build_classifier_model(config, 2).get_layer("").dropout.rate == 0.1
+  # RACE and SQuAD v2 follow their dropout_prob flag; 0 switches it off.
+  for kind, key in (("race", "logits"), ("squad_v2", "cls_logits")):
+    model = build(kind, dropout_prob=0.0)
+    features = sample_features(model)
+    np.testing.assert_array_equal(model(features, training=True)[key],
+                                  model(features, training=False)[key])
+
+
+def test_mixed_bfloat16_runs_with_float32_outputs():
+  reference = build_all()
+  tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  for kind, model in build_all().items():
+    checkpoint.load_tf1_checkpoint(reference[kind], MODEL_A)
+    model.set_weights(reference[kind].get_weights())
+    features = sample_features(model)
+    want, got = reference[kind](features, training=False), model(features, training=False)
+    assert {v.dtype for v in got.values()} <= {tf.float32, tf.int32}, kind
+    for key in want:
+      if want[key].dtype.is_integer:
+        continue  # an argmax or top-k may flip on a near-tie in bfloat16
+      legal = np.asarray(want[key]) > MASKED_LOGIT / 2
+      assert np.array_equal(np.asarray(got[key]) > MASKED_LOGIT / 2, legal)
+      np.testing.assert_allclose(np.asarray(got[key])[legal], np.asarray(want[key])[legal],
+                                 atol=0.05, rtol=0.02, err_msg=f"{kind} {key}")
+    with tf.GradientTape() as tape:  # a training step runs
+      loss = task_loss(kind, model(features, training=True), features)
+    assert loss.dtype == tf.float32
+    grads = tape.gradient(loss, model.trainable_variables)
+    unused = sorted(checkpoint.variable_name(v)
+                    for g, v in zip(grads, model.trainable_variables) if g is None)
+    # SQuAD reads the sequence output only: the pooler gets no gradient (as in the original,
+    # whose optimizer skips variables without one).
+    assert unused == (["bert/pooler/dense/bias", "bert/pooler/dense/kernel"]
+                      if kind.startswith("squad") else []), kind
+    assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy()))
+               for g in grads if g is not None), kind
+
+
+# ---------------------------------------------------------------------------------- errors
+def test_builder_arguments_are_checked():
+  with pytest.raises(FlagError, match="regression=True"):
+    models.build_classifier_model(CONFIG_A, 1)
+  with pytest.raises(FlagError, match="num_labels 1"):
+    models.build_classifier_model(CONFIG_A, 3, regression=True)
+  with pytest.raises(FlagError, match="num_labels"):
+    models.build_classifier_model(CONFIG_A, 0)
+  with pytest.raises(FlagError, match="start_n_top"):
+    models.build_squad_model(CONFIG_A, True, start_n_top=0)
+  with pytest.raises(FlagError, match="dropout_prob"):
+    models.build_race_model(CONFIG_A, dropout_prob=1.0)
+  with pytest.raises(FlagError, match="albert config"):
+    models.build_classifier_model(None, 2)
+  with pytest.raises(FlagError, match="no output start_logits"):
+    models.output_subset(models.build_squad_model(CONFIG_A, True), ["start_logits"])
+  race = models.build_race_model(CONFIG_A, num_choices=4)
+  with pytest.raises(InputError, match="num_choices"):
+    race({k: np.ones([2, 30], np.int32) for k in ENCODER_INPUTS})
