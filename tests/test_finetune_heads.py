@@ -277,6 +277,8 @@ def test_squad_v2_predict_matches_golden():
   masked = g["input/p_mask"] == 1
   assert np.all(start_out["log_probs"].numpy()[masked] == np.float32(MASKED_LOGIT))
   assert np.all(g["v2/predict/start_log_probs_full"][masked] == np.float32(MASKED_LOGIT))
+  end_masked = np.broadcast_to(masked[:, None, :], beam["end_log_probs_full"].shape)
+  assert np.all(beam["end_log_probs_full"].numpy()[end_masked] == np.float32(MASKED_LOGIT))
   assert np.all(g["input/p_mask"][:, 0] == 0)
   # The full model gives the same predictions, whatever start_positions holds.
   for starts in (np.zeros(4, np.int32), g["input/start_positions"]):
