@@ -67,6 +67,10 @@ def make_train_loop(strategy: tf.distribute.Strategy,
         scaled = optimizer.get_scaled_loss(scaled)
     trainable = variables()
     grads = tape.gradient(scaled, trainable)
+    # Variables the loss does not reach (SQuAD never uses the pooler) get no update at all, as
+    # in the original (a zero gradient would still let weight decay shrink them).
+    used = [(g, v) for g, v in zip(grads, trainable) if g is not None]
+    grads, trainable = [g for g, _ in used], [v for _, v in used]
     if dense_gradients:
       grads = [tf.convert_to_tensor(g) for g in grads]
     if loss_scaled:
