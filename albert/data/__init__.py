@@ -8,6 +8,7 @@ Modules (none imports TensorFlow at module level, so worker processes stay small
   pretraining.py  the run: config, workers, phases, progress, summary
   vocab.py        SentencePiece vocabulary training with the original recipe
   inspection.py   statistics and decoded instances of record files
+  squad*.py       SQuAD: reader, piece alignment, features, feature cache, n-best decoding, scores
 """
 
 

@@ -1,4 +1,4 @@
-"""SQuAD v1.1 / v2.0 examples: the original's reader, with clear errors, and (question, context) pairs.
+"""SQuAD v1.1 / v2.0 examples: the original's reader with clear errors; (question, context) pairs.
 
 This module owns turning a SQuAD JSON file into `SquadExample`s, as the original
 `squad_utils.read_squad_examples` does (google-research/albert):

@@ -38,7 +38,7 @@ import os
 import sys
 import threading
 import unicodedata
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
