@@ -386,6 +386,26 @@ def test_parallel_conversion_equals_serial(mini):
     assert np.array_equal(getattr(parallel, name), value), name
 
 
+def test_spawned_workers_do_not_import_the_main_script(tmp_path, monkeypatch):
+  """A script that imports TensorFlow (run_squad.py) must not be re-run by every worker."""
+  import sys  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  assert "tensorflow" in sys.modules and not sf._can_fork()  # the test process: spawn
+  marker = tmp_path / "imported"
+  script = tmp_path / "script.py"
+  script.write_text(f"open({str(marker)!r}, 'w').close()\nimport tensorflow\n")
+  main = types.ModuleType("__main__")
+  main.__file__ = str(script)
+  monkeypatch.setitem(sys.modules, "__main__", main)
+  pool = sf._spawn_pool(1, (SPEC, S384, False, False, True))
+  try:
+    tf_loaded, peak_mb = pool.apply(sf._worker_status, (0,))
+  finally:
+    pool.terminate()
+    pool.join()
+  assert not tf_loaded and peak_mb < 300 and not marker.exists()
+
+
 def test_long_question_is_cut_and_settings_that_leave_no_room_are_refused():
   example = squad.examples_from_pairs([(" ".join(["why"] * 500), "The sky is blue.")])
   feats, _ = sf.convert_examples_to_features(example, SPEC, sf.FeatureSettings(80, 16, 64),

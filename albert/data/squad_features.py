@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.pool
 import os
 import sys
 import threading
+import types
 import unicodedata
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -132,17 +134,16 @@ class Paragraph:
   doc_ids: List[int]
   tok_start_to_orig: np.ndarray  # [pieces] int32
   tok_end_to_orig: np.ndarray  # [pieces] int32
-  orig_to_chartok: List[Optional[int]]
-  piece_lengths: List[int]  # characters of each piece in tok_cat_text
+  orig_to_chartok: np.ndarray  # [characters] position in tok_cat_text, -1 = unaligned
+  piece_ends: np.ndarray  # [pieces] end of each piece in tok_cat_text
   used_table: bool
 
   def answer_pieces(self, start: int, end: int) -> Tuple[int, int]:
     """Characters [start, end] of the context -> (first piece, last piece), as the original."""
     start_chartok = alignment.convert_index(self.orig_to_chartok, start, is_start=True)
     end_chartok = alignment.convert_index(self.orig_to_chartok, end, is_start=False)
-    bounds = np.cumsum(self.piece_lengths)  # chartok -> piece: first bound above it
-    return (int(np.searchsorted(bounds, start_chartok, side="right")),
-            int(np.searchsorted(bounds, end_chartok, side="right")))
+    return (int(np.searchsorted(self.piece_ends, start_chartok, side="right")),
+            int(np.searchsorted(self.piece_ends, end_chartok, side="right")))
 
 
 def prepare_paragraph(sp_model, paragraph_text: str, do_lower_case: bool
@@ -162,7 +163,7 @@ def prepare_paragraph(sp_model, paragraph_text: str, do_lower_case: bool
       doc_ids=list(sp_model.PieceToId(pieces)),
       tok_start_to_orig=alignment.convert_indexes(chartok_to_orig, starts, n, True),
       tok_end_to_orig=alignment.convert_indexes(chartok_to_orig, ends - 1, n, False),
-      orig_to_chartok=orig_to_chartok, piece_lengths=lengths, used_table=used_table)
+      orig_to_chartok=orig_to_chartok, piece_ends=ends, used_table=used_table)
 
 
 def doc_spans(num_tokens: int, max_tokens_for_doc: int, doc_stride: int
@@ -363,22 +364,15 @@ class _Chunk:
     if positions is not None:
       c["positions"].append(positions)
     if with_record:
-      self.records.append(self._record_body(ids, used, doc_offset, len(tok_start), positions))
-
-  def _record_body(self, ids, used, doc_offset, length, positions) -> bytes:
-    """The record's entries after `unique_ids` (which the collector adds)."""
-    pad = len(ids) - used
-    encoder = _ENCODER
-    parts = [encoder.entry("input_ids", encoder.packed(ids)),
-             encoder.entry("input_mask", b"\x01" * used + b"\x00" * pad),
-             encoder.entry("segment_ids",
-                           b"\x00" * doc_offset + b"\x01" * (length + 1) + b"\x00" * pad),
-             encoder.entry("p_mask", b"\x00" + b"\x01" * (doc_offset - 1) + b"\x00" * length
-                           + b"\x01" * (pad + 1))]
-    if positions is not None:
-      parts += [encoder.entry(name, encoder.packed([value])) for name, value in
-                zip(("start_positions", "end_positions", "is_impossible"), positions)]
-    return b"".join(parts)
+      encoder = _ENCODER
+      parts = [encoder.entry("input_ids", encoder.packed(ids)),
+               encoder.entry("input_mask", bytes(mask)),  # 0/1: a varint is the byte itself
+               encoder.entry("segment_ids", bytes(segments)),
+               encoder.entry("p_mask", bytes(p_mask))]
+      if positions is not None:
+        parts += [encoder.entry(name, encoder.packed([value])) for name, value in
+                  zip(("start_positions", "end_positions", "is_impossible"), positions)]
+      self.records.append(b"".join(parts))  # the collector puts `unique_ids` in front
 
   def __len__(self) -> int:
     return len(self.columns["example_index"])
@@ -437,10 +431,33 @@ def _run(task):
   return _WORKER.convert(task)
 
 
+def _worker_status(_) -> Tuple[bool, int]:
+  """(whether TensorFlow is loaded, peak resident MB) of a worker (for tests)."""
+  with open("/proc/self/status") as f:
+    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+  return "tensorflow" in sys.modules, peak // 1024
+
+
 def _can_fork() -> bool:
   """Fork only a single-threaded process without TensorFlow (forking threads is unsafe)."""
   return ("fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
           and threading.active_count() == 1)
+
+
+def _spawn_pool(num_workers: int, args) -> "multiprocessing.pool.Pool":
+  """Spawned workers that do not re-import the main module.
+
+  A spawned child normally runs the parent's `__main__` (the script) again before it can
+  unpickle anything; a script that imports TensorFlow would cost every worker ~700 MB and
+  seconds. Workers here only need `albert.data`, so the main module is hidden while the pool
+  starts its processes (which is when their start-up data is taken).
+  """
+  main = sys.modules["__main__"]
+  sys.modules["__main__"] = types.ModuleType("__main__")
+  try:
+    return multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (args,))
+  finally:
+    sys.modules["__main__"] = main
 
 
 def _tasks(examples: Sequence[SquadExample], size: int) -> List[Tuple[int, list]]:
@@ -462,6 +479,7 @@ def iter_chunks(examples: Sequence[SquadExample], spec: TokenizerSpec,
                 keep_inputs: bool = True, with_records: bool = False,
                 task_size: int = 192) -> Iterator["_Chunk"]:
   """Converted slices in order (workers: 0 = one per core, 1 = this process)."""
+  global _WORKER
   num_workers = num_workers or os.cpu_count() or 1
   tasks = _tasks(examples, task_size)
   num_workers = max(1, min(num_workers, len(tasks)))
@@ -472,17 +490,16 @@ def iter_chunks(examples: Sequence[SquadExample], spec: TokenizerSpec,
       yield converter.convert(task)
     return
   if _can_fork():
-    global _WORKER
     _WORKER = _Converter(*args)  # loaded once, inherited by the forked workers
     pool = multiprocessing.get_context("fork").Pool(num_workers)
   else:
-    pool = multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (args,))
+    pool = _spawn_pool(num_workers, args)
   try:
     yield from pool.imap(_run, tasks)
-    pool.close()
   finally:
     pool.terminate()
     pool.join()
+    _WORKER = None
 
 
 class FeatureCollector:
