@@ -1,7 +1,8 @@
 """SQuAD feature caches: records + prediction metadata, fingerprinted, rebuilt when stale.
 
-`build_squad_cache(path, is_training, version_2_with_negative, spec, settings, cache_dir,
-num_workers)` reads a SQuAD file (`squad.py`), converts it (`squad_features.py`) and stores:
+`build_squad_cache(path, is_training, version_2_with_negative, tokenizer_spec, settings,
+cache_dir, num_workers)` reads a SQuAD file (`squad.py`), converts it (`squad_features.py`)
+and stores:
 
 * `<cache_dir>/squad_<train|eval>_<file>-<fingerprint>.tf_record` (or `path_override`, the
   original's `--train_feature_file` / `--predict_feature_file`): one `tf.train.Example` per
@@ -88,12 +89,19 @@ def fingerprint_settings(is_training: bool, version_2_with_negative: bool,
 
 
 def build_squad_cache(path: str, is_training: bool, version_2_with_negative: bool,
-                      spec: features_lib.TokenizerSpec,
+                      tokenizer_spec: features_lib.TokenizerSpec,
                       settings: features_lib.FeatureSettings, cache_dir: str,
                       num_workers: int = 0, path_override: Optional[str] = None,
                       multiple_answers: str = "error", check_answers: bool = True,
                       log: Callable[[str], None] = logging.info) -> Tuple[str, SquadCache]:
-  """Builds (or reuses) the feature cache of one SQuAD file; returns (record path, cache)."""
+  """Builds (or reuses) the feature cache of one SQuAD file; returns (record path, cache).
+
+  `num_workers`: 0 = one per core. `path_override`: the record file to write (the original's
+  --train_feature_file / --predict_feature_file); its metadata files go beside it.
+  `multiple_answers`, `check_answers`: the reader's options (`squad.read_squad_examples`).
+  `log` gets a progress line every 10 s and the summary.
+  """
+  spec = tokenizer_spec
   if not os.path.isfile(path):
     raise DataError(f"SQuAD file not found: {path}")
   if not os.path.isfile(spec.spm_model_file):
@@ -123,9 +131,15 @@ def build_squad_cache(path: str, is_training: bool, version_2_with_negative: boo
   sidecar = feature_cache.path + ".meta.npz"
 
   def records() -> Iterator[bytes]:
+    last_log, questions = time.time(), 0
     for chunk in features_lib.iter_chunks(examples, spec, settings, is_training, num_workers,
                                           keep_inputs=False, with_records=True):
       yield from collector.add(chunk)
+      questions += chunk.num_examples
+      if time.time() - last_log > 10:
+        last_log = time.time()
+        log(f"SQuAD features of {path}: {questions}/{len(examples)} questions, {collector.count} "
+            f"features, {last_log - started:.0f} s")
     # All records are out: the npz goes next, then FeatureCache.write adds the JSON last.
     feats = done["features"] = collector.features()
     blob = _sidecar_bytes(feats, examples if not is_training else [], key)

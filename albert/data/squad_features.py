@@ -284,6 +284,7 @@ class _Converter:
   def convert(self, task: Tuple[int, Sequence[SquadExample]]) -> "_Chunk":
     first_index, examples = task
     chunk = _Chunk(self.is_training, self.keep_inputs)
+    chunk.num_examples = len(examples)
     for offset, example in enumerate(examples):
       self._example(first_index + offset, example, chunk)
     return chunk
@@ -344,6 +345,7 @@ class _Chunk:
         "input_ids", "input_mask", "segment_ids", "p_mask", "positions")}
     self.records: List[bytes] = []  # record bodies without unique_ids
     self.skipped: List[Tuple[int, str]] = []
+    self.num_examples = 0
 
   def add(self, example_index, span_index, used, doc_offset, tok_start, tok_end, is_max,
           ids, mask, segments, p_mask, positions, with_record) -> None:

@@ -10,7 +10,8 @@ The scoring follows the official evaluation scripts (`evaluate-v1.1.py` and
 * v2.0 (`evaluate_v2` -> `exact`, `f1`, `total`, `HasAns_*`, `NoAns_*`; with `na_probs` also
   `best_exact`, `best_exact_thresh`, `best_f1`, `best_f1_thresh`): gold answers that normalise
   to "" are dropped, an unanswerable question's only gold is ""; a question without a
-  prediction is left out of `total`; predictions with `na_prob > na_prob_thresh` (1.0) count
+  prediction is left out of `total` (and, unlike the script, which then fails, of the
+  HasAns / NoAns splits); predictions with `na_prob > na_prob_thresh` (1.0) count
   as "no answer"; the best threshold is searched over the sorted `na_probs`, each one meaning
   "no answer when na_prob > threshold".
 
@@ -168,8 +169,8 @@ def evaluate_v2(dataset: Sequence[Mapping], predictions: Mapping[str, str],
   exact = apply_no_answer_threshold(exact_raw, probs, has_ans, na_prob_thresh)
   f1 = apply_no_answer_threshold(f1_raw, probs, has_ans, na_prob_thresh)
   out = make_eval(exact, f1)
-  for prefix, qids in (("HasAns", [k for k, v in has_ans.items() if v]),
-                       ("NoAns", [k for k, v in has_ans.items() if not v])):
+  for prefix, qids in (("HasAns", [k for k, v in has_ans.items() if v and k in exact]),
+                       ("NoAns", [k for k, v in has_ans.items() if not v and k in exact])):
     if qids:
       for key, value in make_eval(exact, f1, qids).items():
         out[f"{prefix}_{key}"] = value
@@ -236,13 +237,12 @@ def split_held_out(examples: Sequence[SquadExample], fraction: float, seed: int
     a, b = find("t:" + example.title), find("c:" + example.paragraph_text)
     if a != b:
       parent[b] = a
-  groups = sorted({find("t:" + e.title) for e in examples},
-                  key=lambda g: next(i for i, e in enumerate(examples)
-                                     if find("t:" + e.title) == g))
+  group_of = [find("t:" + e.title) for e in examples]
+  groups = list(dict.fromkeys(group_of))  # in order of first appearance
   if len(groups) < 2:
     raise DataError("split_held_out: the examples come from one article; nothing to hold out")
   count = min(max(1, round(fraction * len(groups))), len(groups) - 1)
   held = set(random.Random(seed).sample(groups, count))
-  kept = [e for e in examples if find("t:" + e.title) not in held]
-  held_out = [e for e in examples if find("t:" + e.title) in held]
+  kept = [e for e, g in zip(examples, group_of) if g not in held]
+  held_out = [e for e, g in zip(examples, group_of) if g in held]
   return kept, held_out
