@@ -390,6 +390,7 @@ class _Int64Encoder:
 
   def __init__(self, table_size: int = 1 << 16):
     self._varints = records_lib.varint_table(table_size)
+    self._uid_prefix = self.entry("unique_ids", records_lib.varint(UNIQUE_ID_BASE))[:-5]
 
   def packed(self, values: Sequence[int]) -> bytes:
     """Packed varints of non-negative ints."""
@@ -413,6 +414,13 @@ class _Int64Encoder:
   def record(self, entries: Sequence[bytes]) -> bytes:
     """The serialized Example of the joined entries."""
     return self._field(b"\x0a", b"".join(entries))
+
+  def unique_id_entry(self, unique_id: int) -> bytes:
+    """`entry("unique_ids", packed([unique_id]))`, its framing precomputed for 5-byte varints."""
+    encoded = records_lib.varint(unique_id)
+    if len(encoded) != 5:
+      return self.entry("unique_ids", encoded)
+    return self._uid_prefix + encoded
 
 
 _ENCODER = _Int64Encoder()
@@ -538,9 +546,8 @@ class FeatureCollector:
       put("end_position", positions[:, 1])
       put("is_impossible", positions[:, 2].astype(np.int8))
     self.skipped.extend(chunk.skipped)
-    entry, packed, record = _ENCODER.entry, _ENCODER.packed, _ENCODER.record
-    records = [record((entry("unique_ids", packed([base + k])), body))
-               for k, body in enumerate(chunk.records)]
+    uid_entry, record = _ENCODER.unique_id_entry, _ENCODER.record
+    records = [record((uid_entry(base + k), body)) for k, body in enumerate(chunk.records)]
     self.count += size
     return records
 

@@ -50,9 +50,11 @@ V2_KEYS = ("start_top_log_probs", "start_top_index", "end_top_log_probs", "end_t
            "cls_logits")
 
 
-def _rows(results: Mapping[str, Any], keys: Sequence[str], aliases: Mapping[str, str] = {}
+def _rows(results: Mapping[str, Any], keys: Sequence[str],
+          aliases: Optional[Mapping[str, str]] = None
           ) -> Tuple[Dict[int, int], Dict[str, np.ndarray]]:
   """unique id -> row (the last row wins, as the original's dict), and the arrays by key."""
+  aliases = aliases or {}
   arrays = {}
   for key in keys:
     name = key if key in results else aliases.get(key)
@@ -224,7 +226,6 @@ def evaluate_v2_as_original(dataset: Sequence[Mapping], examples: Sequence[Squad
   first, nbest, null_odds = decode_v2(examples, features, results, n_best_size,
                                       max_answer_length)
   pass1 = metrics.evaluate_v2(dataset, first, null_odds)
-  pass1 = OrderedDict((k, v) for k, v in pass1.items())
   threshold = pass1["best_f1_thresh"]
   final = metrics.apply_threshold(first, null_odds, threshold, inclusive=True)
   has_ans = metrics.has_answer(dataset)
