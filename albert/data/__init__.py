@@ -12,6 +12,7 @@ Modules (none imports TensorFlow at module level, so worker processes stay small
   glue*.py        GLUE: the original's examples and features, feature cache, prediction files
   race.py         RACE: reader (official and all.txt layouts), the original's four-choice
                   features, the feature cache, per-level accuracy, predictions file
+  squad*.py       SQuAD: reader, piece alignment, features, feature cache, n-best decoding, scores
 """
 
 
