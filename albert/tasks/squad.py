@@ -1,0 +1,293 @@
+"""SQuAD v1.1 and v2.0 as one task: the original's run_squad_v1.py and run_squad_v2.py.
+
+Data: `albert.data.squad*` (the original's reader and features, built fast and cached under a
+fingerprint). Model: the encoder and the v1 head (`cls/squad`) or ALBERT's v2 head
+(`start_logits`, `end_logits` on the top `start_n_top` starts, `answer_class`), the original's
+losses. Splits: `train` (--train_file), `eval` and `predict` (--predict_file; eval when it has
+answers), and for v2 `heldout`: a seeded slice of the training articles (`heldout_fraction`)
+left out of training, on which the no-answer threshold is tuned.
+
+Evaluation (predict + postprocess) decodes the n-best answers in Python and writes the
+original's `predictions.json`, `nbest_predictions.json` and (v2) `null_odds.json`, then scores
+them with the official SQuAD v1.1 / v2.0 evaluation:
+* v1: `exact_match`, `f1` (the best checkpoint is chosen by `f1`);
+* v2, the original's figure: `exact`, `f1`, `null_score_diff_threshold` with the threshold
+  tuned on the very dev set it reports (comparable with the published table), plus the
+  `HasAns_*` / `NoAns_*` splits; and, with a held-out slice, the honest figure
+  `heldout_exact`, `heldout_f1` with the threshold tuned on the held-out training articles
+  (`heldout_threshold`, also written to `null_threshold.json` beside the checkpoints); the best
+  checkpoint is then chosen by `heldout_f1`.
+The number of training steps is `int(examples / batch * epochs)`, as the original counts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from albert import files, losses
+from albert.data import cache as cache_lib
+from albert.data import squad as squad_data
+from albert.data import squad_cache, squad_features, squad_metrics, squad_postprocess
+from albert.errors import FlagError
+from albert.models import build_squad_model
+from albert.tasks.finetune import FinetuneConfig, FinetuneTask
+
+THRESHOLD_FILE = "null_threshold.json"
+
+
+@dataclasses.dataclass
+class SquadTaskConfig:
+  finetune: FinetuneConfig
+  train_file: Optional[str] = None
+  predict_file: Optional[str] = None
+  version_2_with_negative: bool = False
+  doc_stride: int = 128
+  max_query_length: int = 64
+  n_best_size: int = 20
+  max_answer_length: int = 30
+  start_n_top: int = 5
+  end_n_top: int = 5
+  dropout_prob: float = 0.1
+  heldout_fraction: float = 0.0  # v2: training articles left out to tune the null threshold
+  train_feature_file: Optional[str] = None  # the original's fixed cache names
+  predict_feature_file: Optional[str] = None
+
+
+class SquadTask(FinetuneTask):
+  """SQuAD v1.1 / v2.0 on the Trainer; see the module docstring."""
+
+  name = "squad"
+  passthrough_features = ("unique_ids",)
+
+  def __init__(self, config: SquadTaskConfig, log=None):
+    self.squad = config
+    super().__init__(config.finetune)
+    self.v2 = config.version_2_with_negative
+    self.heldout = self.v2 and config.heldout_fraction > 0
+    self.best_metric = "heldout_f1" if self.heldout else "f1"
+    self.extra_eval_splits = ("heldout",) if self.heldout else ()
+    self._log = log or (lambda line: print(line, flush=True))
+    self._eval_state: Dict[str, Any] = {}
+    if not 0 <= config.heldout_fraction < 1:
+      raise FlagError(f"--heldout_fraction must be in [0, 1), got {config.heldout_fraction}")
+
+  # ----------------------------------------------------------------------------------- data
+  def _settings(self) -> squad_features.FeatureSettings:
+    return squad_features.FeatureSettings(self.config.max_seq_length, self.squad.doc_stride,
+                                          self.squad.max_query_length)
+
+  def _spec(self) -> squad_features.TokenizerSpec:
+    spec = self.tokenizer_spec()
+    if not spec.spm_model_file:
+      raise FlagError("SQuAD features need a SentencePiece model (--spm_model_file), as the "
+                      "original's ALBERT squad_utils")
+    return squad_features.TokenizerSpec(spec.spm_model_file, spec.do_lower_case)
+
+  def _source(self, split: str) -> Tuple[str, bool]:
+    """(SQuAD file, is_training) of a split; the training file is split when holding out."""
+    if split in ("train", "heldout"):
+      if not self.squad.train_file:
+        raise FlagError("--train_file is required for training")
+      if self.heldout:
+        train, heldout = self._heldout_files()
+        return (train, True) if split == "train" else (heldout, False)
+      return self.squad.train_file, True
+    if not self.squad.predict_file:
+      raise FlagError("--predict_file is required for --do_predict")
+    return self.squad.predict_file, False
+
+  def _heldout_files(self) -> Tuple[str, str]:
+    """The training file without the held-out articles, and the held-out articles (cached)."""
+    source = self.squad.train_file
+    key = cache_lib.fingerprint([source], {"heldout_fraction": self.squad.heldout_fraction,
+                                           "seed": self.config.seed})[:16]
+    stem = os.path.splitext(os.path.basename(source))[0]
+    paths = (os.path.join(self.cache_dir, f"{stem}-train-{key}.json"),
+             os.path.join(self.cache_dir, f"{stem}-heldout-{key}.json"))
+    if not all(os.path.exists(p) for p in paths):
+      data = squad_data.load_squad_json(source)
+      examples = squad_data.read_squad_examples(source, False, True, data=data)
+      _, held = squad_metrics.split_held_out(examples, self.squad.heldout_fraction,
+                                             self.config.seed)
+      titles = {e.title for e in held}
+      parts = ([a for a in data["data"] if a.get("title") not in titles],
+               [a for a in data["data"] if a.get("title") in titles])
+      for path, articles in zip(paths, parts):
+        files.write_text(path, json.dumps({"version": data.get("version", "v2.0"),
+                                           "data": articles}))
+      self._log(f"Held out {len(parts[1])} of {len(data['data'])} training articles "
+                f"({len(held)} questions) to tune the no-answer threshold: {paths[1]}")
+    return paths
+
+  def check_data(self, split: str) -> None:
+    if split in ("train", "heldout"):
+      path = self.squad.train_file
+      if not path:
+        raise FlagError("--train_file is required for --do_train")
+    else:
+      path = self.squad.predict_file
+      if not path:
+        raise FlagError("--predict_file is required for --do_predict")
+    data = squad_data.load_squad_json(path)
+    is_v2, why = squad_data.is_v2_dataset(data)
+    if is_v2 and not self.v2:
+      raise FlagError(f"{path} is a SQuAD 2.0 file ({why}): pass --version_2_with_negative")
+    if split == "eval" and not has_answers(data):
+      raise FlagError(f"{path} has no answers to score: use --do_predict without --do_eval")
+    self._spec()
+    for extra in (self.extra_eval_splits if split == "eval" else ()):
+      self.check_data(extra)
+
+  def build_cache(self, split):
+    path, is_training = self._source(split)
+    override = (self.squad.train_feature_file if split == "train" else
+                self.squad.predict_feature_file if split in ("eval", "predict") else None)
+    files.make_dirs(self.cache_dir)
+    record_path, cache = squad_cache.build_squad_cache(
+        path, is_training, self.v2, self._spec(), self._settings(), self.cache_dir,
+        num_workers=self.config.num_workers or 0, path_override=override,
+        multiple_answers="first", log=self._log)
+    return record_path, {"cache": cache, "num_examples": cache.info["num_examples"],
+                         "num_records": cache.num_features}
+
+  def schema(self, split):
+    length = self.config.max_seq_length
+    schema = {name: ("int64", length) for name in ("input_ids", "input_mask", "segment_ids",
+                                                   "p_mask")}
+    schema["unique_ids"] = ("int64", 1)
+    if split == "train":
+      schema.update(start_positions=("int64", 1), end_positions=("int64", 1),
+                    is_impossible=("int64", 1))
+    return schema
+
+  def decode(self, split, features):
+    features = {k: (tf.reshape(v, []) if k in ("unique_ids", "start_positions", "end_positions",
+                                               "is_impossible") else v)
+                for k, v in features.items()}
+    if self.v2 and "start_positions" not in features:  # predict: the beam ignores it
+      features["start_positions"] = tf.constant(0, tf.int32)
+    return features
+
+  def num_train_examples(self) -> Optional[int]:
+    return self.metadata("train")["num_examples"]  # the original counts questions
+
+  # ---------------------------------------------------------------------------------- model
+  def build_model(self):
+    return build_squad_model(self.config.albert_config, self.v2, self.squad.start_n_top,
+                             self.squad.end_n_top, self.squad.dropout_prob,
+                             encoder=self.encoder())
+
+  def compute_loss(self, features, outputs):
+    weights = features.get("is_real_example")
+    if self.v2:
+      result = losses.squad_v2_loss(outputs["start_log_probs"], outputs["end_log_probs"],
+                                    outputs["cls_logits"], features["start_positions"],
+                                    features["end_positions"], features["is_impossible"],
+                                    weights)
+    else:
+      result = losses.squad_v1_loss(outputs["start_logits"], outputs["end_logits"],
+                                    features["start_positions"], features["end_positions"],
+                                    weights)
+    return result["loss"], result
+
+  def build_metrics(self):  # for the progress lines (evaluation is predict + postprocess)
+    import tf_keras  # pylint: disable=g-import-not-at-top
+    return {"loss": tf_keras.metrics.Mean("loss")}
+
+  def update_metrics(self, metrics, features, aux):
+    metrics["loss"].update_state(aux["loss"])
+
+  def prediction_outputs(self, features, outputs):
+    result = {"unique_ids": features["unique_ids"]}
+    if self.v2:
+      for key in ("start_top_log_probs", "start_top_index", "end_top_log_probs",
+                  "end_top_index", "cls_logits"):
+        result[key] = outputs[key]
+    else:  # [B, S] with S per length bucket: padded back to the cap (never a best index)
+      pad = self.config.max_seq_length - tf.shape(outputs["start_logits"])[1]
+      for key in ("start_logits", "end_logits"):
+        result[key] = tf.pad(outputs[key], [[0, 0], [0, pad]], constant_values=-1e30)
+    return result
+
+  # ---------------------------------------------------------------------------- postprocess
+  def postprocess(self, split, predictions, output_dir) -> Dict[str, float]:
+    cache = self.metadata(split)["cache"]
+    s = self.squad
+    results = {k: v for k, v in predictions.items() if k not in ("row_index", "is_real_example")}
+    if not self.v2:
+      answers, nbest = squad_postprocess.decode_v1(cache.examples, cache.features, results,
+                                                   s.n_best_size, s.max_answer_length)
+      squad_postprocess.write_prediction_files(output_dir, answers, nbest)
+      if not has_answers(cache.dataset()):
+        return {}
+      return dict(squad_metrics.evaluate_v1(cache.dataset(), answers))
+    if split == "heldout":
+      return self._heldout_scores(cache, results)
+    dataset = cache.dataset()
+    if not has_answers(dataset):  # an unlabelled file: the stored threshold decides
+      first, nbest, null_odds = squad_postprocess.decode_v2(
+          cache.examples, cache.features, results, s.n_best_size, s.max_answer_length)
+      threshold = self._stored_threshold(output_dir)
+      final = (squad_metrics.apply_threshold(first, null_odds, threshold)
+               if threshold is not None else first)
+      squad_postprocess.write_prediction_files(output_dir, final, nbest, null_odds)
+      return {}
+    original = squad_postprocess.evaluate_v2_as_original(
+        dataset, cache.examples, cache.features, results, s.n_best_size, s.max_answer_length)
+    squad_postprocess.write_prediction_files(output_dir, original["predictions"],
+                                             original["nbest"], original["null_odds"])
+    scores = {k: float(v) for k, v in original["scores"].items()}
+    pass1 = original["pass1_scores"]
+    scores.update({k: float(v) for k, v in pass1.items() if k.startswith(("HasAns", "NoAns"))})
+    self._eval_state = {"dataset": dataset, "first": original["pass1_predictions"],
+                        "null_odds": original["null_odds"]}
+    threshold = self._stored_threshold(output_dir) if split == "predict" else None
+    if threshold is not None:
+      scores.update(self._honest(threshold))
+    return scores
+
+  def _honest(self, threshold: float) -> Dict[str, float]:
+    state = self._eval_state
+    final = squad_metrics.apply_threshold(state["first"], state["null_odds"], threshold)
+    honest = squad_metrics.evaluate_v2(state["dataset"], final)
+    return {"heldout_exact": float(honest["exact"]), "heldout_f1": float(honest["f1"]),
+            "heldout_threshold": float(threshold)}
+
+  def _heldout_scores(self, cache, results) -> Dict[str, float]:
+    s = self.squad
+    first, _, null_odds = squad_postprocess.decode_v2(cache.examples, cache.features, results,
+                                                      s.n_best_size, s.max_answer_length)
+    _, threshold = squad_metrics.best_threshold(null_odds, first, cache.dataset())
+    return self._honest(threshold) if self._eval_state else {"heldout_threshold": threshold}
+
+  def _stored_threshold(self, output_dir: str) -> Optional[float]:
+    """The held-out threshold of the checkpoint predict uses (model.ckpt-best's scored step).
+
+    It is recorded in eval_results.txt with that step's scores, and written beside the
+    checkpoints as `null_threshold.json` for users and exports.
+    """
+    from albert.run_dir import RunDir  # pylint: disable=g-import-not-at-top
+    run = RunDir(output_dir)
+    best = run.best()
+    recorded = run.scored_steps().get(best["step"]) if best else None
+    if not recorded or "heldout_threshold" not in recorded:
+      return None
+    threshold = float(recorded["heldout_threshold"])
+    files.write_text(os.path.join(output_dir, THRESHOLD_FILE), json.dumps(
+        {"null_score_diff_threshold": threshold, "global_step": int(best["step"]),
+         "checkpoint": best["copy"], "tuned_on": "held-out training articles"}) + "\n")
+    return threshold
+
+
+def has_answers(source: Any) -> bool:
+  """Whether a SQuAD file (a path, its loaded JSON or its `data` list) has a gold answer."""
+  if isinstance(source, str):
+    source = squad_data.load_squad_json(source)
+  articles = source["data"] if isinstance(source, dict) else source
+  return any(qa.get("answers") for article in articles for paragraph in article["paragraphs"]
+             for qa in paragraph["qas"])
