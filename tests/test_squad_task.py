@@ -105,8 +105,8 @@ def test_v2_reports_the_original_and_the_heldout_figures(tmp_path):
   result = subprocess.run(_command(tmp_path, out, "--version_2_with_negative", "--do_train",
                                    "--do_predict", f"--train_file={train}",
                                    f"--predict_file={train}", "--heldout_fraction=0.25",
-                                   "--num_train_epochs=100", "--warmup_proportion=0.1",
-                                   "--save_checkpoints_steps=100"),
+                                   "--num_train_epochs=150", "--warmup_proportion=0.1",
+                                   "--save_checkpoints_steps=100", "--learning_rate=0.001"),
                           env=_env(), capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Held out 1 of 4 training articles" in result.stdout
