@@ -178,11 +178,12 @@ def _check_same(path: str, state: Dict, settings: Dict) -> None:
 
 def run_task(recipe: TaskRecipe, args, model, strategy, submission_dir: str) -> None:
   """Trains, scores every checkpoint and predicts one task in `<output_dir>/<task>/`."""
-  import tf_keras  # pylint: disable=g-import-not-at-top
-  from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
-  from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig  # pylint: disable=g-import-not-at-top
-  from albert.tasks.finetune import FinetuneConfig, default_buckets  # pylint: disable=g-import-not-at-top
-  from albert.training import OptimizerConfig, Trainer, TrainerConfig  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (TensorFlow only when a task runs)
+  import tf_keras
+  from albert.config import AlbertConfig
+  from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+  from albert.tasks.finetune import FinetuneConfig, default_buckets
+  from albert.training import OptimizerConfig, Trainer, TrainerConfig
 
   def log(line: str) -> None:
     print(f"[{recipe.task}] {line}", flush=True)
@@ -320,8 +321,9 @@ def _run(args: argparse.Namespace) -> None:
 
   def get_strategy():
     if not strategy:
-      from absl import logging  # pylint: disable=g-import-not-at-top
-      from albert.distribute import DistributeConfig, make_strategy  # pylint: disable=g-import-not-at-top
+      # pylint: disable=g-import-not-at-top
+      from absl import logging
+      from albert.distribute import DistributeConfig, make_strategy
       logging.set_verbosity(logging.WARNING)
       strategy.append(make_strategy(DistributeConfig(strategy=args.distribution_strategy,
                                                      num_gpus=args.num_gpus)))

@@ -43,6 +43,18 @@ def test_recipes_are_the_originals_run_glue_sh_plus_wnli():
   assert sorted(covered) == sorted(glue_submission.SUBMISSION_FILES)
 
 
+def test_the_docs_table_is_the_recipe():
+  with open(os.path.join(REPO_DIR, "docs", "run_classifier.md"), encoding="utf-8") as f:
+    text = f.read().split("### The per-task settings", 1)[1]
+  rows = [line.strip("|").split("|") for line in text.splitlines()
+          if line.startswith("| ") and not line.startswith(("| task", "| ---"))]
+  assert [tuple(cell.strip() for cell in row) for row in rows] == [
+      (r.task, f"{r.learning_rate:g}", *map(str, (r.train_batch_size, r.train_step,
+                                                 r.warmup_step, r.save_checkpoints_steps,
+                                                 r.max_seq_length)))
+      for r in glue_recipe.RECIPES]
+
+
 def test_subsets_scaling_and_overrides():
   chosen = glue_recipe.plan(["sts-b", "Mnli", "SST-2", "STS-B", ""])
   assert [r.task for r in chosen] == ["SST-2", "MNLI", "STS-B"]  # recipe order, once each
@@ -72,6 +84,8 @@ def test_bad_task_lists_and_settings_are_named():
   for name in ("ax", "MNLI-mm", "mismnli"):
     with pytest.raises(FlagError, match=r"predicted by the MNLI model.*list MNLI instead"):
       glue_recipe.select([name])
+  with pytest.raises(FlagError, match=r"--tasks=, names no task"):
+    glue_recipe.select(["", ""])
   with pytest.raises(FlagError, match=r"--train_step_scale must be positive, got 0"):
     glue_recipe.plan(None, RecipeOverrides(train_step_scale=0))
   with pytest.raises(FlagError, match=r"--train_batch_size must be positive, got -1"):
@@ -143,6 +157,23 @@ def test_printed_commands_are_run_classifier_commands(tmp_path, capsys):
       assert values[name] == str(value)
     assert values["output_dir"] == str(tmp_path / "out" / task)
     assert values["init_checkpoint"] == str(init) and values["optimizer"] == "adamw"
+
+
+def test_the_shell_command_takes_paths_from_the_callers_directory(tmp_path):
+  import subprocess
+  (tmp_path / "model").mkdir()
+  for name in ("albert_config.json", "30k-clean.model", "model.ckpt-best.index"):
+    (tmp_path / "model" / name).write_text("")
+  result = subprocess.run(
+      ["bash", os.path.join(REPO_DIR, "scripts", "run_glue.sh"), "--model_dir=model",
+       "--data_dir=glue", "--output_dir=runs", "--tasks=rte", "--print_commands"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  words = result.stdout.split()
+  for flag, path in (("data_dir", "glue"), ("output_dir", "runs/RTE"),
+                     ("init_checkpoint", "model/model.ckpt-best"),
+                     ("spm_model_file", "model/30k-clean.model")):
+    assert f"--{flag}={tmp_path / path}" in words
 
 
 def test_model_directory_and_missing_parts(tmp_path):

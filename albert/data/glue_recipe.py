@@ -109,6 +109,8 @@ def select(names: Optional[Sequence[str]] = None) -> List[TaskRecipe]:
       raise FlagError(f"--tasks: unknown GLUE task {raw!r}; the recipe's tasks are "
                       f"{', '.join(r.task for r in RECIPES)} (any case), or all")
     wanted.add(name)
+  if not wanted:
+    raise FlagError(f"--tasks={','.join(names)} names no task; give e.g. --tasks=MRPC,RTE or all")
   return [r for r in RECIPES if r.name in wanted]
 
 
