@@ -462,8 +462,8 @@ class Trainer(Evaluation):
       output_dir = self.config.output_dir
       checkpoint.save_tf1_checkpoint(self.model, os.path.join(output_dir, TF1_PREFIX),
                                      global_step=step)
-      if not do_eval:  # with eval, pruning waits until the checkpoint is scored
-        self.run_dir.prune(self.config.keep_checkpoint_max)
+      if not do_eval and not self.task.keep_unscored_checkpoints:
+        self.run_dir.prune(self.config.keep_checkpoint_max)  # with eval: once scored
       checkpoint.write_checkpoint_state(output_dir, os.path.basename(prefix))
       self.log(f"Saved {prefix} (resume state in {self.state_dir})")
     return prefix

@@ -46,6 +46,9 @@ class Task(abc.ABC):
   # mismatched test set and the diagnostic set); `evaluate("eval")` also scores these (an
   # eval_by_predict task; their postprocess returns differently named keys).
   predict_splits: Tuple[str, ...] = ("predict",)
+  # A train-only run keeps every checkpoint for a later eval-only run to score (as the
+  # original's fine-tuning scripts, whose eval job chose the best); pretraining prunes.
+  keep_unscored_checkpoints: bool = False
   extra_eval_splits: Tuple[str, ...] = ()
 
   @property

@@ -69,6 +69,7 @@ class FinetuneTask(Task):
   """The shared half of GLUE, SQuAD and RACE; see the module docstring."""
 
   eval_by_predict = True
+  keep_unscored_checkpoints = True
 
   def __init__(self, config: FinetuneConfig):
     self.config = config
