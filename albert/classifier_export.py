@@ -52,7 +52,7 @@ import tf_keras
 from albert import finetune_export as fx
 from albert import tokenization
 from albert.data import glue
-from albert.errors import ExportError, FlagError
+from albert.errors import FlagError
 from albert.models import ENCODER_INPUTS
 
 TF_EXAMPLE_INPUT = "input"  # the original's receiver (a single tensor: the estimator's "input")
@@ -337,9 +337,8 @@ def export_classifier(trainer, settings: ExportSettings,
   if settings.raw_text and not spm_model:
     log("note: no SentencePiece model (--spm_model_file): the export has no raw-text "
         "signatures (the in-graph pipeline is SentencePiece only)")
-  for path in (spm_model,):
-    if path and "://" not in path and not os.path.isfile(path):
-      raise FlagError(f"--spm_model_file={path}: no such file")
+  if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
+    raise FlagError(f"--spm_model_file={spm_model}: no such file")
   serving = GlueServing.for_task(task.task_name, task.config.max_seq_length, spm_model,
                                  spec.do_lower_case, settings.threshold)
   model, prefix, step = fx.load_for_export(trainer, settings.checkpoint)

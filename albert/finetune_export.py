@@ -179,7 +179,8 @@ def check_version(version) -> int:
 
 def signature_io(function) -> Dict[str, Dict[str, List[str]]]:
   """Input and output names of a concrete signature function."""
-  _, inputs = function.structured_input_signature
+  args, kwargs = function.structured_input_signature
+  inputs = [spec.name for spec in args] + list(kwargs)
   return {"inputs": sorted(inputs), "outputs": sorted(function.structured_outputs)}
 
 
@@ -272,7 +273,7 @@ def max_abs_diff(got, want) -> float:
 
 
 def compare_outputs(name: str, got: Mapping, want: Mapping) -> Dict[str, float]:
-  """max |diff| per output of signature `name`; ExportError above the tolerance or if keys differ."""
+  """max |diff| per output of signature `name`; ExportError above tolerance or on other keys."""
   if set(got) != set(want):
     raise ExportError(f"signature {name}: outputs {sorted(got)} differ from the model's "
                       f"{sorted(want)}")
@@ -281,7 +282,7 @@ def compare_outputs(name: str, got: Mapping, want: Mapping) -> Dict[str, float]:
                        if np.asarray(v).dtype.kind == "f" and np.asarray(v).size])
   bad = {k: v for k, v in diffs.items() if not v <= VERIFY_TOLERANCE * scale}
   if bad:
-    raise ExportError(f"the reloaded export does not reproduce the model: max |diff| "
+    raise ExportError("the reloaded export does not reproduce the model: max |diff| "
                       + ", ".join(f"{k} {v:.3g}" for k, v in sorted(bad.items())))
   return diffs
 
