@@ -79,9 +79,8 @@ def _main():
       print(f"{task.task_name}: {shown}")
   if FLAGS.export_dir:
     from albert.classifier_export import ExportSettings, export_classifier
-    path = export_classifier(trainer, ExportSettings(
+    export_classifier(trainer, ExportSettings(  # logs "Exported <export_dir>/<version> ..."
         export_dir=FLAGS.export_dir, threshold=FLAGS.threshold_to_export))
-    print(f"Exported {path}")
 
 
 if __name__ == "__main__":
