@@ -49,6 +49,10 @@ flags.DEFINE_enum("truncation", "original", ["original", "keep_option"],
                   "tokens (as the original; can cut the option away), `keep_option` cuts the "
                   "question first.")
 
+flags.DEFINE_string("export_dir", None, "If set, a SavedModel of the fine-tuned model (the "
+                    "best checkpoint, else the latest) with named token-id signatures is written "
+                    "to <export_dir>/<global step>/.")
+
 FLAGS = flags.FLAGS
 
 
@@ -64,8 +68,9 @@ def _main():
   from albert.tasks.race import RaceTask, RaceTaskConfig
   from albert.training import Trainer
 
-  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
-    raise app.UsageError("At least one of `do_train`, `do_eval` or `do_predict' must be True.")
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
+    raise app.UsageError("At least one of `do_train`, `do_eval`, `do_predict' or `export_dir` "
+                         "must be given.")
   for name in ("data_dir", "output_dir"):
     if not FLAGS[name].value:
       raise app.UsageError(f"--{name} is required")
@@ -79,11 +84,17 @@ def _main():
                                                    ("predict", FLAGS.predict_file)) if path}))
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       optimizer="adamw", keep_checkpoint_max=FLAGS.num_keep_checkpoint)
-  results = Trainer(task, trainer_config, optimizer_config, strategy=strategy).run(
-      do_train=FLAGS.do_train, do_eval=FLAGS.do_eval, do_predict=FLAGS.do_predict)
+  trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
+  results = {}
+  if FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict:
+    results = trainer.run(do_train=FLAGS.do_train, do_eval=FLAGS.do_eval,
+                          do_predict=FLAGS.do_predict)
   if results:
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items()) if "accuracy" in k)
     print(f"RACE: {shown}; results in {FLAGS.output_dir}/eval_results.txt")
+  if FLAGS.export_dir:
+    from albert.finetune_export import export_from_trainer
+    export_from_trainer(trainer, "race", FLAGS.export_dir)
 
 
 if __name__ == "__main__":

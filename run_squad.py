@@ -64,6 +64,10 @@ flags.DEFINE_float("heldout_fraction", 0.02, "SQuAD 2.0: the share of the traini
 flags.DEFINE_bool("prepare_only", False, "Build the feature caches (train and predict files) "
                   "and stop: data preparation as its own batch job.")
 
+flags.DEFINE_string("export_dir", None, "If set, a SavedModel of the fine-tuned model (the "
+                    "best checkpoint, else the latest) with named token-id signatures is written "
+                    "to <export_dir>/<global step>/.")
+
 FLAGS = flags.FLAGS
 
 
@@ -80,8 +84,9 @@ def _main():
 
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required")
-  if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.prepare_only):
-    raise app.UsageError("At least one of `do_train` or `do_predict` must be True.")
+  if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.prepare_only or FLAGS.export_dir):
+    raise app.UsageError("At least one of `do_train`, `do_predict` or `export_dir` must be "
+                         "given.")
   task = SquadTask(SquadTaskConfig(
       finetune=albert_flags.finetune_config(), train_file=FLAGS.train_file,
       predict_file=FLAGS.predict_file, version_2_with_negative=FLAGS.version_2_with_negative,
@@ -101,8 +106,16 @@ def _main():
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       num_train_steps=None if FLAGS.do_train else 0)
   scored = bool(FLAGS.do_predict and FLAGS.predict_file and has_answers(FLAGS.predict_file))
-  results = Trainer(task, trainer_config, optimizer_config, strategy=strategy).run(
-      do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
+  trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
+  results = {}
+  if FLAGS.do_train or FLAGS.do_predict:
+    results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
+  if FLAGS.export_dir:
+    from albert.finetune_export import export_from_trainer
+    export_from_trainer(trainer, "squad_v2" if FLAGS.version_2_with_negative else "squad_v1",
+                        FLAGS.export_dir)
+    if not (FLAGS.do_train or FLAGS.do_predict):
+      return
   shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(results.items())
                     if k.split("/")[-1] in ("exact_match", "f1", "exact", "heldout_f1",
                                             "heldout_exact"))

@@ -51,7 +51,8 @@ def _command(base, out, *extra):
 
 def test_run_race_fits_the_questions_it_trained_on(memorise):
   out = memorise / "run"
-  result = subprocess.run(_command(memorise, out, "--do_predict"), env=_env(),
+  result = subprocess.run(_command(memorise, out, "--do_predict",
+                                   f"--export_dir={memorise / 'export'}"), env=_env(),
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   text = (out / "eval_results.txt").read_text()
@@ -70,6 +71,19 @@ def test_run_race_fits_the_questions_it_trained_on(memorise):
   assert json.load(open(out / "test_predictions.json")).keys() >= {"middle1.txt-0"}
   assert "eval_accuracy = " in (out / "predict_results.txt").read_text()
   assert "Traceback" not in result.stderr
+  # The export of the best checkpoint: token ids [B, 4*S] -> logits, probabilities, answer.
+  import numpy as np
+  import tensorflow as tf
+  best_step = int((out / "best_trial.txt").read_text().split(":")[1])
+  loaded = tf.saved_model.load(str(memorise / "export" / str(best_step)))
+  signature = loaded.signatures["serving_default"]
+  ids = np.zeros([2, 4 * 16], np.int32)
+  ids[:, ::16] = 2  # [CLS] at the start of each choice
+  got = signature(input_ids=tf.constant(ids), input_mask=tf.constant((ids > 0).astype(np.int32)),
+                  segment_ids=tf.constant(np.zeros_like(ids)))
+  assert got["probabilities"].shape == (2, 4)
+  assert got["answer"].numpy().tolist() == [b"ABCD"[int(i):int(i) + 1]
+                                            for i in got["predictions"].numpy()]
 
 
 @pytest.mark.parametrize("damage, message", [
