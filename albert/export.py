@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import warnings
 from typing import Callable, Dict, Iterator, List, Optional
@@ -48,7 +49,7 @@ from albert import export_state
 from albert import files
 from albert import startup
 from albert.config import AlbertConfig
-from albert.errors import ExportError
+from albert.errors import ORDINARY_ERRNOS, ExportError, output_error
 from albert.heads import MaskedLMHead, SentenceOrderHead
 from albert.modeling import AlbertBackbone
 
@@ -250,6 +251,8 @@ def load_export_weights(models: ExportModels, checkpoint_path: str) -> ckpt.Load
       hint += " Without pretraining heads in the checkpoint, export with --nowith_mlm."
     if "cls/seq_relationship" in str(e):
       hint += " Without the SOP head, export with --nowith_sop."
+    if not hint:
+      raise  # a checkpoint that cannot be read: its own error, naming it
     raise ExportError(f"{e}{hint}") from e
 
 
@@ -436,7 +439,7 @@ def write_encoder(config: ExportConfig, models: ExportModels, prefix: str,
       assets = {key: staged[name] for key, (name, _) in sources.items()}
       tokenizer_asset = attach_hub_attributes(models, assets, config.do_lower_case)
       signatures = make_signatures(models, tokenizer_asset, config.do_lower_case)
-      with _naming_write_faults(config.export_path), _quiet_keras_save():
+      with _quiet_keras_save():
         models.core.save(directory, include_optimizer=False, save_format="tf",
                          signatures=signatures)
       result.signatures = sorted(signatures)
@@ -445,7 +448,8 @@ def write_encoder(config: ExportConfig, models: ExportModels, prefix: str,
       result.max_abs_diff = verify_export(directory, models)
     export_state.write_record(directory, record)
 
-  return files.write_directory(config.export_path, write, overwrite=config.overwrite)
+  with _naming_write_faults(config.export_path):
+    return files.write_directory(config.export_path, write, overwrite=config.overwrite)
 
 
 def _write_preprocessing(config: ExportConfig) -> str:
@@ -509,7 +513,8 @@ TFLITE_NOISE = ("All log messages before absl::InitializeLog()", "Ignored output
 
 @contextlib.contextmanager
 def _naming_write_faults(path: str) -> Iterator[None]:
-  """TensorFlow's write failures (full disk, read-only, permissions) as OutputErrors on `path`."""
+  """Write failures (full disk, read-only, permissions) while writing the output `path`, from
+  TensorFlow or Python, as OutputErrors that name `path` (not the temporary folder)."""
   try:
     yield
   except tf.errors.OpError as error:
@@ -517,6 +522,11 @@ def _naming_write_faults(path: str) -> Iterator[None]:
     if fault is None:
       raise
     raise fault from None
+  except OSError as error:
+    temporary = error.filename is None or files.TEMP_MARK in str(error.filename)
+    if not temporary or error.errno not in ORDINARY_ERRNOS or error.errno == errno.ENOENT:
+      raise
+    raise output_error(OSError(error.errno, os.strerror(error.errno), path)) from None
 
 
 def export_is_complete(directory: str) -> bool:

@@ -167,6 +167,18 @@ def check_rerun(out: str, record: Dict[str, object]) -> bool:
   return not any(k in changed for k in ("corpus_sha256",) + VOCAB_FLAGS)
 
 
+def write_if_changed(path: str, text: str) -> bool:
+  """Writes `text` (atomically) unless the file holds it already; returns whether it wrote."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      if f.read() == text:
+        return False
+  except (OSError, UnicodeDecodeError):
+    pass
+  files.write_text(path, text)
+  return True
+
+
 def write_split(documents: List[str], directory: str, held_out: int) -> Tuple[str, str, bool]:
   """train.txt (all but the last `held_out` documents) and eval.txt; a file whose text is
   unchanged is not rewritten (its time stamp is part of the records' fingerprint).
@@ -176,15 +188,7 @@ def write_split(documents: List[str], directory: str, held_out: int) -> Tuple[st
   paths, written = [], False
   for name, part in (("train", documents[:-held_out]), ("eval", documents[-held_out:])):
     path = os.path.join(directory, f"{name}.txt")
-    text = "\n\n".join(part) + "\n"
-    try:
-      with open(path, encoding="utf-8") as f:
-        same = f.read() == text
-    except (OSError, UnicodeDecodeError):
-      same = False
-    if not same:
-      files.write_text(path, text)
-      written = True
+    written |= write_if_changed(path, "\n\n".join(part) + "\n")
     paths.append(path)
   return paths[0], paths[1], written
 
@@ -224,7 +228,7 @@ def _run(args) -> None:
   else:
     train_vocab(VocabConfig(input_file=train_text, model_prefix=spm_model[:-len(".model")],
                             vocab_size=args.vocab_size, do_lower_case=True), log=say)
-  files.write_text(os.path.join(out, JOB_RECORD), json.dumps(record, indent=1) + "\n")
+  write_if_changed(os.path.join(out, JOB_RECORD), json.dumps(record, indent=1) + "\n")
 
   _step("3. Pretraining records (create_pretraining_data)")
   records = {}
@@ -240,10 +244,7 @@ def _run(args) -> None:
   _step("4. Pretraining (MLM + SOP, LAMB)")
   sp = spm.SentencePieceProcessor(model_file=spm_model)
   albert_config = albert_config.replace(vocab_size=sp.get_piece_size())
-  config_path = os.path.join(out, "albert_config.json")
-  if not os.path.exists(config_path) or albert_config.to_json_string() != open(
-      config_path, encoding="utf-8").read():
-    albert_config.to_json_file(config_path)
+  write_if_changed(os.path.join(out, "albert_config.json"), albert_config.to_json_string())
   data = lambda name: PretrainingDataConfig(  # noqa: E731
       input_file=records[name], max_seq_length=args.max_seq_length,
       max_predictions_per_seq=args.max_predictions_per_seq, seed=args.seed)
