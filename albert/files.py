@@ -79,8 +79,7 @@ def write_bytes(path: str, data: bytes) -> str:
     os.replace(tmp, path)
     tmp = None
   except OSError as error:
-    if error.filename is None or error.errno == errno.EEXIST:
-      error.filename = path
+    error.filename = path  # the file the user asked for, not the temporary name
     raise output_error(error) from None
   finally:
     if tmp and os.path.exists(tmp):

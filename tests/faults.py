@@ -3,7 +3,8 @@
 * `run_script(script, *args)`: the script in a subprocess from the repository root, with the
   project's environment; returns the CompletedProcess.
 * `assert_clean_error(done, *needles)`: exit status 1, no traceback, one last line
-  `error: ...` that contains every needle (the file, flag or byte it must name).
+  `error: ...` that contains every needle (the file, flag or byte it must name; compared
+  without regard to case).
 * Faults of the disk, chosen by what the machine allows, the same for any user:
   - `tmpfs_available()`: a private mount namespace (`unshare --user --map-root-user --mount`,
     which needs no privileges where user namespaces are enabled) can mount a small tmpfs.
@@ -59,7 +60,7 @@ def assert_clean_error(done, *needles: str) -> str:
   last = stderr.strip().splitlines()[-1]
   assert last.startswith("error: "), stderr[-3000:]
   for needle in needles:
-    assert needle in last, (needle, last)
+    assert needle.lower() in last.lower(), (needle, last)
   return last
 
 

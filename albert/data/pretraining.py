@@ -664,7 +664,8 @@ def create_pretraining_data(config: CreateDataConfig,
     store_dir = tempfile.mkdtemp(prefix=f"{store_prefix}{os.getpid()}-", dir=work_root)
   except OSError as error:
     _remove_if_empty(created)
-    raise output_error(error) from None
+    error.filename = work_root  # not the temporary name
+    raise output_error(error, "cannot write in") from None
   setup = _WorkerSetup(spec, config.instance_params(), config.max_line_length,
                        config.random_seed)
   ok = False
