@@ -219,7 +219,8 @@ def _run(args) -> None:
   _step(f"1. Corpus {args.corpus}: the last {args.held_out_documents} documents held out")
   train_text, eval_text, written = write_split(documents, os.path.join(out, "corpus"),
                                                args.held_out_documents)
-  print(f"  {train_text}\n  {eval_text}" + ("" if written else "  (unchanged, kept)"))
+  print(f"  {train_text}\n  {eval_text}" + ("" if written else "\n  (unchanged, kept: the "
+                                                               "records stay valid)"))
 
   _step(f"2. SentencePiece vocabulary ({args.vocab_size} pieces, the original recipe)")
   spm_model = os.path.join(out, "spm") + ".model"

@@ -31,7 +31,7 @@ def test_pipeline_runs_end_to_end_and_resumes(tmp_path, capsys):
   assert pipeline.main(args) == 0
   out = capsys.readouterr().out
   assert "reusing" in out and "Resuming from" in out and "step 20/20" not in out
-  assert "(unchanged, kept)" in out
+  assert "(unchanged, kept: the records stay valid)" in out
   assert out.count("1 of 1 output file(s) are complete from an earlier run") == 2
   assert {p: os.stat(tmp_path / p).st_mtime_ns for p in made} == made
   # Other data settings over the trained run are refused before anything is written.

@@ -582,9 +582,6 @@ def _write_shards(workers: _Workers, tasks: Iterator[_InstanceTask], outputs: Se
 def _resume_plan(config: CreateDataConfig, files: Sequence[str], outputs: Sequence[str], log):
   """(marker, resume, shards to write): shards beside a marker of these settings are complete."""
   marker = sharding.SettingsMarker(outputs[0], _fingerprint(config, files, outputs))
-  for path in sharding.stale_temp_files(outputs, records_lib.AtomicRecordFile.TEMP_MARK):
-    log(f"removing a partial file left by an interrupted run: {path}")
-    os.remove(path)
   resume = marker.exists()
   todo = [s for s, path in enumerate(outputs) if not (resume and os.path.exists(path))]
   if len(todo) < len(outputs):
@@ -644,7 +641,6 @@ def create_pretraining_data(config: CreateDataConfig,
   for path in outputs:
     if os.path.abspath(path) in inputs_abs:
       raise SettingsError(f"--output_file {path!r} is also an input file")
-  check_output_locations(outputs, config.work_dir)
   spec = config.tokenizer_spec()
   tokenizer, tables = load_tables(spec)
   num_workers = config.resolved_workers()
@@ -652,9 +648,13 @@ def create_pretraining_data(config: CreateDataConfig,
 
   marker, resume, todo = _resume_plan(config, files, outputs, log)
   summary.shards_skipped = len(outputs) - len(todo)
-  if not todo:
+  if not todo:  # complete: nothing is written (the outputs may even be read-only now)
     summary.seconds_total = time.monotonic() - t_start
     return summary  # the plan said so; a summary of zeros would only confuse
+  check_output_locations(outputs, config.work_dir)
+  for path in sharding.stale_temp_files(outputs, records_lib.AtomicRecordFile.TEMP_MARK):
+    log(f"removing a partial file left by an interrupted run: {path}")
+    os.remove(path)
 
   work_root = config.work_dir or os.path.dirname(os.path.abspath(outputs[0]))
   created = _make_dirs(work_root)  # removed again (if still empty) when the run fails
