@@ -367,8 +367,8 @@ def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportRe
                       f"max_position_embeddings={albert_config.max_position_embeddings} of "
                       f"{config.albert_config_file}")
   prefix = ckpt.resolve_checkpoint(config.checkpoint)
-  encoder_plan = export_state.plan(config.export_path, encoder_record(config, prefix),
-                                   config.overwrite, "--export_path",
+  record = encoder_record(config, prefix)  # hashes the checkpoint files once
+  encoder_plan = export_state.plan(config.export_path, record, config.overwrite, "--export_path",
                                    complete=export_is_complete(config.export_path))
   preprocessing_plan = None
   if config.preprocessing_export_path:
@@ -395,7 +395,7 @@ def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportRe
       result.removed += files.remove_stale_siblings(path)
 
   if models is not None:
-    result.export_path = write_encoder(config, models, prefix, result)
+    result.export_path = write_encoder(config, models, record, result)
   else:
     result.kept.append(config.export_path)
   if preprocessing_plan == export_state.WRITE:
@@ -424,15 +424,14 @@ def preprocessing_record(config: ExportConfig) -> Dict[str, object]:
       "preprocessing_seq_length": config.preprocessing_seq_length})
 
 
-def write_encoder(config: ExportConfig, models: ExportModels, prefix: str,
+def write_encoder(config: ExportConfig, models: ExportModels, record: Dict[str, object],
                   result: ExportResult) -> str:
-  """Writes the encoder SavedModel atomically (checked, with its record); returns its path."""
+  """Writes the encoder SavedModel atomically (checked, with `record`); returns its path."""
   sources = {"config": (CONFIG_ASSET, config.albert_config_file)}
   if config.sp_model_file:
     sources["sp_model_file"] = (os.path.basename(config.sp_model_file), config.sp_model_file)
   else:
     sources["vocab_file"] = (os.path.basename(config.vocab_file), config.vocab_file)
-  record = encoder_record(config, prefix)
 
   def write(directory: str) -> None:
     with files.staged_files(dict(sources.values())) as staged:
