@@ -140,13 +140,12 @@ class _Reader:
   def get_tensor(self, name: str):
     try:
       return self._reader.get_tensor(name)
+    except IndexError:  # what the reader raises for a data file cut short
+      raise CheckpointError(f"checkpoint {self.prefix}: variable {name} cannot be read: the "
+                            "data file is truncated (was it copied completely?)") from None
     except tf.errors.OpError as error:
       raise CheckpointError(f"checkpoint {self.prefix}: variable {name} cannot be read: "
                             f"{_describe(error)}") from None
-    except IndexError as error:  # the reader's "Read less bytes than requested"
-      raise CheckpointError(f"checkpoint {self.prefix}: variable {name} cannot be read: "
-                            f"{error} (a data file is truncated: was it copied completely?)"
-                            ) from None
 
 
 def _is_skipped(name: str) -> bool:
