@@ -71,9 +71,7 @@ def read_record(directory: str) -> Optional[Dict[str, Any]]:
         return json.load(f)
     with open(path, encoding="utf-8") as f:
       return json.load(f)
-  except (OSError, ValueError):
-    return None
-  except Exception:  # pylint: disable=broad-except  (tf.errors.NotFoundError on remote paths)
+  except Exception:  # pylint: disable=broad-except  (OSError, bad JSON, tf.errors on gs://)
     return None
 
 
