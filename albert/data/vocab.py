@@ -65,18 +65,20 @@ class VocabConfig:
                        "or word")
 
 
-def _sentences(files: Sequence[str], lower: bool, max_line_length: int,
+def _sentences(paths: Sequence[str], lower: bool, max_line_length: int,
                counter: List[int], failures: List[BaseException]) -> Iterator[str]:
   """The preprocessed non-blank lines; an error is kept in `failures` (SentencePiece's trainer
   would turn it into a RuntimeError with the Python traceback in its message)."""
   try:
-    for batch in corpus_lib.read_line_batches(files, max_line_length):
+    for batch in corpus_lib.read_line_batches(paths, max_line_length):
       for k, raw in enumerate(batch.lines):
         text = corpus_lib.decode_line(raw, batch.path, batch.first_line + k)
         text = tokenization.preprocess_text(text, lower=lower)
         if text:
           counter[0] += 1
           yield text
+  except GeneratorExit:  # closed early by the trainer: not a failure
+    raise
   except BaseException as error:  # pylint: disable=broad-except
     failures.append(error)
     raise
@@ -100,18 +102,18 @@ def train_vocab(config: VocabConfig, log=print) -> str:
   """
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   config.validate()
-  files_in = corpus_lib.expand_input_files(config.input_file)
+  inputs = corpus_lib.expand_input_files(config.input_file)
   check_output_location(config.model_prefix)
   counter = [0]
   failures: List[BaseException] = []
   threads = config.num_threads or max(1, os.cpu_count() or 1)
   log(f"training a {config.model_type} SentencePiece model of {config.vocab_size} pieces on "
-      f"{len(files_in)} file(s)")
+      f"{len(inputs)} file(s)")
   with tempfile.TemporaryDirectory(prefix="albert-vocab-") as tmp:
     tmp_prefix = os.path.join(tmp, "spm")
     try:
       spm.SentencePieceTrainer.train(
-          sentence_iterator=_sentences(files_in, config.do_lower_case, config.max_line_length,
+          sentence_iterator=_sentences(inputs, config.do_lower_case, config.max_line_length,
                                        counter, failures),
           model_prefix=tmp_prefix,
           vocab_size=config.vocab_size,
@@ -129,7 +131,7 @@ def train_vocab(config: VocabConfig, log=print) -> str:
       if failures:  # our own error (bad input, Ctrl-C) from inside the trainer
         raise failures[0] from None
       if counter[0] == 0:
-        raise corpus_lib.CorpusError(f"--input_file: no text in {', '.join(files_in)}") from None
+        raise corpus_lib.CorpusError(f"--input_file: no text in {', '.join(inputs)}") from None
       message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       if "vocab_size" in message or "Vocabulary size" in message:
         raise DataError(f"--vocab_size={config.vocab_size}: SentencePiece cannot train that "
