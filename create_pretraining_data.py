@@ -11,8 +11,10 @@ Three commands (the first word after the script name; `create` when there is non
 
 This file only turns flags into a typed config and calls one library function
 (`albert.data.pretraining.create_pretraining_data`, `albert.data.vocab.train_vocab`,
-`albert.data.inspection.inspect_records`). It imports no TensorFlow at module level, so the
-worker processes it spawns stay small. See docs/create_pretraining_data.md.
+`albert.data.inspection.inspect_records`) through `albert.errors.run_cleanly`: a bad flag, input
+or output location is one line `error: ...` and exit status 1. Progress lines go to stderr,
+plain. It imports no TensorFlow at module level, so the worker processes it spawns stay small.
+See docs/create_pretraining_data.md.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from albert import flags as albert_flags
 
@@ -91,11 +93,17 @@ FLAGS = flags.FLAGS
 COMMANDS = ("create", "train_vocab", "inspect")
 
 
+def _log(line: str) -> None:
+  """Progress lines, plain (no log headers), on stderr: stdout stays for `inspect`'s JSON."""
+  print(line, file=sys.stderr, flush=True)
+
+
 def _create():
+  from albert import files  # pylint: disable=g-import-not-at-top
   from albert.data import pretraining  # pylint: disable=g-import-not-at-top
   if FLAGS.parallel:
-    logging.info("--parallel is ignored: --num_workers=%s processes share any input",
-                 FLAGS.num_workers or "all cores")
+    _log(f"note: --parallel is ignored: --num_workers={FLAGS.num_workers or 'all cores'} "
+         "processes share any input")
   config = pretraining.CreateDataConfig(
       input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
       spm_model_file=FLAGS.spm_model_file, input_file_mode=FLAGS.input_file_mode,
@@ -108,10 +116,11 @@ def _create():
       num_workers=FLAGS.num_workers, num_output_shards=FLAGS.num_output_shards,
       shuffle_buffer_size=FLAGS.shuffle_buffer_size, max_line_length=FLAGS.max_line_length,
       work_dir=FLAGS.work_dir, progress_interval=FLAGS.progress_interval)
-  summary = pretraining.create_pretraining_data(config)
+  if FLAGS.summary_file:  # checked before the run, not after it
+    files.check_output_file(FLAGS.summary_file, "--summary_file")
+  summary = pretraining.create_pretraining_data(config, log=_log)
   if FLAGS.summary_file:
-    with open(FLAGS.summary_file, "w") as f:
-      json.dump(summary.as_dict(), f, indent=1)
+    files.write_text(FLAGS.summary_file, json.dumps(summary.as_dict(), indent=1) + "\n")
 
 
 def _train_vocab():
@@ -121,11 +130,13 @@ def _train_vocab():
       do_lower_case=FLAGS.do_lower_case, character_coverage=FLAGS.character_coverage,
       input_sentence_size=FLAGS.input_sentence_size,
       user_defined_symbols=tuple(FLAGS.user_defined_symbols),
-      num_threads=FLAGS.num_workers, max_line_length=FLAGS.max_line_length), log=logging.info)
+      num_threads=FLAGS.num_workers, max_line_length=FLAGS.max_line_length), log=_log)
 
 
 def _inspect():
+  from albert import startup  # pylint: disable=g-import-not-at-top
   from albert.data import inspection  # pylint: disable=g-import-not-at-top
+  startup.start_tensorflow()
   stats = inspection.inspect_records(inspection.InspectConfig(
       input_file=FLAGS.input_file, spm_model_file=FLAGS.spm_model_file,
       vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case,
@@ -138,12 +149,13 @@ def main(argv):
   command = words[0] if words else "create"
   if command not in COMMANDS or len(words) > 1:
     raise app.UsageError(f"unknown command {' '.join(words)!r}: use one of {', '.join(COMMANDS)}")
-  logging.set_verbosity(logging.INFO)
-  from albert.data import DataError  # pylint: disable=g-import-not-at-top
-  try:
-    {"create": _create, "train_vocab": _train_vocab, "inspect": _inspect}[command]()
-  except DataError as e:  # bad settings or input: the message names the flag, file and line
-    sys.exit(f"create_pretraining_data.py {command}: error: {e}")
+  from albert.errors import run_cleanly  # pylint: disable=g-import-not-at-top
+  run, stopped = {
+      "create": (_create, "interrupted; complete output files are kept, rerun the same command "
+                          "to write the rest"),
+      "train_vocab": (_train_vocab, "interrupted; nothing was written"),
+      "inspect": (_inspect, "interrupted")}[command]
+  return run_cleanly(run, on_interrupt=lambda: stopped)
 
 
 if __name__ == "__main__":

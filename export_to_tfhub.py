@@ -7,7 +7,10 @@ companion preprocessing SavedModel and a TFLite model. See docs/export.md.
   python export_to_tfhub.py --albert_directory=albert_base \
       --checkpoint_name=model.ckpt-best --export_path=/tmp/albert_base_hub
 
-This file only turns flags into an `albert.export.ExportConfig` and calls `albert.export.export`.
+This file only turns flags into an `albert.export.ExportConfig` and calls `albert.export.export`
+through `albert.errors.run_cleanly` (a bad flag, input, checkpoint or output location is one
+line `error: ...` and exit status 1). Rerunning a command that stopped keeps the parts already
+exported and writes the rest.
 """
 
 from absl import app, flags, logging
@@ -33,7 +36,10 @@ flags.DEFINE_bool("with_mlm", True,
 flags.DEFINE_bool("with_sop", True,
                   "Export the `.sop` sub-object and the sop signature (the checkpoint must hold "
                   "cls/seq_relationship/*).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --export_path (atomically).")
+flags.DEFINE_bool("overwrite", False,
+                  "Replace existing outputs (atomically). Without it, an output exported earlier "
+                  "from the same inputs and settings is kept (so a rerun completes a run that "
+                  "stopped), and any other existing output is an error.")
 flags.DEFINE_bool("verify", True,
                   "Load the written SavedModel back and compare it with the in-memory model "
                   "before moving it into place.")
@@ -56,10 +62,13 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # TF's INFO lines about saving would bury the report
   from albert.errors import run_cleanly
-  return run_cleanly(_main)
+  return run_cleanly(_main, on_interrupt=lambda: "interrupted; the parts already exported are "
+                     "kept, rerun the same command to write the rest")
 
 
 def _main():
+  from albert import startup
+  startup.start_tensorflow()
   from albert import export
 
   for name in ("output_dir", "albert_hub_module_handle"):

@@ -116,7 +116,8 @@ def _describe(error: tf.errors.OpError) -> str:
   message = error.message.splitlines()[0] if error.message else type(error).__name__
   hint = ""
   if isinstance(error, (tf.errors.DataLossError, tf.errors.OutOfRangeError)) or (
-      "corrupt" in message.lower() or "truncat" in message.lower()):
+      "corrupt" in message.lower() or "truncat" in message.lower()
+      or "sstable" in message.lower()):
     hint = " (the file is truncated or corrupted: was it copied completely?)"
   return f"{type(error).__name__}: {message[:300]}{hint}"
 

@@ -25,23 +25,31 @@ The SavedModel (see docs/export.md for `saved_model_cli show` of one):
 
 The export is written to a temporary directory beside `export_path`, loaded back and checked
 against the in-memory model, and only then renamed into place; an interrupted export never
-leaves a directory at `export_path`.
+leaves a directory at `export_path`, and the next run removes its temporary siblings. Each
+SavedModel records what made it (`assets.extra/albert_export.json`, `albert.export_state`), so
+that rerunning a command that stopped halfway keeps the parts already done and writes the rest.
+Folders get the permissions of the user's umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
-from typing import Callable, Dict, List, Optional
+import warnings
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint as ckpt
+from albert import export_state
 from albert import files
+from albert import startup
 from albert.config import AlbertConfig
-from albert.errors import ExportError
+from albert.errors import ORDINARY_ERRNOS, ExportError, output_error
 from albert.heads import MaskedLMHead, SentenceOrderHead
 from albert.modeling import AlbertBackbone
 
@@ -50,6 +58,7 @@ ORIGINAL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 CONFIG_ASSET = "albert_config.json"
 DEFAULT_SPM_NAME = "30k-clean.model"
 VERIFY_TOLERANCE = 1e-5  # relative to the largest output magnitude (at least 1)
+TFLITE_KEEP_TOLERANCE = 1e-3  # an existing TFLite file within this of the encoder is kept
 
 
 # -------------------------------------------------------------------------------- configs
@@ -115,6 +124,7 @@ class ExportConfig:
                export_path=export_path, sp_model_file=sp_model_file, **kwargs)
 
   def check(self) -> None:
+    """Settings, input files and output locations; reads no checkpoint, writes nothing."""
     if not self.export_path:
       raise ExportError("no export path given (--export_path)")
     if not os.path.isfile(self.albert_config_file) and "://" not in self.albert_config_file:
@@ -127,6 +137,25 @@ class ExportConfig:
         raise ExportError(f"tokenizer file not found: {path}")
     if self.preprocessing_export_path and not self.sp_model_file:
       raise ExportError("the preprocessing model needs a SentencePiece model (--spm_model_file)")
+    if self.preprocessing_export_path and self.preprocessing_seq_length < 3:
+      raise ExportError(f"--preprocessing_seq_length={self.preprocessing_seq_length} must be at "
+                        "least 3 ([CLS] token [SEP])")
+    if self.tflite_seq_length is not None and self.tflite_seq_length < 1:
+      raise ExportError(f"--tflite_seq_length={self.tflite_seq_length} must be positive (0: free)")
+    outputs = [("--export_path", self.export_path, True),
+               ("--preprocessing_export_path", self.preprocessing_export_path, True),
+               ("--tflite_path", self.tflite_path, False)]
+    seen = {}
+    for flag, path, is_directory in outputs:
+      if not path:
+        continue
+      files.check_output_file(path, flag, directory_ok=is_directory)
+      if not is_directory and os.path.isdir(path):
+        raise ExportError(f"{flag}={path} is a directory; name the .tflite file")
+      key = path if files.is_remote(path) else os.path.abspath(path)
+      if key in seen:
+        raise ExportError(f"{flag} and {seen[key]} are the same path {path}")
+      seen[key] = flag
 
 
 @dataclasses.dataclass
@@ -134,22 +163,33 @@ class ExportResult:
   """What an export wrote and measured."""
 
   export_path: str
-  load_report: ckpt.LoadReport
+  load_report: Optional[ckpt.LoadReport]  # None when the encoder was kept from an earlier run
   signatures: List[str]
   max_abs_diff: Dict[str, float] = dataclasses.field(default_factory=dict)
   preprocessing_path: Optional[str] = None
   tflite_path: Optional[str] = None
   tflite_max_abs_diff: Dict[str, float] = dataclasses.field(default_factory=dict)
+  kept: List[str] = dataclasses.field(default_factory=list)  # parts done by an earlier run
+  removed: List[str] = dataclasses.field(default_factory=list)  # leftovers of killed runs
 
   def format(self) -> str:
-    lines = [f"Exported {self.export_path}", "  " + self.load_report.format().replace(
-        "\n", "\n  "), f"  signatures: {', '.join(self.signatures)}"]
+    lines = [f"Removed the leftover of an interrupted export: {p}" for p in self.removed]
+    if self.export_path in self.kept:
+      lines.append(f"Kept {self.export_path}: exported earlier from the same checkpoint, config "
+                   "and tokenizer (--overwrite writes it again)")
+    else:
+      lines += [f"Exported {self.export_path}", "  " + self.load_report.format().replace(
+          "\n", "\n  "), f"  signatures: {', '.join(self.signatures)}"]
     if self.max_abs_diff:
       lines.append("  reloaded vs in-memory, max |diff|: " + _format_diffs(self.max_abs_diff))
-    if self.preprocessing_path:
+    if self.preprocessing_path in self.kept:
+      lines.append(f"Kept the preprocessing model {self.preprocessing_path}: exported earlier "
+                   "from the same SentencePiece model and settings")
+    elif self.preprocessing_path:
       lines.append(f"Exported the preprocessing model {self.preprocessing_path}")
     if self.tflite_path:
-      lines.append(f"Wrote {self.tflite_path}; TFLite vs SavedModel, max |diff|: "
+      verb = "Kept" if self.tflite_path in self.kept else "Wrote"
+      lines.append(f"{verb} {self.tflite_path}; TFLite vs SavedModel, max |diff|: "
                    + _format_diffs(self.tflite_max_abs_diff))
     return "\n".join(lines)
 
@@ -211,6 +251,8 @@ def load_export_weights(models: ExportModels, checkpoint_path: str) -> ckpt.Load
       hint += " Without pretraining heads in the checkpoint, export with --nowith_mlm."
     if "cls/seq_relationship" in str(e):
       hint += " Without the SOP head, export with --nowith_sop."
+    if not hint:
+      raise  # a checkpoint that cannot be read: its own error, naming it
     raise ExportError(f"{e}{hint}") from e
 
 
@@ -308,48 +350,190 @@ def attach_hub_attributes(models: ExportModels, assets: Dict[str, str],
 
 # ------------------------------------------------------------------------------ the export
 def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
-  """Writes the encoder SavedModel (and, if asked, preprocessing and TFLite); see the module."""
+  """Writes the encoder SavedModel (and, if asked, preprocessing and TFLite); see the module.
+
+  Everything is checked before anything is written: settings, input files, output locations,
+  what already exists there (a part exported earlier from the same inputs is kept, see
+  `albert.export_state`; another one needs `overwrite`) and, when the encoder is written, every
+  variable of the checkpoint. Leftovers of killed exports beside the outputs are removed.
+  """
   config.check()
   albert_config = AlbertConfig.from_json_file(config.albert_config_file)
   if config.sp_model_file:
     check_vocabulary(albert_config, config.sp_model_file)
-  models = build_export_models(albert_config, config.with_mlm, config.with_sop)
-  report = load_export_weights(models, config.checkpoint)
-  log(report.format())
+  if config.tflite_path and (config.tflite_seq_length or 0) > \
+      albert_config.max_position_embeddings:
+    raise ExportError(f"--tflite_seq_length={config.tflite_seq_length} exceeds "
+                      f"max_position_embeddings={albert_config.max_position_embeddings} of "
+                      f"{config.albert_config_file}")
+  prefix = ckpt.resolve_checkpoint(config.checkpoint)
+  record = encoder_record(config, prefix)  # hashes the checkpoint files once
+  encoder_plan = export_state.plan(config.export_path, record, config.overwrite, "--export_path",
+                                   complete=export_is_complete(config.export_path))
+  preprocessing_plan = None
+  if config.preprocessing_export_path:
+    preprocessing_plan = export_state.plan(
+        config.preprocessing_export_path, preprocessing_record(config), config.overwrite,
+        "--preprocessing_export_path",
+        complete=tf.io.gfile.exists(os.path.join(config.preprocessing_export_path,
+                                                 "saved_model.pb")))
+  tflite_exists = bool(config.tflite_path) and tf.io.gfile.exists(config.tflite_path)
+  if tflite_exists and not config.overwrite and encoder_plan == export_state.WRITE:
+    raise ExportError(f"--tflite_path={config.tflite_path} already exists, and the encoder it "
+                      f"would be checked against is exported anew to {config.export_path}; "
+                      "remove it or pass --overwrite")
+
+  result = ExportResult(export_path=config.export_path, load_report=None, signatures=[],
+                        preprocessing_path=config.preprocessing_export_path)
+  models = None
+  if encoder_plan == export_state.WRITE:
+    models = build_export_models(albert_config, config.with_mlm, config.with_sop)
+    result.load_report = load_export_weights(models, prefix)  # every variable read, or an error
+    log(result.load_report.format())
+  for path in (config.export_path, config.preprocessing_export_path, config.tflite_path):
+    if path and not files.is_remote(path):
+      result.removed += files.remove_stale_siblings(path)
+
+  if models is not None:
+    result.export_path = write_encoder(config, models, record, result)
+  else:
+    result.kept.append(config.export_path)
+  if preprocessing_plan == export_state.WRITE:
+    result.preprocessing_path = _write_preprocessing(config)
+  elif preprocessing_plan == export_state.KEEP:
+    result.kept.append(config.preprocessing_export_path)
+  if config.tflite_path:
+    _write_or_check_tflite(config, result, keep=tflite_exists and not config.overwrite)
+  return result
+
+
+def encoder_record(config: ExportConfig, prefix: str) -> Dict[str, object]:
+  """What makes the encoder export: config, checkpoint files, tokenizer, settings."""
+  inputs = {"albert_config_file": config.albert_config_file,
+            "sp_model_file": config.sp_model_file, "vocab_file": config.vocab_file}
+  for path in export_state.checkpoint_files(prefix):
+    inputs["checkpoint" + path[len(prefix):]] = path
+  return export_state.make_record("encoder", inputs, {
+      "do_lower_case": config.do_lower_case, "with_mlm": config.with_mlm,
+      "with_sop": config.with_sop})
+
+
+def preprocessing_record(config: ExportConfig) -> Dict[str, object]:
+  return export_state.make_record("preprocessing", {"sp_model_file": config.sp_model_file}, {
+      "do_lower_case": config.do_lower_case,
+      "preprocessing_seq_length": config.preprocessing_seq_length})
+
+
+def write_encoder(config: ExportConfig, models: ExportModels, record: Dict[str, object],
+                  result: ExportResult) -> str:
+  """Writes the encoder SavedModel atomically (checked, with `record`); returns its path."""
   sources = {"config": (CONFIG_ASSET, config.albert_config_file)}
   if config.sp_model_file:
     sources["sp_model_file"] = (os.path.basename(config.sp_model_file), config.sp_model_file)
   else:
     sources["vocab_file"] = (os.path.basename(config.vocab_file), config.vocab_file)
-  result = ExportResult(export_path=config.export_path, load_report=report, signatures=[])
 
   def write(directory: str) -> None:
     with files.staged_files(dict(sources.values())) as staged:
       assets = {key: staged[name] for key, (name, _) in sources.items()}
       tokenizer_asset = attach_hub_attributes(models, assets, config.do_lower_case)
       signatures = make_signatures(models, tokenizer_asset, config.do_lower_case)
-      models.core.save(directory, include_optimizer=False, save_format="tf",
-                       signatures=signatures)
+      with _quiet_keras_save():
+        models.core.save(directory, include_optimizer=False, save_format="tf",
+                         signatures=signatures)
       result.signatures = sorted(signatures)
     check_export_layout(directory)
     if config.verify:
       result.max_abs_diff = verify_export(directory, models)
+    export_state.write_record(directory, record)
 
-  result.export_path = files.write_directory(config.export_path, write,
-                                             overwrite=config.overwrite)
-  if config.preprocessing_export_path:
-    from albert import preprocessing  # pylint: disable=g-import-not-at-top
-    result.preprocessing_path = preprocessing.export_preprocessing(
+  with _naming_write_faults(config.export_path):
+    return files.write_directory(config.export_path, write, overwrite=config.overwrite)
+
+
+def _write_preprocessing(config: ExportConfig) -> str:
+  from albert import preprocessing  # pylint: disable=g-import-not-at-top
+  record = preprocessing_record(config)
+  with _naming_write_faults(config.preprocessing_export_path), _quiet_keras_save():
+    return preprocessing.export_preprocessing(
         preprocessing.PreprocessingConfig(
             sp_model_file=config.sp_model_file, do_lower_case=config.do_lower_case,
             default_seq_length=config.preprocessing_seq_length),
-        config.preprocessing_export_path, overwrite=config.overwrite)
-  if config.tflite_path:
+        config.preprocessing_export_path, overwrite=config.overwrite,
+        before_rename=lambda directory: export_state.write_record(directory, record))
+
+
+def _write_or_check_tflite(config: ExportConfig, result: ExportResult, keep: bool) -> None:
+  """Converts the encoder to TFLite, or keeps an existing file that reproduces it."""
+  if keep:
+    diffs, problem = _tflite_matches(config.tflite_path, result.export_path,
+                                     config.tflite_seq_length)
+    if problem:
+      raise ExportError(f"--tflite_path={config.tflite_path} already exists and {problem}; "
+                        "remove it or pass --overwrite")
+    result.tflite_path, result.tflite_max_abs_diff = config.tflite_path, diffs
+    result.kept.append(config.tflite_path)
+    return
+  with _naming_write_faults(config.tflite_path):
     result.tflite_path = convert_to_tflite(result.export_path, config.tflite_path,
                                            config.tflite_seq_length)
-    result.tflite_max_abs_diff = check_tflite(result.tflite_path, result.export_path,
-                                              config.tflite_seq_length)
-  return result
+  result.tflite_max_abs_diff = check_tflite(result.tflite_path, result.export_path,
+                                            config.tflite_seq_length)
+
+
+def _tflite_matches(tflite_path: str, saved_model_dir: str, seq_length: Optional[int]):
+  """(max |diff| per output, None) if the file reproduces the SavedModel, else (_, why not)."""
+  try:
+    inputs = _interpreter(tflite_path).get_input_details()
+  except (ValueError, RuntimeError) as e:
+    return {}, f"is not a TFLite model ({str(e).splitlines()[0][:200]})"
+  length = int(inputs[0]["shape_signature"][1]) if inputs else None
+  if (length if length and length > 0 else None) != seq_length:
+    return {}, (f"has sequence length {length if length and length > 0 else 'free'}, not "
+                f"{seq_length or 'free'} (--tflite_seq_length)")
+  diffs = check_tflite(tflite_path, saved_model_dir, seq_length)
+  if max(diffs.values()) > TFLITE_KEEP_TOLERANCE:
+    return diffs, (f"does not reproduce the encoder of {saved_model_dir} (max |diff| "
+                   f"{max(diffs.values()):.3g})")
+  return diffs, None
+
+
+def _quiet_keras_save():
+  """tf_keras warns on every save that the (never compiled) model's metrics are not built."""
+  return startup.python_logs_without("Compiled the loaded model, but the compiled metrics")
+
+
+# Notes of the TFLite converter and runtime on their own internal options, printed on every
+# conversion; nothing a user can act on.
+TFLITE_NOISE = ("All log messages before absl::InitializeLog()", "Ignored output_format.",
+                "Ignored drop_control_dependency.", "MLIR V1 optimization pass is not enabled",
+                "Created TensorFlow Lite XNNPACK delegate")
+
+
+@contextlib.contextmanager
+def _naming_write_faults(path: str) -> Iterator[None]:
+  """Write failures (full disk, read-only, permissions) while writing the output `path`, from
+  TensorFlow or Python, as OutputErrors that name `path` (not the temporary folder)."""
+  try:
+    yield
+  except tf.errors.OpError as error:
+    fault = files.tf_write_error(error, path)
+    if fault is None:
+      raise
+    raise fault from None
+  except OSError as error:
+    temporary = error.filename is None or files.TEMP_MARK in str(error.filename)
+    if not temporary or error.errno not in ORDINARY_ERRNOS or error.errno == errno.ENOENT:
+      raise
+    raise output_error(OSError(error.errno, os.strerror(error.errno), path)) from None
+
+
+def export_is_complete(directory: str) -> bool:
+  try:
+    check_export_layout(directory)
+  except ExportError:
+    return False
+  return True
 
 
 def check_vocabulary(albert_config: AlbertConfig, sp_model_file: str) -> None:
@@ -456,15 +640,14 @@ def convert_to_tflite(saved_model_dir: str, tflite_path: str,
       [tflite_function(loaded, seq_length)], loaded)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   try:
-    blob = converter.convert()
+    with startup.stderr_without(*TFLITE_NOISE):
+      blob = converter.convert()
   except Exception as e:  # the converter raises its own ConverterError
     lines = [line for line in str(e).splitlines() if "neither a custom op nor a flex op" in line]
     hint = (" (a dynamic sequence length; give a fixed one with --tflite_seq_length)"
             if seq_length is None else "")
     raise ExportError(f"TFLite conversion of {saved_model_dir} with builtin ops only failed"
                       f"{hint}: {(lines[0] if lines else str(e))[-600:]}") from e
-  directory = os.path.dirname(os.path.abspath(tflite_path))
-  os.makedirs(directory, exist_ok=True)
   return files.write_bytes(tflite_path, blob)
 
 
@@ -476,7 +659,7 @@ def check_tflite(tflite_path: str, saved_model_dir: str, seq_length: Optional[in
   """
   loaded = tf.saved_model.load(saved_model_dir)
   config = AlbertConfig.from_json_file(os.path.join(saved_model_dir, "assets", CONFIG_ASSET))
-  runner = tf.lite.Interpreter(model_path=tflite_path).get_signature_runner()
+  runner = _interpreter(tflite_path).get_signature_runner()
   diffs = {"sequence_output": 0.0, "pooled_output": 0.0}
   for length in ([seq_length] if seq_length else [7, 19]):
     x = sample_inputs(config, batch_size=batch_size, seq_length=length)
@@ -486,3 +669,12 @@ def check_tflite(tflite_path: str, saved_model_dir: str, seq_length: Optional[in
     for key in diffs:
       diffs[key] = max(diffs[key], _max_diff(got[key], want[key]))
   return diffs
+
+
+def _interpreter(tflite_path: str):
+  """tf.lite.Interpreter without its deprecation warning and its XNNPACK start-up note."""
+  with warnings.catch_warnings(), startup.stderr_without(*TFLITE_NOISE):
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+    interpreter = tf.lite.Interpreter(model_path=tflite_path)
+    interpreter.allocate_tensors()
+  return interpreter

@@ -11,11 +11,12 @@ Every output of the library goes through here:
   processes that no longer exist) are removed first. Remote paths (gs://...) are written locally
   and copied with tf.io.gfile, `saved_model.pb` last.
 * `staged_files({name: source})`: copies assets to a temporary folder under their final names.
-* `check_output_dir(path, flag)`: a directory that can be created and written, checked before a
-  run writes anything (a parent that is a file, a read-only or foreign directory: one clear
-  error naming the flag).
+* `check_output_dir(path, flag)` / `check_output_file(path, flag)`: a directory (or a file's
+  folder) that can be created and written, checked before a run writes anything (a parent that
+  is a file, a read-only or foreign directory: one clear error naming the flag).
 
-OS errors become `OutputError`s that name the path and the cause.
+OS errors become `OutputError`s that name the path and the cause (`tf_write_error` does the same
+for TensorFlow's write failures, which carry no errno).
 """
 
 from __future__ import annotations
@@ -78,8 +79,7 @@ def write_bytes(path: str, data: bytes) -> str:
     os.replace(tmp, path)
     tmp = None
   except OSError as error:
-    if error.filename is None or error.errno == errno.EEXIST:
-      error.filename = path
+    error.filename = path  # the file the user asked for, not the temporary name
     raise output_error(error) from None
   finally:
     if tmp and os.path.exists(tmp):
@@ -118,19 +118,44 @@ def check_output_dir(path: Optional[str], flag: str = "--output_dir") -> str:
   path = os.fspath(path)
   if is_remote(path):
     return path
-  probe = os.path.abspath(path)
+  problem = _unwritable_directory(os.path.abspath(path))
+  if problem:
+    raise FlagError(f"{flag}={path}: {problem}")
+  return path
+
+
+def check_output_file(path: Optional[str], flag: str, directory_ok: bool = False) -> str:
+  """Checks that `path` can be written: its folder exists or can be made, and is writable;
+  `path` is not a directory (unless `directory_ok`: a `write_directory` target, which is
+  renamed into place from a sibling). Creates nothing. Returns it."""
+  if not path:
+    raise FlagError(f"{flag} is required")
+  path = os.fspath(path)
+  if is_remote(path):
+    return path
+  if os.path.isdir(path) and not directory_ok:
+    raise FlagError(f"{flag}={path}: is a directory; name a file")
+  problem = _unwritable_directory(os.path.dirname(os.path.abspath(path)), "its folder")
+  if problem:
+    raise FlagError(f"{flag}={path}: {problem}")
+  return path
+
+
+def _unwritable_directory(path: str, name: str = "the directory") -> Optional[str]:
+  """Why `path` cannot be (made) a writable directory, or None."""
+  probe = path
   while not os.path.exists(probe):
     parent = os.path.dirname(probe)
     if parent == probe:
       break
     probe = parent
   if not os.path.isdir(probe):
-    raise FlagError(f"{flag}={path}: {probe} is a file, not a directory")
+    return f"{probe} is a file, not a directory"
   if not os.access(probe, os.W_OK | os.X_OK):
-    what = "the directory" if probe == os.path.abspath(path) else f"its parent {probe}"
+    what = name if probe == path else f"its parent {probe}"
     reason = "is on a read-only file system" if _read_only(probe) else "is not writable"
-    raise FlagError(f"{flag}={path}: {what} {reason}")
-  return path
+    return f"{what} {reason}"
+  return None
 
 
 def _read_only(path: str) -> bool:
@@ -138,6 +163,27 @@ def _read_only(path: str) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
   except OSError:
     return False
+
+
+_TF_WRITE_FAULTS = (("no space left", errno.ENOSPC), ("disk quota", errno.EDQUOT),
+                    ("read-only file system", errno.EROFS), ("permission denied", errno.EACCES),
+                    ("operation not permitted", errno.EPERM), ("not a directory", errno.ENOTDIR))
+
+
+def tf_write_error(error: BaseException, path: str) -> Optional[OutputError]:
+  """The `OutputError` for a TensorFlow write failure (tf.errors.ResourceExhaustedError "No
+  space left on device", PermissionDeniedError, ...), naming `path`; None for anything else.
+
+  TensorFlow reports OS faults as `tf.errors.OpError`s without an errno; this reads the cause
+  from the message (no TensorFlow import needed).
+  """
+  message = str(getattr(error, "message", "") or error).lower()
+  if not type(error).__name__.endswith("Error") or "tensorflow" not in type(error).__module__:
+    return None
+  for text, code in _TF_WRITE_FAULTS:
+    if text in message:
+      return output_error(OSError(code, os.strerror(code), path))
+  return None
 
 
 def make_dirs(path: str) -> str:
@@ -152,12 +198,15 @@ def make_dirs(path: str) -> str:
 
 
 def remove_stale_siblings(path: str) -> list:
-  """Removes `<name>.tmp-<pid>-*` / `<name>.old-<pid>-*` beside `path` left by dead processes."""
+  """Removes `<name>.tmp-<pid>-*` / `<name>.old-<pid>-*` beside `path` left by dead processes.
+
+  Also the hidden `.<name>.tmp-<pid>-*` files of `write_bytes`.
+  """
   parent, name = os.path.split(os.path.abspath(path))
   if not os.path.isdir(parent):
     return []
-  pattern = re.compile(re.escape(name) + r"(?:" + re.escape(TEMP_MARK) + "|" + re.escape(OLD_MARK)
-                       + r")(\d+)-")
+  pattern = re.compile(r"\.?" + re.escape(name) + r"(?:" + re.escape(TEMP_MARK) + "|"
+                       + re.escape(OLD_MARK) + r")(\d+)-")
   removed = []
   for entry in os.listdir(parent):
     match = pattern.match(entry)

@@ -46,12 +46,13 @@ import dataclasses
 import functools
 import os
 import unicodedata
-from typing import Callable, Dict, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import tensorflow as tf
 import tf_keras
 
 from albert import files
+from albert.errors import ExportError, TokenizerError
 
 SPIECE_UNDERLINE = "\u2581"
 DEFAULT_SEQ_LENGTH = 128
@@ -90,7 +91,7 @@ class PreprocessingConfig:
 
   def __post_init__(self):
     if self.default_seq_length < 3:
-      raise ValueError(f"default_seq_length must be at least 3 ([CLS] x [SEP]), got "
+      raise ExportError(f"default_seq_length must be at least 3 ([CLS] x [SEP]), got "
                        f"{self.default_seq_length}")
 
 
@@ -339,7 +340,7 @@ def check_special_tokens(special_tokens: Dict[str, int], source: str) -> None:
   missing = [SPECIAL_TOKENS[k] for k in ("start_of_sequence_id", "end_of_segment_id")
              if k not in special_tokens]
   if missing:
-    raise ValueError(f"SentencePiece model {source} has no {' / '.join(missing)} piece; "
+    raise TokenizerError(f"SentencePiece model {source} has no {' / '.join(missing)} piece; "
                      "ALBERT inputs need [CLS] and [SEP]")
 
 
@@ -370,8 +371,12 @@ def create_preprocessing_model(config: PreprocessingConfig) -> tf_keras.Model:
 
 
 def export_preprocessing(config: PreprocessingConfig, export_path: str,
-                         overwrite: bool = False) -> str:
-  """Writes the preprocessing SavedModel to `export_path` (atomically); returns the path."""
+                         overwrite: bool = False,
+                         before_rename: Optional[Callable[[str], None]] = None) -> str:
+  """Writes the preprocessing SavedModel to `export_path` (atomically); returns the path.
+
+  `before_rename(directory)` may add files (the export's record) before it is moved into place.
+  """
   def write(directory: str) -> None:
     with files.staged_files({os.path.basename(config.sp_model_file): config.sp_model_file}
                               ) as staged:
@@ -379,5 +384,7 @@ def export_preprocessing(config: PreprocessingConfig, export_path: str,
           config, sp_model_file=staged[os.path.basename(config.sp_model_file)])
       model = create_preprocessing_model(staged_config)
       model.save(directory, include_optimizer=False, save_format="tf")
+    if before_rename is not None:
+      before_rename(directory)
 
   return files.write_directory(export_path, write, overwrite=overwrite)

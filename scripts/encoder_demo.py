@@ -20,6 +20,8 @@ from typing import List, Optional
 
 import numpy as np
 
+# The repository root, so that `python scripts/encoder_demo.py` finds `albert` without PYTHONPATH.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _step(title: str) -> None:
@@ -29,17 +31,36 @@ def _step(title: str) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--albert_config_file",
-                      default=os.path.join("configs", "tiny", "albert_config.json"))
+                      default=os.path.join("configs", "tiny", "albert_config.json"),
+                      help="the encoder of steps 1 and 2")
   parser.add_argument("--golden_dir",
-                      default=os.path.join("tests", "testdata", "golden", "model_A"))
-  parser.add_argument("--output_dir", default=os.path.join("output", "encoder_demo"))
-  parser.add_argument("--skip_param_table", action="store_true")
+                      default=os.path.join("tests", "testdata", "golden", "model_A"),
+                      help="the original release's checkpoint, config and recorded outputs")
+  parser.add_argument("--output_dir", default=os.path.join("output", "encoder_demo"),
+                      help="where the round-trip checkpoint of step 2 goes")
+  parser.add_argument("--skip_param_table", action="store_true",
+                      help="skip step 4 (the parameter tables)")
   args = parser.parse_args(argv)
+  from albert.errors import run_cleanly  # pylint: disable=g-import-not-at-top
+  status = []
+  run_cleanly(lambda: status.append(_run(args)))
+  return status[0] if status else 0
 
-  import tf_keras
-  from albert import checkpoint, losses, param_table
-  from albert.config import AlbertConfig
-  from albert.models import build_encoder_model, build_pretraining_model
+
+def _run(args) -> int:
+  from albert import files, startup  # pylint: disable=g-import-not-at-top
+  files.check_output_dir(args.output_dir)
+  for path in (args.albert_config_file, os.path.join(args.golden_dir, "albert_config.json"),
+               os.path.join(args.golden_dir, "outputs.npz")):
+    if not os.path.isfile(path):
+      raise FileNotFoundError(2, "No such file or directory (run from the repository root, or "
+                              "pass the path)", path)
+  startup.start_tensorflow()
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from albert import checkpoint, losses, param_table  # pylint: disable=g-import-not-at-top
+  from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
+  from albert.models import (  # pylint: disable=g-import-not-at-top
+      build_encoder_model, build_pretraining_model)
 
   tf_keras.utils.set_random_seed(12345)
   start = time.time()

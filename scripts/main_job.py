@@ -11,144 +11,271 @@ the repository root; the default paths are relative to it) does, with visible pr
 5. compares the final MLM accuracy with the frequency baseline (always predicting the masked
    token that is most frequent in the training records) and prints where everything is.
 
-Rerunning resumes: the vocabulary, the records and the training state are reused.
+Every flag, the config and the corpus are checked before anything is written. Rerunning the
+same command resumes: the split files are rewritten only if their text changed (so the records'
+fingerprint, which includes the inputs' time stamps, stays the same), the vocabulary is reused
+while the settings that made it are unchanged (`main_job.json` records them), the records are
+reused by `create_pretraining_data` itself, and training resumes from its state. A rerun with
+other data settings over a run that has already trained is refused: choose another
+`--output_dir`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import os
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from albert import files
+# The repository root, so that `python scripts/main_job.py` finds `albert` without PYTHONPATH.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=wrong-import-position
+from albert import files  # noqa: E402
+from albert.errors import FlagError, TrainingError  # noqa: E402
+# pylint: enable=wrong-import-position
+
+JOB_RECORD = "main_job.json"
+# The settings that make the vocabulary and the records (a change rebuilds them).
+DATA_FLAGS = ("held_out_documents", "vocab_size", "max_seq_length", "max_predictions_per_seq",
+              "dupe_factor", "seed")
+VOCAB_FLAGS = ("held_out_documents", "vocab_size")
+
 
 def _step(title: str) -> None:
   print(f"\n== {title}", flush=True)
 
 
-def split_corpus(corpus: str, directory: str, held_out: int) -> Tuple[str, str]:
-  """Writes the first documents to train.txt and the last `held_out` to eval.txt."""
-  with open(corpus, encoding="utf-8") as f:
-    documents = [d for d in f.read().strip("\n").split("\n\n") if d.strip()]
-  if len(documents) <= held_out:
-    raise ValueError(f"{corpus}: {len(documents)} documents; need more than {held_out}")
-  os.makedirs(directory, exist_ok=True)
-  paths = []
-  for name, part in (("train", documents[:-held_out]), ("eval", documents[-held_out:])):
-    path = os.path.join(directory, f"{name}.txt")
-    files.write_text(path, "\n\n".join(part) + "\n")
-    paths.append(path)
-  return paths[0], paths[1]
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  add = parser.add_argument
+  add("--corpus", default=os.path.join("data", "default", "corpus.txt"),
+      help="UTF-8 text, one sentence per line, a blank line between documents")
+  add("--albert_config_file", default=os.path.join("configs", "tiny", "albert_config.json"),
+      help="the model; its vocab_size is replaced by the trained vocabulary's")
+  add("--output_dir", default=os.path.join("output", "default"),
+      help="where the split, vocabulary, records, checkpoints and results go; rerunning with "
+           "the same directory resumes")
+  add("--held_out_documents", type=int, default=4,
+      help="the last N documents of --corpus are the evaluation set (at least 1, fewer than "
+           "the documents of the corpus)")
+  add("--vocab_size", type=int, default=4000,
+      help="SentencePiece pieces to train (more than the 13 reserved pieces)")
+  add("--max_seq_length", type=int, default=64,
+      help="tokens per instance (at least 5, at most the config's max_position_embeddings)")
+  add("--max_predictions_per_seq", type=int, default=10, help="masked tokens per instance")
+  add("--dupe_factor", type=int, default=5,
+      help="passes over the training documents, each with other masks")
+  add("--train_batch_size", type=int, default=64, help="instances per training step")
+  add("--num_train_steps", type=int, default=1000,
+      help="LAMB steps (a rerun with more steps continues the run)")
+  add("--learning_rate", type=float, default=0.01, help="peak learning rate (positive)")
+  add("--num_warmup_steps", type=int, default=100, help="steps of linear warmup")
+  add("--seed", type=int, default=12345, help="seed of the records, initialisation and dropout")
+  add("--check_baseline", action=argparse.BooleanOptionalAction, default=True,
+      help="fail unless the held-out MLM accuracy beats the frequency baseline")
+  return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--corpus", default=os.path.join("data", "default", "corpus.txt"))
-  parser.add_argument("--albert_config_file",
-                      default=os.path.join("configs", "tiny", "albert_config.json"))
-  parser.add_argument("--output_dir", default=os.path.join("output", "default"))
-  parser.add_argument("--held_out_documents", type=int, default=4)
-  parser.add_argument("--vocab_size", type=int, default=4000)
-  parser.add_argument("--max_seq_length", type=int, default=64)
-  parser.add_argument("--max_predictions_per_seq", type=int, default=10)
-  parser.add_argument("--dupe_factor", type=int, default=5)
-  parser.add_argument("--train_batch_size", type=int, default=64)
-  parser.add_argument("--num_train_steps", type=int, default=1000)
-  parser.add_argument("--learning_rate", type=float, default=0.01)
-  parser.add_argument("--num_warmup_steps", type=int, default=100)
-  parser.add_argument("--seed", type=int, default=12345)
-  parser.add_argument("--check_baseline", action=argparse.BooleanOptionalAction, default=True,
-                      help="fail unless the held-out MLM accuracy beats the frequency baseline")
-  args = parser.parse_args(argv)
-
-  from albert.errors import run_cleanly
-  return run_cleanly(lambda: _run(args))
+  args = build_parser().parse_args(argv)
+  from albert.errors import run_cleanly  # pylint: disable=g-import-not-at-top
+  return run_cleanly(lambda: _run(args), on_interrupt=lambda: (
+      "interrupted; rerun the same command to resume (the vocabulary, records and checkpoints "
+      "written so far are kept)"))
 
 
+# --------------------------------------------------------------------------------- checks
+def read_documents(corpus: str) -> List[str]:
+  """The documents of `corpus` (blank-line separated); bytes that are not UTF-8 name the line."""
+  from albert.data import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+  with open(corpus, "rb") as f:
+    raw = f.read()
+  lines = [corpus_lib.decode_line(line.rstrip(b"\r"), corpus, number)
+           for number, line in enumerate(raw.split(b"\n"), start=1)]
+  text = "\n".join(lines)
+  return [d for d in text.strip("\n").split("\n\n") if d.strip()]
+
+
+def check_settings(args) -> Tuple[object, List[str]]:
+  """Every flag, the config, the corpus and the output directory; writes nothing.
+
+  Returns the albert config and the corpus documents.
+  """
+  from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
+  if args.held_out_documents < 1:
+    raise FlagError(f"--held_out_documents={args.held_out_documents}: must be at least 1 (the "
+                    "last N documents of --corpus are the evaluation set)")
+  for name, minimum, why in (("vocab_size", 14, "more than the 13 reserved pieces"),
+                             ("max_seq_length", 5, "[CLS] A [SEP] B [SEP]"),
+                             ("max_predictions_per_seq", 1, ""), ("dupe_factor", 1, "")):
+    if getattr(args, name) < minimum:
+      raise FlagError(f"--{name}={getattr(args, name)}: must be at least {minimum}"
+                      + (f" ({why})" if why else ""))
+  config = AlbertConfig.from_json_file(args.albert_config_file)
+  if args.max_seq_length > config.max_position_embeddings:
+    raise FlagError(f"--max_seq_length={args.max_seq_length} exceeds max_position_embeddings="
+                    f"{config.max_position_embeddings} of {args.albert_config_file}")
+  trainer_config, optimizer_config = _training_configs(args, max_eval_steps=1)
+  trainer_config.validate()
+  optimizer_config.validate()
+  documents = read_documents(args.corpus)
+  if len(documents) <= args.held_out_documents:
+    raise FlagError(f"--held_out_documents={args.held_out_documents}: {args.corpus} has only "
+                    f"{len(documents)} documents; at least one must remain for training")
+  files.check_output_dir(args.output_dir)
+  return config, documents
+
+
+def _training_configs(args, max_eval_steps: int):
+  from albert.training import OptimizerConfig, TrainerConfig  # pylint: disable=g-import-not-at-top
+  trainer_config = TrainerConfig(
+      output_dir=os.path.join(args.output_dir, "model"), train_batch_size=args.train_batch_size,
+      eval_batch_size=64, num_train_steps=args.num_train_steps, save_checkpoints_steps=500,
+      iterations_per_loop=100, max_eval_steps=max_eval_steps, seed=args.seed,
+      albert_config_file=os.path.join(args.output_dir, "albert_config.json"))
+  optimizer_config = OptimizerConfig(optimizer="lamb", learning_rate=args.learning_rate,
+                                     num_warmup_steps=args.num_warmup_steps)
+  return trainer_config, optimizer_config
+
+
+def job_record(args, documents: List[str]) -> Dict[str, object]:
+  """The settings that make the vocabulary and records, with the corpus's digest."""
+  digest = hashlib.sha256("\n\n".join(documents).encode("utf-8")).hexdigest()
+  return {"corpus_sha256": digest, **{name: getattr(args, name) for name in DATA_FLAGS}}
+
+
+def check_rerun(out: str, record: Dict[str, object]) -> bool:
+  """Whether the vocabulary on disk can be reused; refuses other data under a trained run."""
+  path = os.path.join(out, JOB_RECORD)
+  if not os.path.exists(path):
+    return True  # a first run, or one stopped before the record: same settings
+  with open(path, encoding="utf-8") as f:
+    previous = json.load(f)
+  changed = [k for k in record if previous.get(k) != record[k]]
+  model_dir = os.path.join(out, "model")
+  if changed and os.path.isdir(model_dir) and os.listdir(model_dir):
+    shown = ", ".join(f"--corpus (another text)" if k == "corpus_sha256"
+                      else f"--{k} {previous.get(k)} then, {record[k]} now" for k in changed)
+    raise FlagError(f"--output_dir={out} holds a run trained on other data ({shown}; see {path}); "
+                    "choose another --output_dir, or remove it to start over")
+  return not any(k in changed for k in ("corpus_sha256",) + VOCAB_FLAGS)
+
+
+def write_if_changed(path: str, text: str) -> bool:
+  """Writes `text` (atomically) unless the file holds it already; returns whether it wrote."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      if f.read() == text:
+        return False
+  except (OSError, UnicodeDecodeError):
+    pass
+  files.write_text(path, text)
+  return True
+
+
+def write_split(documents: List[str], directory: str, held_out: int) -> Tuple[str, str, bool]:
+  """train.txt (all but the last `held_out` documents) and eval.txt; a file whose text is
+  unchanged is not rewritten (its time stamp is part of the records' fingerprint).
+
+  Returns the two paths and whether either was (re)written.
+  """
+  paths, written = [], False
+  for name, part in (("train", documents[:-held_out]), ("eval", documents[-held_out:])):
+    path = os.path.join(directory, f"{name}.txt")
+    written |= write_if_changed(path, "\n\n".join(part) + "\n")
+    paths.append(path)
+  return paths[0], paths[1], written
+
+
+# ---------------------------------------------------------------------------------- the job
 def _run(args) -> None:
-  from absl import logging
+  from albert import startup  # pylint: disable=g-import-not-at-top
+  startup.start_tensorflow()
+  from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
-  from albert.config import AlbertConfig
   from albert.data.pretraining import CreateDataConfig, create_pretraining_data
   from albert.data.vocab import VocabConfig, train_vocab
   from albert.tasks.pretraining import PretrainingDataConfig
   from albert.tasks.pretraining import (PretrainingTask, PretrainingTaskConfig,
                                         masked_lm_frequency_baseline)
-  from albert.training import OptimizerConfig, Trainer, TrainerConfig
+  from albert.training import Trainer
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   start = time.time()
   out = args.output_dir
-  os.makedirs(out, exist_ok=True)
+  albert_config, documents = check_settings(args)
+  record = job_record(args, documents)
+  reuse_vocabulary = check_rerun(out, record)
+  say = lambda text: print("\n".join(f"  {line}" for line in text.splitlines()),  # noqa: E731
+                           flush=True)
 
   _step(f"1. Corpus {args.corpus}: the last {args.held_out_documents} documents held out")
-  train_text, eval_text = split_corpus(args.corpus, os.path.join(out, "corpus"),
-                                       args.held_out_documents)
-  print(f"  {train_text}\n  {eval_text}")
+  train_text, eval_text, written = write_split(documents, os.path.join(out, "corpus"),
+                                               args.held_out_documents)
+  print(f"  {train_text}\n  {eval_text}" + ("" if written else "\n  (unchanged, kept: the "
+                                                               "records stay valid)"))
 
   _step(f"2. SentencePiece vocabulary ({args.vocab_size} pieces, the original recipe)")
-  spm_prefix = os.path.join(out, "spm")
-  if os.path.exists(spm_prefix + ".model"):
-    print(f"  reusing {spm_prefix}.model")
+  spm_model = os.path.join(out, "spm") + ".model"
+  if reuse_vocabulary and os.path.exists(spm_model):
+    print(f"  reusing {spm_model}")
   else:
-    train_vocab(VocabConfig(input_file=train_text, model_prefix=spm_prefix,
-                            vocab_size=args.vocab_size, do_lower_case=True),
-                log=lambda line: print(f"  {line}", flush=True))
+    train_vocab(VocabConfig(input_file=train_text, model_prefix=spm_model[:-len(".model")],
+                            vocab_size=args.vocab_size, do_lower_case=True), log=say)
+  write_if_changed(os.path.join(out, JOB_RECORD), json.dumps(record, indent=1) + "\n")
 
   _step("3. Pretraining records (create_pretraining_data)")
   records = {}
   for name, text, dupe in (("train", train_text, args.dupe_factor), ("eval", eval_text, 1)):
     records[name] = os.path.join(out, "records", f"{name}.tfrecord")
     create_pretraining_data(
-        CreateDataConfig(input_file=text, output_file=records[name],
-                         spm_model_file=spm_prefix + ".model", do_lower_case=True,
-                         max_seq_length=args.max_seq_length,
+        CreateDataConfig(input_file=text, output_file=records[name], spm_model_file=spm_model,
+                         do_lower_case=True, max_seq_length=args.max_seq_length,
                          max_predictions_per_seq=args.max_predictions_per_seq,
                          dupe_factor=dupe, random_seed=args.seed + (name == "eval")),
-        log=lambda line: print(f"  {line}", flush=True))
+        log=say)
 
   _step("4. Pretraining (MLM + SOP, LAMB)")
-  albert_config = AlbertConfig.from_json_file(args.albert_config_file)
-  import sentencepiece as spm
-  vocab_size = spm.SentencePieceProcessor(model_file=spm_prefix + ".model").get_piece_size()
-  albert_config = albert_config.replace(vocab_size=vocab_size)
-  albert_config.to_json_file(os.path.join(out, "albert_config.json"))
+  sp = spm.SentencePieceProcessor(model_file=spm_model)
+  albert_config = albert_config.replace(vocab_size=sp.get_piece_size())
+  write_if_changed(os.path.join(out, "albert_config.json"), albert_config.to_json_string())
   data = lambda name: PretrainingDataConfig(  # noqa: E731
       input_file=records[name], max_seq_length=args.max_seq_length,
       max_predictions_per_seq=args.max_predictions_per_seq, seed=args.seed)
-  eval_count = sum(1 for _ in __import__("tensorflow").data.TFRecordDataset(records["eval"]))
-  eval_batch = 64
+  eval_count = sum(1 for _ in tf.data.TFRecordDataset(records["eval"]))
+  trainer_config, optimizer_config = _training_configs(args, max_eval_steps=1)
+  trainer_config = dataclasses.replace(
+      trainer_config, max_eval_steps=max(1, eval_count // trainer_config.eval_batch_size))
   trainer = Trainer(
       PretrainingTask(PretrainingTaskConfig(albert_config, data("train"), data("eval"))),
-      TrainerConfig(output_dir=os.path.join(out, "model"),
-                    train_batch_size=args.train_batch_size, eval_batch_size=eval_batch,
-                    num_train_steps=args.num_train_steps, save_checkpoints_steps=500,
-                    iterations_per_loop=100, max_eval_steps=max(1, eval_count // eval_batch),
-                    seed=args.seed),
-      OptimizerConfig(optimizer="lamb", learning_rate=args.learning_rate,
-                      num_warmup_steps=args.num_warmup_steps),
-      log=lambda line: print(f"  {line}", flush=True))
+      trainer_config, optimizer_config, log=say)
   results = trainer.run(do_train=True, do_eval=True)
 
   _step("5. Result")
   most, baseline = masked_lm_frequency_baseline([records["train"]], [records["eval"]],
-                                      args.max_seq_length, args.max_predictions_per_seq)
-  piece = spm.SentencePieceProcessor(model_file=spm_prefix + ".model").id_to_piece(most)
+                                                args.max_seq_length,
+                                                args.max_predictions_per_seq)
   accuracy = results.get("masked_lm_accuracy", float("nan"))
   print(f"  held-out masked_lm_accuracy {accuracy:.4f} vs frequency baseline {baseline:.4f} "
-        f"(always {piece!r}); sentence_order_accuracy "
+        f"(always {sp.id_to_piece(most)!r}); sentence_order_accuracy "
         f"{results.get('sentence_order_accuracy', float('nan')):.4f}")
-  print(f"  vocabulary:   {spm_prefix}.model")
+  model_dir = trainer_config.output_dir
+  print(f"  vocabulary:   {spm_model}")
   print(f"  records:      {records['train']}, {records['eval']}")
-  print(f"  checkpoints:  {os.path.join(out, 'model')}/model.ckpt-* (original TF1 names), "
-        f"model.ckpt-best")
-  print(f"  eval results: {os.path.join(out, 'model', 'eval_results.txt')}")
-  print(f"  summaries:    tensorboard --logdir {os.path.join(out, 'model', 'summaries')}")
+  print(f"  checkpoints:  {model_dir}/model.ckpt-* (original TF1 names), model.ckpt-best")
+  print(f"  eval results: {os.path.join(model_dir, 'eval_results.txt')}")
+  print(f"  summaries:    tensorboard --logdir {os.path.join(model_dir, 'summaries')}")
   print(f"\nDone in {time.time() - start:.0f} s.")
   if args.check_baseline and not accuracy > baseline:
-    raise RuntimeError(f"MLM accuracy {accuracy:.4f} is not above the frequency baseline "
-                       f"{baseline:.4f}")
+    raise TrainingError(f"the held-out MLM accuracy {accuracy:.4f} is not above the frequency "
+                        f"baseline {baseline:.4f} (--no-check_baseline skips this check)")
 
 
 if __name__ == "__main__":

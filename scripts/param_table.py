@@ -14,6 +14,9 @@ import os
 import sys
 from typing import List, Optional
 
+# The repository root, so that `python scripts/param_table.py` finds `albert` without PYTHONPATH.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,6 +32,13 @@ def main(argv: Optional[List[str]] = None) -> int:
   if not os.path.isdir(os.path.join(args.configs_dir, "v2")):
     parser.error(f"--configs_dir={args.configs_dir}: no v2/ folder of released configurations "
                  "there (run from the repository root, or pass the folder)")
+  from albert.errors import run_cleanly  # pylint: disable=g-import-not-at-top
+  return run_cleanly(lambda: _run(tables, args))
+
+
+def _run(tables: List[str], args) -> None:
+  from albert import startup  # pylint: disable=g-import-not-at-top
+  startup.start_tensorflow()
   from albert import param_table  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
   print("Counting parameters on real model instances (backbone with pooler, no heads, "
         "vocabulary 30000) ...", file=sys.stderr, flush=True)
@@ -38,7 +48,6 @@ def main(argv: Optional[List[str]] = None) -> int:
       print(json.dumps(r))
   else:
     print(param_table.format_table(results))
-  return 0
 
 
 if __name__ == "__main__":

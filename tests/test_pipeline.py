@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from conftest import REPO_DIR, load_script
 
 pipeline = load_script("main_job")
@@ -21,10 +23,25 @@ def test_pipeline_runs_end_to_end_and_resumes(tmp_path, capsys):
   assert (model / "model.ckpt-20.index").exists() and (model / "model.ckpt-best.index").exists()
   assert (tmp_path / "spm.model").exists() and (tmp_path / "albert_config.json").exists()
   assert "global_step = 20" in (model / "eval_results.txt").read_text()
-  # A rerun reuses the vocabulary, the records and the training state.
+  made = {p: os.stat(tmp_path / p).st_mtime_ns for p in (
+      "corpus/train.txt", "corpus/eval.txt", "spm.model", "main_job.json",
+      "records/train.tfrecord", "records/eval.tfrecord", "albert_config.json")}
+  # A rerun reuses the split, the vocabulary, the records and the training state: nothing of
+  # the data is rewritten (the split's time stamps are part of the records' fingerprint).
   assert pipeline.main(args) == 0
   out = capsys.readouterr().out
   assert "reusing" in out and "Resuming from" in out and "step 20/20" not in out
+  assert "(unchanged, kept: the records stay valid)" in out
+  assert out.count("1 of 1 output file(s) are complete from an earlier run") == 2
+  assert {p: os.stat(tmp_path / p).st_mtime_ns for p in made} == made
+  # Other data settings over the trained run are refused before anything is written.
+  with pytest.raises(SystemExit) as stopped:
+    pipeline.main(args[:3] + ["1400"] + args[4:])
+  assert stopped.value.code == 1
+  err = capsys.readouterr().err
+  assert f"--output_dir={tmp_path} holds a run trained on other data (--vocab_size 1500 then, " \
+      "1400 now" in err
+  assert {p: os.stat(tmp_path / p).st_mtime_ns for p in made} == made
 
 
 def test_default_corpus_is_shipped():

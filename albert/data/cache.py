@@ -23,7 +23,7 @@ import os
 from typing import Any, Dict, Iterable, Optional, Sequence
 
 from albert.data import records as records_lib
-from albert.errors import DataError
+from albert.errors import DataError, OutputError
 
 FORMAT_VERSION = 1
 _HASHED: Dict[tuple, str] = {}
@@ -105,6 +105,8 @@ class FeatureCache:
         num_records += len(pending)
         out.commit()
         num_bytes = out.num_bytes
+    except OutputError:
+      raise  # names the file and the cause already
     except OSError as error:
       raise DataError(f"cannot write the feature cache {self.path}: {error.strerror or error}"
                       ) from None

@@ -13,7 +13,8 @@ This module owns reading the original's input format and keeping it out of memor
   longer than `max_line_length` characters is an error naming the file and line (read with a
   bounded `readline`, so it never has to fit in memory).
 * `tokenize_batch`: one batch -> ids and per-line lengths (-1 for a blank line). Bytes that are
-  not UTF-8 are an error naming the file, line and column. Runs in worker processes.
+  not UTF-8 are an error naming the file, line, column and byte (`decode_line`). Runs in worker
+  processes.
 * `TokenStoreWriter` / `TokenStore`: token ids (uint16 or uint32), sentence ends and document ends
   as flat binary files in a directory; `TokenStore[i]` reads document i with `os.pread`, so
   memory does not grow with the corpus and any document can be drawn as a random "B" segment.
@@ -21,6 +22,7 @@ This module owns reading the original's input format and keeping it out of memor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import itertools
@@ -34,6 +36,7 @@ import numpy as np
 
 from albert import tokenization
 from albert.data import DataError
+from albert.errors import OutputError, output_error
 
 
 class CorpusError(DataError):
@@ -135,6 +138,18 @@ def read_line_batches(files: Sequence[str], max_line_length: int,
       yield LineBatch(file_index, path, first, lines, end_of_file=True)
 
 
+def decode_line(raw: bytes, path: str, line_no: int) -> str:
+  """A raw line as text; bytes that are not UTF-8 are a CorpusError naming file, line, byte."""
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line_start = raw[:e.start].decode("utf-8", "replace")
+    raise CorpusError(
+        f"{path}:{line_no}: not valid UTF-8 (byte {raw[e.start]:#04x} at column "
+        f"{len(line_start) + 1}, byte {e.start + 1} of the line: {e.reason}); convert the file "
+        "to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
 @dataclasses.dataclass
 class TokenizedBatch:
   """Result of `tokenize_batch`: `lengths[k]` is -1 for a blank line, else its number of ids."""
@@ -211,13 +226,7 @@ def tokenize_batch(tokenizer: tokenization.FullTokenizer, batch: LineBatch,
   num_bytes = 0
   for k, raw in enumerate(batch.lines):
     num_bytes += len(raw)
-    try:
-      text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-      line_start = raw[:e.start].decode("utf-8", "replace")
-      raise CorpusError(
-          f"{batch.path}:{batch.first_line + k}: not valid UTF-8 (byte {raw[e.start]:#04x} at "
-          f"column {len(line_start) + 1}: {e.reason}); convert the file to UTF-8") from None
+    text = decode_line(raw, batch.path, batch.first_line + k)
     if len(text) > max_line_length and len(text.rstrip("\r\n")) > max_line_length:
       raise CorpusError(
           f"{batch.path}:{batch.first_line + k}: line longer than {max_line_length} characters; "
@@ -261,17 +270,21 @@ class CorpusStats:
 
 
 class TokenStoreWriter:
-  """Builds the store from tokenized batches, in corpus order."""
+  """Builds the store from tokenized batches, in corpus order.
+
+  A write that fails (a full disk) is an `OutputError` naming the store's directory.
+  """
 
   MAX_WARNINGS = 20
 
   def __init__(self, directory: str, vocab_size: int):
-    os.makedirs(directory, exist_ok=True)
     self.directory = directory
     self.dtype = np.uint16 if vocab_size <= 1 << 16 else np.uint32
-    self._tokens = open(os.path.join(directory, _TOKENS), "wb")
-    self._sentences = open(os.path.join(directory, _SENTENCES), "wb")
-    self._documents = open(os.path.join(directory, _DOCUMENTS), "wb")
+    with self._naming_the_store():
+      os.makedirs(directory, exist_ok=True)
+      self._tokens = open(os.path.join(directory, _TOKENS), "wb")
+      self._sentences = open(os.path.join(directory, _SENTENCES), "wb")
+      self._documents = open(os.path.join(directory, _DOCUMENTS), "wb")
     self.stats = CorpusStats()
     self._doc_sentences = 0  # sentences in the open document
     self._doc_has_lines = False  # the open document had non-blank lines
@@ -282,7 +295,7 @@ class TokenStoreWriter:
       self.stats.documents += 1
       if self._doc_sentences == 1:
         self.stats.single_sentence_documents += 1
-      np.asarray([self.stats.sentences], dtype=np.int64).tofile(self._documents)
+      self._documents.write(np.asarray([self.stats.sentences], dtype=np.int64).tobytes())
     elif self._doc_has_lines:
       self.stats.dropped_documents += 1
       if len(self.stats.warnings) < self.MAX_WARNINGS:
@@ -292,7 +305,24 @@ class TokenStoreWriter:
     self._doc_sentences = 0
     self._doc_has_lines = False
 
+  @contextlib.contextmanager
+  def _naming_the_store(self) -> Iterator[None]:
+    try:
+      yield
+    except OSError as error:
+      if isinstance(error, OutputError):
+        raise
+      error.filename = self.directory
+      wrapped = output_error(error, "cannot write the temporary token store")
+      wrapped.strerror += ("; the store is temporary: it goes beside the first output, or in "
+                           "--work_dir")
+      raise wrapped from None
+
   def add(self, batch: TokenizedBatch, path: str) -> None:
+    with self._naming_the_store():
+      self._add(batch, path)
+
+  def _add(self, batch: TokenizedBatch, path: str) -> None:
     stats = self.stats
     stats.bytes += batch.num_bytes
     stats.lines += len(batch.lengths)
@@ -313,25 +343,30 @@ class TokenStoreWriter:
       ends.append(stats.tokens)
     if batch.ids.size and batch.ids.max(initial=0) > np.iinfo(self.dtype).max:
       raise ValueError("token id out of range for the store")
-    batch.ids.astype(self.dtype).tofile(self._tokens)
-    np.asarray(ends, dtype=np.int64).tofile(self._sentences)
+    # file.write, not ndarray.tofile: a short write (full disk) must raise an OSError with errno.
+    self._tokens.write(batch.ids.astype(self.dtype).tobytes())
+    self._sentences.write(np.asarray(ends, dtype=np.int64).tobytes())
     if batch.end_of_file:
       stats.files += 1
       self._close_document()
 
   def close(self) -> CorpusStats:
-    self._close_document()
-    for f in (self._tokens, self._sentences, self._documents):
-      f.close()
-    meta = {"dtype": np.dtype(self.dtype).name, "documents": self.stats.documents,
-            "sentences": self.stats.sentences, "tokens": self.stats.tokens}
-    with open(os.path.join(self.directory, _META), "w") as f:
-      json.dump(meta, f)
+    with self._naming_the_store():
+      self._close_document()
+      for f in (self._tokens, self._sentences, self._documents):
+        f.close()
+      meta = {"dtype": np.dtype(self.dtype).name, "documents": self.stats.documents,
+              "sentences": self.stats.sentences, "tokens": self.stats.tokens}
+      with open(os.path.join(self.directory, _META), "w") as f:
+        json.dump(meta, f)
     return self.stats
 
   def abort(self) -> None:
     for f in (self._tokens, self._sentences, self._documents):
-      f.close()
+      try:
+        f.close()
+      except OSError:  # the buffered rest cannot be written either (full disk): dropped
+        pass
 
 
 class TokenStore:

@@ -13,6 +13,7 @@ one run here, so this undercounts short n-grams slightly compared with the run's
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -36,12 +37,28 @@ class RecordError(DataError):
   """A file that is not the original's pretraining records; names the file and record."""
 
 
+def describe_read_error(message: str) -> str:
+  """The useful part of a tf.data error message: `truncated record at 378 (read less bytes ...)`.
+
+  TensorFlow wraps it in `{{function_node ...}}` and ` [Op:IteratorGetNext] name: `.
+  """
+  text = (message or "").splitlines()[0] if message else ""
+  text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+  text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text)
+  match = re.match(r"(truncated record|corrupted record) at (\d+)'?(?: failed with (.*))?$", text)
+  if match:
+    kind, offset, detail = match.groups()
+    text = f"{kind} at byte {offset}" + (f" ({detail.strip().lower()})" if detail else "")
+  return text.strip() or "unreadable"
+
+
 def _record_lengths(path: str) -> Dict[str, int]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     first = next(iter(tf.data.TFRecordDataset([path]).take(1)), None)
   except tf.errors.OpError as e:
-    raise RecordError(f"{path}: not a TFRecord file ({e.message.splitlines()[0]})") from None
+    raise RecordError(f"{path}: not a TFRecord file ({describe_read_error(e.message)})"
+                      ) from None
   if first is None:
     return {}
   example = tf.train.Example.FromString(first.numpy())
@@ -84,59 +101,73 @@ def inspect_records(config: InspectConfig, log: Callable[[str], None] = print) -
   spec = records_lib.parse_spec(seq, preds)
   mask_id = tokenizer.vocab.get("[MASK]") if tokenizer else None
 
-  dataset = tf.data.TFRecordDataset(files)
-  if config.max_records:
-    dataset = dataset.take(config.max_records)
-  dataset = dataset.map(lambda r: tf.io.parse_single_example(r, spec)).batch(512)
+  def batches():
+    """Each file in turn, so that a read error names its file."""
+    left = config.max_records or None
+    for path in files:
+      if left is not None and left <= 0:
+        return
+      dataset = tf.data.TFRecordDataset([path])
+      if left is not None:
+        dataset = dataset.take(left)
+      dataset = dataset.map(lambda r: tf.io.parse_single_example(r, spec)).batch(512)
+      try:
+        for batch in dataset:
+          if left is not None:
+            left -= int(batch["input_mask"].shape[0])
+          yield batch
+      except tf.errors.OpError as e:
+        detail = describe_read_error(e.message)
+        if detail.startswith(("truncated record", "corrupted record")):
+          detail += ": the file is damaged (was it copied completely?)"
+        else:
+          detail += (f" (records of max_seq_length={seq}, max_predictions_per_seq={preds} "
+                     "expected from the first record)")
+        raise RecordError(f"{path}: {detail}") from None
 
   totals = {"records": 0, "tokens": 0, "masked": 0, "sop_0": 0, "sop_1": 0, "bad_layout": 0}
   replaced = np.zeros(3, dtype=np.int64)  # [MASK], random, kept
   runs: Dict[int, int] = {}
   shown = 0
-  try:
-    for batch in dataset:
-      b = {k: v.numpy() for k, v in batch.items()}
-      mask, weights = b["input_mask"], b["masked_lm_weights"]
-      n = mask.shape[0]
-      totals["records"] += n
-      totals["tokens"] += int(mask.sum())
-      totals["masked"] += int(weights.sum())
-      labels = b["next_sentence_labels"][:, 0]
-      totals["sop_0"] += int((labels == 0).sum())
-      totals["sop_1"] += int((labels == 1).sum())
-      for row in range(n):
-        length = int(mask[row].sum())
-        num = int(weights[row].sum())
-        pos = b["masked_lm_positions"][row, :num]
-        ids = b["input_ids"][row]
-        if (not np.all(mask[row, :length] == 1) or (num and (pos.max() >= length or
-                                                             np.any(np.diff(pos) <= 0)))):
-          totals["bad_layout"] += 1
-          continue
-        shown_ids = ids[pos]
-        wanted = b["masked_lm_ids"][row, :num]
-        if mask_id is not None:
-          replaced[0] += int((shown_ids == mask_id).sum())
-          replaced[2] += int(((shown_ids != mask_id) & (shown_ids == wanted)).sum())
-          replaced[1] += int(((shown_ids != mask_id) & (shown_ids != wanted)).sum())
-        boundary = b["token_boundary"][row]
-        run_words = 0
-        for k, p in enumerate(pos):
-          if k == 0 or p != pos[k - 1] + 1:
-            if run_words:
-              runs[run_words] = runs.get(run_words, 0) + 1
-            run_words = 0
-          run_words += int(boundary[p]) or (1 if run_words == 0 else 0)
-        if run_words:
-          runs[run_words] = runs.get(run_words, 0) + 1
-        if shown < config.num_examples:
-          _show(log, shown, ids[:length], b["segment_ids"][row, :length], pos, wanted,
-                int(labels[row]), tokenizer)
-          shown += 1
-  except tf.errors.OpError as e:
-    raise RecordError(f"reading {', '.join(files)}: {e.message.splitlines()[0]} (records of "
-                      f"max_seq_length={seq}, max_predictions_per_seq={preds} expected from the "
-                      "first record)") from None
+  for batch in batches():
+    b = {k: v.numpy() for k, v in batch.items()}
+    mask, weights = b["input_mask"], b["masked_lm_weights"]
+    n = mask.shape[0]
+    totals["records"] += n
+    totals["tokens"] += int(mask.sum())
+    totals["masked"] += int(weights.sum())
+    labels = b["next_sentence_labels"][:, 0]
+    totals["sop_0"] += int((labels == 0).sum())
+    totals["sop_1"] += int((labels == 1).sum())
+    for row in range(n):
+      length = int(mask[row].sum())
+      num = int(weights[row].sum())
+      pos = b["masked_lm_positions"][row, :num]
+      ids = b["input_ids"][row]
+      if (not np.all(mask[row, :length] == 1) or (num and (pos.max() >= length or
+                                                           np.any(np.diff(pos) <= 0)))):
+        totals["bad_layout"] += 1
+        continue
+      shown_ids = ids[pos]
+      wanted = b["masked_lm_ids"][row, :num]
+      if mask_id is not None:
+        replaced[0] += int((shown_ids == mask_id).sum())
+        replaced[2] += int(((shown_ids != mask_id) & (shown_ids == wanted)).sum())
+        replaced[1] += int(((shown_ids != mask_id) & (shown_ids != wanted)).sum())
+      boundary = b["token_boundary"][row]
+      run_words = 0
+      for k, p in enumerate(pos):
+        if k == 0 or p != pos[k - 1] + 1:
+          if run_words:
+            runs[run_words] = runs.get(run_words, 0) + 1
+          run_words = 0
+        run_words += int(boundary[p]) or (1 if run_words == 0 else 0)
+      if run_words:
+        runs[run_words] = runs.get(run_words, 0) + 1
+      if shown < config.num_examples:
+        _show(log, shown, ids[:length], b["segment_ids"][row, :length], pos, wanted,
+              int(labels[row]), tokenizer)
+        shown += 1
 
   records = max(totals["records"], 1)
   run_total = max(sum(runs.values()), 1)

@@ -14,7 +14,10 @@ phases, resuming, progress and the summary.
 
 Memory is bounded by the shuffle buffer, a few tasks in flight and the largest document; it does
 not grow with the corpus or `dupe_factor`. A rerun with the same settings skips the shards that
-are complete. Nothing here reads absl flags: `create_pretraining_data.py` builds the config.
+are complete. Every output location is checked before anything is written; a run that fails
+removes its temporary files and the folders it created (when they are still empty), and leaves
+complete shards for a rerun. Nothing here reads absl flags: `create_pretraining_data.py` builds
+the config.
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from absl import logging
 
+from albert import files
 from albert import tokenization
 from albert.data import DataError
 from albert.data import corpus as corpus_lib
 from albert.data import instances as instances_lib
 from albert.data import records as records_lib
 from albert.data import sharding
+from albert.errors import FlagError, output_error
 
 FORMAT_VERSION = 1
 
@@ -447,6 +452,37 @@ def _fingerprint(config: CreateDataConfig, files: Sequence[str], outputs: Sequen
   return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def check_output_locations(outputs: Sequence[str], work_dir: Optional[str] = None) -> None:
+  """Every output file's folder (and `work_dir`) can be created and written; creates nothing."""
+  try:
+    for path in outputs:
+      files.check_output_file(path, "--output_file")
+    if work_dir:
+      files.check_output_dir(work_dir, "--work_dir")
+  except FlagError as error:
+    raise SettingsError(str(error)) from None
+
+
+def _make_dirs(path: str) -> List[str]:
+  """Creates `path` and its missing parents; returns the folders created, outermost first."""
+  missing = []
+  probe = os.path.abspath(path)
+  while not os.path.exists(probe):
+    missing.append(probe)
+    probe = os.path.dirname(probe)
+  files.make_dirs(path)
+  return missing[::-1]
+
+
+def _remove_if_empty(folders: Sequence[str]) -> None:
+  """Removes the folders a failed run created, innermost first, where nothing else was put."""
+  for folder in reversed(folders):
+    try:
+      os.rmdir(folder)
+    except OSError:
+      return
+
+
 def _remove_stale_token_stores(directory: str, prefix: str, log) -> None:
   """Token stores left by a killed run (their process is gone)."""
   if not os.path.isdir(directory):
@@ -546,9 +582,6 @@ def _write_shards(workers: _Workers, tasks: Iterator[_InstanceTask], outputs: Se
 def _resume_plan(config: CreateDataConfig, files: Sequence[str], outputs: Sequence[str], log):
   """(marker, resume, shards to write): shards beside a marker of these settings are complete."""
   marker = sharding.SettingsMarker(outputs[0], _fingerprint(config, files, outputs))
-  for path in sharding.stale_temp_files(outputs, records_lib.AtomicRecordFile.TEMP_MARK):
-    log(f"removing a partial file left by an interrupted run: {path}")
-    os.remove(path)
   resume = marker.exists()
   todo = [s for s, path in enumerate(outputs) if not (resume and os.path.exists(path))]
   if len(todo) < len(outputs):
@@ -615,16 +648,24 @@ def create_pretraining_data(config: CreateDataConfig,
 
   marker, resume, todo = _resume_plan(config, files, outputs, log)
   summary.shards_skipped = len(outputs) - len(todo)
-  if not todo:
+  if not todo:  # complete: nothing is written (the outputs may even be read-only now)
     summary.seconds_total = time.monotonic() - t_start
-    log(summary.format())
-    return summary
+    return summary  # the plan said so; a summary of zeros would only confuse
+  check_output_locations(outputs, config.work_dir)
+  for path in sharding.stale_temp_files(outputs, records_lib.AtomicRecordFile.TEMP_MARK):
+    log(f"removing a partial file left by an interrupted run: {path}")
+    os.remove(path)
 
   work_root = config.work_dir or os.path.dirname(os.path.abspath(outputs[0]))
-  os.makedirs(work_root, exist_ok=True)
+  created = _make_dirs(work_root)  # removed again (if still empty) when the run fails
   store_prefix = f".{os.path.basename(outputs[0])}.tokens-"
   _remove_stale_token_stores(work_root, store_prefix, log)
-  store_dir = tempfile.mkdtemp(prefix=f"{store_prefix}{os.getpid()}-", dir=work_root)
+  try:
+    store_dir = tempfile.mkdtemp(prefix=f"{store_prefix}{os.getpid()}-", dir=work_root)
+  except OSError as error:
+    _remove_if_empty(created)
+    error.filename = work_root  # not the temporary name
+    raise output_error(error, "cannot write in") from None
   setup = _WorkerSetup(spec, config.instance_params(), config.max_line_length,
                        config.random_seed)
   ok = False
@@ -660,6 +701,8 @@ def create_pretraining_data(config: CreateDataConfig,
     if workers is not None:
       workers.close(ok)
     shutil.rmtree(store_dir, ignore_errors=True)
+    if not ok:
+      _remove_if_empty(created)
   summary.seconds_total = time.monotonic() - t_start
   log(summary.format())
   return summary

@@ -28,6 +28,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from albert.errors import OutputError, output_error
+
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "token_boundary", "masked_lm_positions",
                  "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
@@ -293,39 +295,62 @@ class AtomicRecordFile:
   """A file written under a temporary name in its directory and renamed into place on `commit`.
 
   Used as a context manager: an exception (or a missing `commit`) removes the temporary file, so a
-  file under its final name is always complete.
+  file under its final name is always complete. A write that fails (a full disk, no permission)
+  is an `OutputError` naming the final path, and the temporary file is removed.
   """
 
   TEMP_MARK = ".tmp-"
 
   def __init__(self, path: str):
     self.path = path
+    self.temp_path = None
+    self._file = None
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, self.temp_path = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}{self.TEMP_MARK}", dir=directory)
-    self._file = os.fdopen(fd, "wb")
+    try:
+      os.makedirs(directory, exist_ok=True)
+      fd, self.temp_path = tempfile.mkstemp(
+          prefix=f".{os.path.basename(path)}{self.TEMP_MARK}", dir=directory)
+      self._file = os.fdopen(fd, "wb")
+    except OSError as error:
+      self._fail(error)
     self.num_records = 0
     self.num_bytes = 0
 
+  def _fail(self, error: OSError) -> None:
+    """Removes the temporary file; raises an OutputError naming the final path."""
+    self.abort()
+    if isinstance(error, OutputError):
+      raise error
+    error.filename = self.path
+    raise output_error(error) from None
+
   def write_framed(self, framed: bytes) -> None:
-    self._file.write(framed)
+    try:
+      self._file.write(framed)
+    except OSError as error:
+      self._fail(error)
     self.num_records += 1
     self.num_bytes += len(framed)
 
   def commit(self) -> None:
-    self._file.flush()
-    os.fsync(self._file.fileno())
-    self._file.close()
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(self.temp_path, 0o666 & ~umask)
-    os.replace(self.temp_path, self.path)
+    try:
+      self._file.flush()
+      os.fsync(self._file.fileno())
+      self._file.close()
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(self.temp_path, 0o666 & ~umask)
+      os.replace(self.temp_path, self.path)
+    except OSError as error:
+      self._fail(error)
 
   def abort(self) -> None:
-    if not self._file.closed:
-      self._file.close()
-    if os.path.exists(self.temp_path):
+    if self._file is not None and not self._file.closed:
+      try:
+        self._file.close()
+      except OSError:  # the buffered rest cannot be written either (full disk): dropped
+        pass
+    if self.temp_path and os.path.exists(self.temp_path):
       os.remove(self.temp_path)
 
   def __enter__(self) -> "AtomicRecordFile":

@@ -1,0 +1,103 @@
+"""What a program does before its first TensorFlow op: start TensorFlow without a false alarm.
+
+On a machine without an NVIDIA GPU, TensorFlow's CUDA build logs one line at error level when it
+first lists its devices:
+
+  E external/local_xla/xla/stream_executor/cuda/cuda_platform.cc:51] failed call to cuInit: ...
+
+It is harmless (TensorFlow then runs on the CPU), but it is the first thing every command
+prints and it looks like a failure. `start_tensorflow()` imports TensorFlow and lists its devices
+with stderr (file descriptor 2, where TensorFlow's C++ code writes) passed through a small filter
+process that drops that one line and forwards every other line as it comes; a separate process,
+so that nothing is lost even if TensorFlow crashes while starting. The line is dropped only when
+the machine has no NVIDIA device at all (no `/dev/nvidia*`, no `/proc/driver/nvidia`): where a GPU
+exists the line may be a real problem (a broken driver) and is kept, and nothing is ever hidden
+from TensorFlow (no `CUDA_VISIBLE_DEVICES` is set). `ALBERT_SHOW_CUINIT=1` keeps the line too.
+
+Call it first in a program's main, before anything else imports TensorFlow or runs an op (under
+`absl.app.run` the line is printed while TensorFlow is imported). TensorFlow is imported only
+inside `start_tensorflow`, so importing this module is cheap.
+
+`stderr_without` and `python_logs_without` are the two filters, for other lines known to be
+noise (the export drops tf_keras's "Compiled the loaded model, but the compiled metrics have yet
+to be built" for a model that is never compiled, and the TFLite converter's notes on its own
+internal options).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import subprocess
+import sys
+from typing import Iterator
+
+CUINIT_MARK = "failed call to cuInit"
+
+
+def nvidia_device_present() -> bool:
+  """Whether the machine shows any sign of an NVIDIA GPU or driver."""
+  return bool(glob.glob("/dev/nvidia*")) or os.path.exists("/proc/driver/nvidia")
+
+
+# The filter process: stdin -> its stderr (the original one), line by line, without the marks.
+_FILTER = """
+import sys
+marks = [m.encode() for m in sys.argv[1:]]
+out = sys.stderr.buffer
+for line in iter(sys.stdin.buffer.readline, b""):
+  if not any(m in line for m in marks):
+    out.write(line)
+    out.flush()
+"""
+
+
+@contextlib.contextmanager
+def stderr_without(*marks: str) -> Iterator[None]:
+  """Inside the block, lines containing any of `marks` written to file descriptor 2 (by Python
+  or C++) are dropped; every other line is forwarded at once, even if the process crashes."""
+  sys.stderr.flush()
+  try:
+    dropper = subprocess.Popen([sys.executable, "-S", "-c", _FILTER, *marks],
+                               stdin=subprocess.PIPE, close_fds=True)
+  except OSError:
+    yield  # no filter: every line is shown
+    return
+  saved = os.dup(2)
+  os.dup2(dropper.stdin.fileno(), 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    dropper.stdin.close()
+    try:
+      dropper.wait(timeout=10)  # everything forwarded before later output
+    except subprocess.TimeoutExpired:
+      pass
+
+
+@contextlib.contextmanager
+def python_logs_without(*prefixes: str, logger: str = "tensorflow") -> Iterator[None]:
+  """Inside the block, records of the Python `logger` starting with any of `prefixes` are
+  dropped (TensorFlow and tf_keras log through the "tensorflow" logger)."""
+  def keep(record: logging.LogRecord) -> bool:
+    return not str(record.getMessage()).startswith(prefixes)
+
+  target = logging.getLogger(logger)
+  target.addFilter(keep)
+  try:
+    yield
+  finally:
+    target.removeFilter(keep)
+
+
+def start_tensorflow() -> None:
+  """Imports TensorFlow and initialises its devices; see the module docstring."""
+  keep = nvidia_device_present() or os.environ.get("ALBERT_SHOW_CUINIT")
+  with contextlib.nullcontext() if keep else stderr_without(CUINIT_MARK):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.list_physical_devices()
