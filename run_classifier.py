@@ -9,7 +9,7 @@ it. `--do_eval` without `--do_train` scores the checkpoints in `--output_dir` (o
 flags into typed configs and calls `albert.training.Trainer` (and the export).
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from albert import flags as albert_flags
 
@@ -51,9 +51,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  from albert.errors import run_cleanly
-  return run_cleanly(_main)
+  from albert import startup
+  return startup.run_script(_main)
 
 
 def _main():

@@ -5,7 +5,7 @@ strategy, mixed precision, XLA and the seed. This file only turns flags into typ
 calls `albert.training.Trainer`.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from albert import flags as albert_flags
 
@@ -44,9 +44,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # TF's INFO lines would drown the progress lines
-  from albert.errors import run_cleanly
-  return run_cleanly(_main)
+  from albert import startup
+  return startup.run_script(_main)
 
 
 def _main():

@@ -8,7 +8,7 @@ run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--truncation`. Thi
 turns flags into typed configs and calls `albert.training.Trainer`.
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from albert import flags as albert_flags
 
@@ -58,9 +58,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  from albert.errors import run_cleanly
-  return run_cleanly(_main)
+  from albert import startup
+  return startup.run_script(_main)
 
 
 def _main():

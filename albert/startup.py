@@ -101,3 +101,14 @@ def start_tensorflow() -> None:
   with contextlib.nullcontext() if keep else stderr_without(CUINIT_MARK):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.list_physical_devices()
+
+
+def run_script(main) -> int:
+  """What the absl `main` of every training script does: TensorFlow's INFO/WARNING log lines off
+  (they would drown the progress lines), TensorFlow started without the false alarm, and the
+  library's errors as one line (`albert.errors.run_cleanly`)."""
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  from albert.errors import run_cleanly  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  start_tensorflow()
+  return run_cleanly(main)

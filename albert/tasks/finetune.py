@@ -53,6 +53,9 @@ class FinetuneConfig:
   bucket_boundaries: Optional[Tuple[int, ...]] = None  # length buckets (None: pad to the cap)
   num_workers: Optional[int] = None  # feature conversion processes (None: every core)
   seed: int = 12345
+  # Variable-name prefixes not read from --init_checkpoint (they keep their fresh
+  # initialisation), e.g. ("bert/pooler/",) for a model whose sentence-order head never learned.
+  init_skip: Tuple[str, ...] = ()
 
 
 def default_buckets(max_seq_length: int) -> Tuple[int, ...]:
@@ -189,9 +192,10 @@ class FinetuneTask(Task):
     prefix = checkpoint.resolve_checkpoint(init_checkpoint)
     shapes = checkpoint.open_reader(prefix).get_variable_to_shape_map()
     variables = checkpoint.variables_by_name(model)
-    encoder = {n for n in variables if n.startswith("bert/")}
-    chosen = [v for n, v in variables.items()
-              if n in encoder or n not in shapes or list(shapes[n]) == list(v.shape)]
+    skip = tuple(self.config.init_skip)
+    encoder = {n for n in variables if n.startswith("bert/") and not n.startswith(skip or "\0")}
+    chosen = [v for n, v in variables.items() if not (skip and n.startswith(skip)) and (
+        n in encoder or n not in shapes or list(shapes[n]) == list(v.shape))]
     try:
       report = checkpoint.load_tf1_checkpoint(chosen, prefix, init_from_group0=init_from_group0)
     except CheckpointError as error:
