@@ -111,8 +111,13 @@ def _main():
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
   if FLAGS.export_dir:
     from albert.finetune_export import export_from_trainer
-    export_from_trainer(trainer, "squad_v2" if FLAGS.version_2_with_negative else "squad_v1",
-                        FLAGS.export_dir)
+    threshold = task.stored_threshold(FLAGS.output_dir)
+    export_from_trainer(
+        trainer, "squad_v2" if FLAGS.version_2_with_negative else "squad_v1", FLAGS.export_dir,
+        assets={"sp_model_file": task.tokenizer_spec().spm_model_file},
+        info={"do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
+              "doc_stride": FLAGS.doc_stride, "max_query_length": FLAGS.max_query_length,
+              "null_score_diff_threshold": threshold})
     if not (FLAGS.do_train or FLAGS.do_predict):
       return
   shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(results.items())

@@ -67,7 +67,8 @@ def test_v1_fits_the_questions_it_trained_on_and_predicts_an_unseen_file(tmp_pat
   result = subprocess.run(_command(tmp_path, out, "--do_train", "--do_predict",
                                    f"--train_file={train}", f"--predict_file={train}",
                                    "--num_train_epochs=150", "--warmup_proportion=0.1",
-                                   "--save_checkpoints_steps=140", "--learning_rate=0.001"),
+                                   "--save_checkpoints_steps=140", "--learning_rate=0.001",
+                                   f"--export_dir={tmp_path / 'export'}"),
                           env=_env(), capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Training 150 epoch(s) of 15 examples at batch 8: 281 steps" in result.stdout
@@ -81,6 +82,21 @@ def test_v1_fits_the_questions_it_trained_on_and_predicts_an_unseen_file(tmp_pat
   assert len(predictions) == questions
   nbest = json.load(open(out / "nbest_predictions.json"))
   assert set(nbest) == set(predictions) and len(next(iter(nbest.values()))) <= 20
+  # The Python API answers (question, context) pairs from the checkpoint and from the export
+  # exactly as --do_predict did (same windows, same decoding).
+  from albert.squad_answer import SquadAnswerer
+  data = json.load(open(train))["data"]
+  pairs = [(qa["question"], p["context"]) for p in data[0]["paragraphs"] for qa in p["qas"]][:4]
+  ids = [qa["id"] for p in data[0]["paragraphs"] for qa in p["qas"]][:4]
+  settings = dict(max_seq_length=128, doc_stride=64, max_query_length=32)
+  from_checkpoint = SquadAnswerer.from_checkpoint(
+      str(tmp_path / "albert_config.json"), str(out / "model.ckpt-best"), SPM,
+      version_2_with_negative=False, **settings).answer(pairs)
+  assert [a["answer"] for a in from_checkpoint] == [predictions[i] for i in ids]
+  assert all(0 < a["probability"] <= 1 and a["start"] >= 0 for a in from_checkpoint)
+  step = (out / "best_trial.txt").read_text().split(":")[1]
+  from_export = SquadAnswerer.from_export(str(tmp_path / "export" / step)).answer(pairs)
+  assert [a["answer"] for a in from_export] == [a["answer"] for a in from_checkpoint]
   # Predict-only on a file the model never saw (no answers: nothing scored), from output_dir.
   unseen = json.load(open(V1))
   unseen["data"] = unseen["data"][1:2]

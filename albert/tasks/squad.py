@@ -232,7 +232,7 @@ class SquadTask(FinetuneTask):
     if not has_answers(dataset):  # an unlabelled file: the stored threshold decides
       first, nbest, null_odds = squad_postprocess.decode_v2(
           cache.examples, cache.features, results, s.n_best_size, s.max_answer_length)
-      threshold = self._stored_threshold(output_dir)
+      threshold = self.stored_threshold(output_dir)
       final = (squad_metrics.apply_threshold(first, null_odds, threshold)
                if threshold is not None else first)
       squad_postprocess.write_prediction_files(output_dir, final, nbest, null_odds)
@@ -246,7 +246,7 @@ class SquadTask(FinetuneTask):
     scores.update({k: float(v) for k, v in pass1.items() if k.startswith(("HasAns", "NoAns"))})
     self._eval_state = {"dataset": dataset, "first": original["pass1_predictions"],
                         "null_odds": original["null_odds"]}
-    threshold = self._stored_threshold(output_dir) if split == "predict" else None
+    threshold = self.stored_threshold(output_dir) if split == "predict" else None
     if threshold is not None:
       scores.update(self._honest(threshold))
     return scores
@@ -265,7 +265,7 @@ class SquadTask(FinetuneTask):
     _, threshold = squad_metrics.best_threshold(null_odds, first, cache.dataset())
     return self._honest(threshold) if self._eval_state else {"heldout_threshold": threshold}
 
-  def _stored_threshold(self, output_dir: str) -> Optional[float]:
+  def stored_threshold(self, output_dir: str) -> Optional[float]:
     """The held-out threshold of the checkpoint predict uses (model.ckpt-best's scored step).
 
     It is recorded in eval_results.txt with that step's scores, and written beside the
