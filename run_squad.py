@@ -98,9 +98,9 @@ def _main():
       predict_feature_file=FLAGS.predict_feature_file))
   if FLAGS.prepare_only:
     for split, wanted in (("train", FLAGS.train_file), ("predict", FLAGS.predict_file)):
-      if wanted:
+      if wanted:  # the cache logs its summary: counts, where, built or reused, time
         task.check_inputs(split)
-        print(task.metadata(split)["cache"].summary())
+        task.prepare(split)
     return
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       num_train_steps=None if FLAGS.do_train else 0)

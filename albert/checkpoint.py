@@ -321,15 +321,3 @@ def write_checkpoint_state(directory: str, latest: str) -> None:
   lines = [f'model_checkpoint_path: "{latest}"']
   lines += [f'all_model_checkpoint_paths: "{p}"' for p in earlier + [latest]]
   files.write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
-
-
-def copy_group0_to_all_groups(model_or_variables) -> List[str]:
-  """Sets every `group_g` variable to its `group_0` value; returns the names set."""
-  variables = variables_by_name(model_or_variables)
-  changed = []
-  for name, var in sorted(variables.items()):
-    source = _GROUP.sub("/group_0/", name)
-    if source != name and source in variables:
-      var.assign(variables[source])
-      changed.append(name)
-  return changed

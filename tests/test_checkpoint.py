@@ -85,17 +85,6 @@ def test_init_from_group0_fills_every_group():
   np.testing.assert_array_equal(four, one(feats)["sequence_output"].numpy())
 
 
-def test_copy_group0_to_all_groups():
-  config = AlbertConfig.from_json_file(CONFIG_A).replace(num_hidden_groups=2)
-  model = build_encoder_model(config)
-  randomize(model)
-  changed = checkpoint.copy_group0_to_all_groups(model)
-  assert len(changed) == 16
-  values = {checkpoint.variable_name(v): v.numpy() for v in model.weights}
-  for name in changed:
-    np.testing.assert_array_equal(values[name], values[name.replace("/group_1/", "/group_0/")])
-
-
 def test_round_trip_is_bit_exact(tmp_path):
   config = AlbertConfig.from_json_file(CONFIG_A).replace(num_hidden_groups=2, inner_group_num=2)
   model = build_pretraining_model(config)

@@ -214,3 +214,32 @@ def test_run_classifier_script_and_its_one_line_errors(tmp_path):
   assert bad.returncode == 1 and "Traceback" not in bad.stderr
   assert "unknown GLUE task 'nope'" in bad.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("handle_kind", ["tf2_export", "tf1_module"])
+def test_fine_tuning_from_a_hub_handle_changes_the_encoder(tmp_path, tmp_path_factory,
+                                                           handle_kind):
+  """--albert_hub_module_handle: the config and tokenizer come from the module; fine-tuning
+  moves the encoder's weights and saves them in TF1 names."""
+  from test_finetune_heads import hub_handle
+  handle, body = hub_handle(handle_kind, tmp_path_factory)
+  finetune = FinetuneConfig(albert_config=None, output_dir=str(tmp_path), max_seq_length=32,
+                            hub_module_handle=handle, num_workers=1, seed=3,
+                            bucket_boundaries=default_buckets(32))
+  lines = []
+  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name="SST-2",
+                                             data_dir=GLUE), log=lines.append)
+  trainer = Trainer(task, TrainerConfig(output_dir=str(tmp_path), train_batch_size=8,
+                                        eval_batch_size=8, num_train_steps=4,
+                                        save_checkpoints_steps=4, max_eval_steps=None, seed=3),
+                    OptimizerConfig(optimizer="adamw", learning_rate=1e-2, num_warmup_steps=0),
+                    log=lines.append)
+  results = trainer.run(do_train=True, do_eval=True)
+  assert results["global_step"] == 4 and "eval_accuracy" in results
+  assert any(l.startswith("Encoder weights from the hub module") for l in lines)
+  _, start = checkpoint.read_checkpoint(body)
+  _, tuned = checkpoint.read_checkpoint(str(tmp_path / "model.ckpt-4"))
+  encoder = sorted(n for n in tuned if n.startswith("bert/"))
+  assert len(encoder) == 25 and {"output_weights", "output_bias"} <= set(tuned)
+  assert all(tuned[n].shape == start[n].shape for n in encoder)
+  assert sum(not np.allclose(tuned[n], start[n]) for n in encoder) >= 20

@@ -107,3 +107,34 @@ def test_bad_race_files_give_one_clear_line(memorise, tmp_path, damage, message)
   assert "Traceback" not in result.stderr
   assert message in result.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "out" / "train_state").exists()
+
+
+def test_length_buckets_give_the_predictions_of_fixed_padding(tmp_path):
+  from albert.tasks.finetune import FinetuneConfig, default_buckets
+  from albert.tasks.race import RaceTask, RaceTaskConfig
+  from albert.training import OptimizerConfig, Trainer, TrainerConfig
+  config = AlbertConfig.from_json_file(_config(str(tmp_path / "albert_config.json"))).replace(
+      max_position_embeddings=512)
+  predictions = {}
+  for name, buckets in (("buckets", default_buckets(512)), ("fixed", None)):
+    task = RaceTask(RaceTaskConfig(
+        finetune=FinetuneConfig(albert_config=config, output_dir=str(tmp_path / name),
+                                spm_model_file=SPM, max_seq_length=512, seed=3,
+                                bucket_boundaries=buckets),
+        data_dir=os.path.dirname(RACE), max_qa_length=128))
+    trainer = Trainer(task, TrainerConfig(output_dir=str(tmp_path / name), eval_batch_size=8,
+                                          max_eval_steps=None, seed=3),
+                      OptimizerConfig(optimizer="adamw"), log=lambda line: None)
+    trainer._build()  # pylint: disable=protected-access
+    if name == "fixed":  # the same weights in both
+      for var, value in zip(trainer.model.weights, weights):
+        var.assign(value)
+    weights = [v.numpy() for v in trainer.model.weights]
+    predictions[name] = trainer.predict("eval", checkpoint_path=None)
+    lengths = task.metadata("eval")["lengths"]
+  assert max(max(l) for l in lengths) < 512  # so shorter buckets were used
+  import numpy as np
+  np.testing.assert_allclose(predictions["buckets"]["probabilities"],
+                             predictions["fixed"]["probabilities"], atol=1e-5)
+  np.testing.assert_array_equal(predictions["buckets"]["label_ids"],
+                                predictions["fixed"]["label_ids"])

@@ -154,3 +154,21 @@ def test_bad_input_gives_one_clear_line(tmp_path, case, message):
   assert "Traceback" not in result.stderr
   assert message in result.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "out").exists()
+
+
+def test_prepare_only_builds_the_features_and_stops(tmp_path):
+  out = tmp_path / "prep"
+  result = subprocess.run(_command(tmp_path, out, "--prepare_only", f"--train_file={V1}",
+                                   f"--predict_file={V1}"),
+                          env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  summaries = [l for l in result.stdout.splitlines() if "examples ->" in l]
+  assert len(summaries) == 2 and all("features" in l for l in summaries)
+  assert sorted(os.listdir(out)) == ["albert_config.json", "cache"] or \
+      sorted(os.listdir(out)) == ["cache"]
+  assert not any(n.startswith("model.ckpt") for n in os.listdir(out))
+  # A second run reuses both caches.
+  again = subprocess.run(_command(tmp_path, out, "--prepare_only", f"--train_file={V1}",
+                                  f"--predict_file={V1}"),
+                         env=_env(), capture_output=True, text=True, timeout=300)
+  assert again.stdout.count("(reused)") == 2, again.stdout
