@@ -17,7 +17,7 @@ taking only the inputs those need), e.g. SQuAD v2 training without the beam sear
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional, Union
 
 import tensorflow as tf
 import tf_keras
@@ -84,8 +84,14 @@ def build_pretraining_model(config: AlbertConfig, seq_length: Optional[int] = No
 
 
 # ------------------------------------------------------------------------------ fine-tuning
-def _encoder_layer(config: Optional[AlbertConfig], encoder: Optional[tf_keras.layers.Layer]
-                   ) -> tf_keras.layers.Layer:
+def _encoder_layer(config: Optional[AlbertConfig],
+                   encoder: Union[tf_keras.layers.Layer, str, None]) -> tf_keras.layers.Layer:
+  """The encoder of a fine-tuning model: `encoder` itself, the encoder of a hub handle (a str:
+  `--albert_hub_module_handle`, loaded trainable by `albert.hub.load_encoder`; its variables
+  keep the `bert/...` names), or a fresh backbone `bert` from `config`."""
+  if isinstance(encoder, str):
+    from albert import hub  # pylint: disable=g-import-not-at-top
+    return hub.load_encoder(encoder, trainable=True)
   if encoder is not None:
     return encoder
   if config is None:
@@ -110,7 +116,7 @@ def _check_positive(name: str, value: int) -> None:
 
 def build_classifier_model(albert_config: Optional[AlbertConfig], num_labels: int,
                            regression: bool = False,
-                           encoder: Optional[tf_keras.layers.Layer] = None,
+                           encoder: Union[tf_keras.layers.Layer, str, None] = None,
                            name: str = "albert_classifier") -> tf_keras.Model:
   """Encoder + the GLUE head of `run_classifier.py` (see `heads.ClassifierHead`).
 
@@ -168,7 +174,7 @@ class ChoicesToRows(tf_keras.layers.Layer):
 
 def build_race_model(albert_config: Optional[AlbertConfig], num_choices: int = 4,
                      max_seq_length: Optional[int] = None, dropout_prob: float = 0.1,
-                     encoder: Optional[tf_keras.layers.Layer] = None,
+                     encoder: Union[tf_keras.layers.Layer, str, None] = None,
                      name: str = "albert_race") -> tf_keras.Model:
   """Encoder + the multiple-choice head of `run_race.py` (see `heads.MultipleChoiceHead`).
 
@@ -196,7 +202,7 @@ def build_race_model(albert_config: Optional[AlbertConfig], num_choices: int = 4
 
 def build_squad_model(albert_config: Optional[AlbertConfig], version_2_with_negative: bool,
                       start_n_top: int = 5, end_n_top: int = 5, dropout_prob: float = 0.1,
-                      encoder: Optional[tf_keras.layers.Layer] = None,
+                      encoder: Union[tf_keras.layers.Layer, str, None] = None,
                       name: Optional[str] = None) -> tf_keras.Model:
   """Encoder + the SQuAD head of `run_squad_v1.py` or ALBERT's v2 head (`run_squad_v2.py`).
 

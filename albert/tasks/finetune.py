@@ -174,12 +174,9 @@ class FinetuneTask(Task):
         bucket_boundaries=self.config.bucket_boundaries)
 
   # ---------------------------------------------------------------------------------- model
-  def encoder(self) -> Optional[tf_keras.layers.Layer]:
-    """The hub module's encoder (call inside the strategy scope), or None: a fresh `bert`."""
-    if not self.config.hub_module_handle:
-      return None
-    from albert import hub  # pylint: disable=g-import-not-at-top
-    return hub.load_encoder(self.config.hub_module_handle, trainable=True)
+  def encoder(self) -> Optional[str]:
+    """What the model builders take as `encoder`: the hub handle, or None (a fresh `bert`)."""
+    return self.config.hub_module_handle or None
 
   def initial_weights_note(self) -> Optional[str]:
     if self.config.hub_module_handle:
