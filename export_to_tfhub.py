@@ -69,7 +69,7 @@ def main(argv):
 def _main():
   from albert import startup
   startup.start_tensorflow()
-  from albert import export
+  from albert import export, export_job
 
   for name in ("output_dir", "albert_hub_module_handle"):
     if FLAGS[name].present:
@@ -87,7 +87,7 @@ def _main():
       preprocessing_export_path=FLAGS.preprocessing_export_path,
       preprocessing_seq_length=FLAGS.preprocessing_seq_length, tflite_path=FLAGS.tflite_path,
       tflite_seq_length=FLAGS.tflite_seq_length or None)
-  result = export.export(config, log=lambda message: None)
+  result = export_job.export(config, log=lambda message: None)
   print(result.format())
 
 

@@ -22,6 +22,7 @@ import tensorflow_hub as hub
 import tf_keras
 
 from albert import checkpoint, export
+from albert import export_job
 from albert.config import AlbertConfig
 from albert.models import build_encoder_model, build_pretraining_model
 from conftest import GOLDEN, MODEL_A, REPO_DIR, golden_arrays, randomize
@@ -81,7 +82,7 @@ def tiny_export(tmp_path_factory) -> TinyExport:
         albert_directory, os.path.join(base, "hub"), checkpoint_name="model.ckpt-0",
         preprocessing_export_path=os.path.join(base, "hub_preprocess"),
         preprocessing_seq_length=16)
-    result = export.export(config, log=lambda message: None)
+    result = export_job.export(config, log=lambda message: None)
     _CACHE["tiny"] = TinyExport(albert_directory, prefix, result.export_path,
                                 result.preprocessing_path, result)
   return _CACHE["tiny"]
@@ -299,7 +300,7 @@ def test_export_without_heads_in_checkpoint_says_what_to_do(tmp_path):
   write_encoder_only_directory(directory)
   config = export.ExportConfig.from_albert_directory(directory, str(tmp_path / "hub"))
   with pytest.raises(export.ExportError, match="--nowith_mlm"):
-    export.export(config, log=lambda message: None)
+    export_job.export(config, log=lambda message: None)
   assert not os.path.exists(tmp_path / "hub")
 
 
@@ -310,7 +311,7 @@ def test_vocabulary_mismatch_is_refused(tmp_path):
                                                      checkpoint_name="model.ckpt-0")
   with pytest.raises(export.ExportError, match="1000 pieces but the albert config says "
                                                "vocab_size 1200"):
-    export.export(config, log=lambda message: None)
+    export_job.export(config, log=lambda message: None)
 
 
 def test_config_errors(tmp_path):
