@@ -274,7 +274,8 @@ def _albert_config(spec: Dict):
 
 def _squad_task(config, output_dir: str, seq: int):
   from albert.tasks.finetune import FinetuneConfig  # pylint: disable=import-outside-toplevel
-  from albert.tasks.squad import SquadTask, SquadTaskConfig  # pylint: disable=import-outside-toplevel
+  from albert.tasks.squad import (  # pylint: disable=import-outside-toplevel
+      SquadTask, SquadTaskConfig)
   return SquadTask(SquadTaskConfig(FinetuneConfig(config, output_dir, max_seq_length=seq),
                                    version_2_with_negative=False), log=lambda _: None)
 
@@ -284,7 +285,10 @@ def _peer_model(config):
   tf, tf_keras = common.import_tensorflow()
   from official.modeling import activations  # pylint: disable=import-outside-toplevel
   from official.nlp.modeling import models, networks  # pylint: disable=import-outside-toplevel
-  init = lambda: tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range)  # noqa: E731
+
+  def init():
+    return tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
   encoder = networks.AlbertEncoder(
       vocab_size=config.vocab_size, embedding_width=config.embedding_size,
       hidden_size=config.hidden_size, num_layers=config.num_hidden_layers,
@@ -370,7 +374,8 @@ def run_model_worker(spec: Dict) -> Dict:
       else:
         predict_step = trainer._make_predict_step()  # pylint: disable=protected-access
     else:
-      from official.nlp import optimization as tfm_optimization  # pylint: disable=import-outside-toplevel
+      from official.nlp import (  # pylint: disable=import-outside-toplevel
+          optimization as tfm_optimization)
       tf_keras.utils.set_random_seed(spec["seed"])
       model, forward = _peer_model(config)
       variables = model.trainable_variables

@@ -8,6 +8,7 @@ through the Trainer and through `make_train_loop`, start from the same loss).
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -118,7 +119,9 @@ def test_squad_benchmark_quick(tmp_path):
   assert len({m["params"] for m in models}) == 1
   for m in models:
     if m["mode"] == "train":
-      assert m["batch"] == 4 and 0 < m["first_loss"] < 10 and m["last_loss"] > 0
+      # A fresh v1 head is close to uniform over the 64 positions: loss near ln(64) = 4.16.
+      assert m["batch"] == 4 and abs(m["first_loss"] - math.log(64)) < 0.25
+      assert abs(m["last_loss"] - m["first_loss"]) < 0.25  # a few warm-up steps at lr ~0
     else:
       assert m["batch"] == 8 and m["output_shape"] == [8, 64] and m["logits_finite"]
   ratios = {r["mode"]: r for r in records if r["kind"] == "ratio"}
