@@ -8,6 +8,7 @@ through the Trainer and through `make_train_loop`, start from the same loss).
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -78,3 +79,52 @@ def test_encoder_benchmark_quick():
   ratios = [r for r in records if r["kind"] == "ratio"]
   assert len(ratios) == len(cells) and all(r["speed_ratio"] > 0 for r in ratios)
   assert [r for r in records if r["kind"] == "ceiling"]
+
+
+def test_squad_benchmark_quick(tmp_path):
+  from benchmarks import squad_benchmark as bench  # pylint: disable=g-import-not-at-top
+  records = bench.main(["--quick", "--no-table", "--hf-python", "",
+                        "--work-dir", str(tmp_path / "work")])
+  assert records[0]["kind"] == "run" and records[0]["input"].endswith("dev-v1.1-first3.json")
+  measurements = [r for r in records if r["kind"] == "measurement"]
+  features = [m for m in measurements if m["part"] == "features"]
+  assert [(m["impl"], m.get("workers"), m.get("hf_threads")) for m in features] == [
+      ("ours", 1, None), ("ours", 2, None), ("ours_memory", 1, None), ("hf", None, 0),
+      ("hf", None, 1)]
+  # Without an interpreter that has transformers, the HuggingFace side says so (no figure).
+  assert all("skipped" in m and "wall_s" not in m for m in features if m["impl"] == "hf")
+  ours = [m for m in features if m["impl"] != "hf"]
+  assert all("error" not in m for m in ours), ours
+  # The first 3 articles of dev: 1,169 questions -> 1,196 features at 384/128/64, whatever
+  # the path; the records are byte for byte the same with 1 and 2 workers, and the second
+  # build_squad_cache call reuses the first's cache.
+  assert {(m["questions"], m["features"]) for m in ours} == {(1169, 1196)}
+  by_workers = {m["workers"]: m for m in ours if m["impl"] == "ours"}
+  assert by_workers[1]["records_sha256"] == by_workers[2]["records_sha256"]
+  assert by_workers[1]["reused"] and by_workers[2]["reused"]
+  assert by_workers[2]["peak_rss_largest_worker_mb"] > 0  # two worker processes ran
+  for m in ours:
+    assert m["wall_s"] > 0 and m["cpu_s"] > 0 and m["peak_rss_mb"] > 10
+  (ratio,) = [r for r in records if r["kind"] == "feature_ratio"]
+  assert ratio["records_identical"] is True and ratio["wall_speedup"] > 0
+
+  models = [m for m in measurements if m["part"] == "model"]
+  assert sorted((m["impl"], m["mode"]) for m in models) == [
+      ("ours", "predict"), ("ours", "train"), ("peer", "predict"), ("peer", "train")]
+  for m in models:
+    assert "error" not in m, m.get("error")
+    assert m["examples_per_s"] > 0 and m["peak_rss_mb"] > 100 and m["seq"] == 64
+  # The same sizes: our v1 model (encoder, pooler, cls/squad) and BertSpanLabeler over
+  # AlbertEncoder have the same number of parameters.
+  assert len({m["params"] for m in models}) == 1
+  for m in models:
+    if m["mode"] == "train":
+      # A fresh v1 head is close to uniform over the 64 positions: loss near ln(64) = 4.16.
+      assert m["batch"] == 4 and abs(m["first_loss"] - math.log(64)) < 0.25
+      assert abs(m["last_loss"] - m["first_loss"]) < 0.25  # a few warm-up steps at lr ~0
+    else:
+      assert m["batch"] == 8 and m["output_shape"] == [8, 64] and m["logits_finite"]
+  ratios = {r["mode"]: r for r in records if r["kind"] == "ratio"}
+  assert sorted(ratios) == ["predict", "train"]
+  assert all(r["speed_ratio"] > 0 and len(r["speed_ratio_paired_all"]) == 1
+             for r in ratios.values())
