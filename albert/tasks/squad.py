@@ -150,10 +150,17 @@ class SquadTask(FinetuneTask):
     files.make_dirs(self.cache_dir)
     record_path, cache = squad_cache.build_squad_cache(
         path, is_training, self.v2, self._spec(), self._settings(), self.cache_dir,
-        num_workers=self.config.num_workers or 0, path_override=override,
+        num_workers=self._workers(path), path_override=override,
         multiple_answers="first", log=self._log)
     return record_path, {"cache": cache, "num_examples": cache.info["num_examples"],
                          "num_records": cache.num_features}
+
+  def _workers(self, path: str) -> int:
+    """--num_workers, else one process for files under 8 MB (dev-v1.1 converts in 2 s of CPU,
+    less than a worker pool costs to start: benchmarks/README.md), else one per core (0)."""
+    if self.config.num_workers:
+      return self.config.num_workers
+    return 0 if os.path.getsize(path) > (8 << 20) else 1
 
   def schema(self, split):
     length = self.config.max_seq_length
