@@ -79,6 +79,7 @@ else:  # run as a script: benchmarks/ is sys.path[0]
 REPO_DIR, RESULTS_DIR = common.REPO_DIR, common.RESULTS_DIR
 SHARED_DIR = os.path.join(os.path.dirname(REPO_DIR), "shared")
 GLUE_DIR = os.path.join(SHARED_DIR, "data", "glue")
+QUICK_GLUE_DIR = os.path.join(REPO_DIR, "tests", "testdata", "glue")
 ANCHOR = os.path.join(SHARED_DIR, "fixtures", "golden", "finetune", "classifier",
                       "sst2_train_conversion_timing.json")
 SPM_MODEL = os.path.join(REPO_DIR, "tests", "testdata", "albert_spm", "30k-clean.model")
@@ -489,11 +490,11 @@ def bucket_speedups(summary: List[Dict]) -> List[Dict]:
   return out
 
 
-def conversion_vs_anchor(conversions: List[Dict]) -> List[Dict]:
+def conversion_vs_anchor(conversions: List[Dict], anchor_file: str = ANCHOR) -> List[Dict]:
   """Medians per worker count beside the original's SST-2 anchor (when it is there)."""
   anchor = {}
-  if os.path.exists(ANCHOR):
-    with open(ANCHOR, encoding="utf-8") as f:
+  if os.path.exists(anchor_file):
+    with open(anchor_file, encoding="utf-8") as f:
       anchor = json.load(f)
   out = []
   for workers in sorted({c["workers"] for c in conversions if "error" not in c}):
@@ -602,7 +603,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="conversion runs per worker count (default 3; --quick 1; 0: none)")
   p.add_argument("--config", default=None,
                  help="albert_config.json (default configs/v2/base; --quick configs/tiny)")
-  p.add_argument("--data-dir", default=GLUE_DIR, help="the GLUE root (default ../shared/data/glue)")
+  p.add_argument("--data-dir", default=None,
+                 help="the GLUE root (default ../shared/data/glue; --quick tests/testdata/glue, "
+                 "20 rows per file)")
   p.add_argument("--spm-model-file", default=SPM_MODEL,
                  help="SentencePiece model (default tests/testdata/albert_spm/30k-clean.model)")
   p.add_argument("--cache-dir", default=os.path.join(REPO_DIR, "output", "benchmarks",
@@ -616,8 +619,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  "finetune.jsonl; --quick: none)")
   p.add_argument("--no-table", action="store_true", help="no table on stderr")
   p.add_argument("--quick", "--smoke", action="store_true",
-                 help="smoke run: tiny config (vocab 30000), MRPC, buckets (cap 128) and 64, "
-                 "2 subprocesses at a time (about a minute; its figures mean nothing)")
+                 help="smoke run: tiny config (vocab 30000), the 20-row MRPC files of "
+                 "tests/testdata, buckets (cap 128) and 64, 2 subprocesses at a time (about a "
+                 "minute; its figures mean nothing)")
+  p.add_argument("--summarize", nargs="+", default=None, metavar="JSONL",
+                 help="measure nothing: derive the summaries again from the measurement lines "
+                 "of these earlier outputs (e.g. a run stopped before its last repeat)")
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   q = args.quick
@@ -634,6 +641,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   args.conversion_repeats = (args.conversion_repeats if args.conversion_repeats is not None
                              else (1 if q else 3))
   args.config = args.config or (TINY_CONFIG if q else BASE_CONFIG)
+  args.data_dir = args.data_dir or (QUICK_GLUE_DIR if q else GLUE_DIR)
   args.overrides = {"vocab_size": 30000} if q and args.config == TINY_CONFIG else {}
   args.jobs = args.jobs or (2 if q else 1)
   if args.out is None and not q:
@@ -675,6 +683,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   if args.worker is not None:
     _worker_main(args.worker)
     return []
+  if args.summarize:
+    return resummarize(args.summarize, args.out, table=not args.no_table)
   records: List[Dict] = []
 
   def emit(record: Dict) -> None:
@@ -709,6 +719,14 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         record.update(impl=spec["impl"], task=spec["task"], padding=spec["padding"])
       measurements.append(record)
       emit(record)
+  derive(measurements, conversions, emit, time.time() - started, table=not args.no_table)
+  _write(args.out, records)
+  return records
+
+
+def derive(measurements: List[Dict], conversions: List[Dict], emit, wall_s: Optional[float],
+           table: bool = True) -> None:
+  """Emits the summary, ratio, buckets, conversion_vs_anchor and load records of a run."""
   summary = summarize(measurements)
   for s in summary:
     emit(s)
@@ -723,14 +741,35 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   emit({"kind": "load", "load_avg_1m_min": min(loads) if loads else None,
         "load_avg_1m_median": statistics.median(loads) if loads else None,
         "load_avg_1m_max": max(loads) if loads else None, "cpus": os.cpu_count(),
-        "wall_s": time.time() - started})
-  if not args.no_table:
+        "wall_s": wall_s})
+  if table:
     print_table(summary, ratio_records, bucket_records, conversion_records)
-  if args.out:
-    from albert import files  # pylint: disable=import-outside-toplevel
-    files.write_text(args.out, "".join(json.dumps(r) + "\n" for r in records))
-    print(f"# wrote {args.out}", file=sys.stderr)
+
+
+def resummarize(paths: Sequence[str], out: Optional[str], table: bool = True) -> List[Dict]:
+  """The run, conversion and measurement lines of earlier runs (e.g. one stopped before its
+  last repeat), with their summaries derived again; written to `out`."""
+  kept: List[Dict] = []
+  for path in paths:
+    with open(path, encoding="utf-8") as f:
+      kept += [r for r in map(json.loads, f) if r["kind"] in ("run", "conversion", "measurement")]
+  records = list(kept)
+
+  def emit(record: Dict) -> None:
+    records.append(record)
+    print(json.dumps(record), flush=True)
+
+  derive([r for r in kept if r["kind"] == "measurement"],
+         [r for r in kept if r["kind"] == "conversion"], emit, None, table)
+  _write(out, records)
   return records
+
+
+def _write(out: Optional[str], records: List[Dict]) -> None:
+  if out:
+    from albert import files  # pylint: disable=import-outside-toplevel
+    files.write_text(out, "".join(json.dumps(r) + "\n" for r in records))
+    print(f"# wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

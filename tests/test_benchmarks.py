@@ -78,3 +78,73 @@ def test_encoder_benchmark_quick():
   ratios = [r for r in records if r["kind"] == "ratio"]
   assert len(ratios) == len(cells) and all(r["speed_ratio"] > 0 for r in ratios)
   assert [r for r in records if r["kind"] == "ceiling"]
+
+
+def test_finetune_benchmark_quick(tmp_path):
+  import math
+
+  import numpy as np
+
+  from albert.data import glue_features  # pylint: disable=g-import-not-at-top
+  from albert.data.corpus import TokenizerSpec  # pylint: disable=g-import-not-at-top
+  from benchmarks import finetune_benchmark as bench  # pylint: disable=g-import-not-at-top
+  cache = tmp_path / "cache"
+  records = bench.main(["--quick", "--no-table", "--cache-dir", str(cache)])
+  measurements = [r for r in records if r["kind"] == "measurement"]
+  assert sorted((m["impl"], m["padding"]) for m in measurements) == [
+      ("ours", "64"), ("ours", "buckets"), ("peer", "64"), ("peer", "buckets")]
+  for m in measurements:
+    assert "error" not in m, m.get("error")
+    assert m["train_examples_per_s"] > 0 and m["eval_examples_per_s"] > 0
+    assert m["peak_rss_mb"] > 100
+    # A fresh two-label head starts at a loss near log(2) on every shape.
+    assert all(abs(s["first_loss"] - math.log(2)) < 0.1 for s in m["train_shapes"])
+  assert len({m["params"] for m in measurements}) == 1  # the same sizes for ours and the peer
+  # The shapes timed are the occupied buckets of the cached train and dev lengths, each with
+  # its number of batches: n_b / batch per training epoch, whole padded batches per dev pass.
+  spec = TokenizerSpec(spm_model_file=bench.SPM_MODEL, vocab_file=None, do_lower_case=True)
+  for m in measurements:
+    cap = m["max_seq_length"]
+    boundaries = [32, 64, 128] if m["padding"] == "buckets" else [cap]
+    for split, shapes in (("train", m["train_shapes"]), ("dev", m["eval_shapes"])):
+      _, meta = glue_features.build_glue_cache("mrpc", bench.QUICK_GLUE_DIR, split, spec, cap,
+                                               str(cache))
+      index = np.searchsorted(boundaries, meta["lengths"], side="left")
+      counts = np.bincount(index, minlength=len(boundaries))
+      occupied = [b for b, n in zip(boundaries, counts) if n]
+      assert [s["length"] for s in shapes] == occupied
+      want = [n / 8 if split == "train" else math.ceil(n / 8) for n in counts if n]
+      assert [s["batches"] for s in shapes] == want
+  ours = next(m for m in measurements if (m["impl"], m["padding"]) == ("ours", "buckets"))
+  # The Trainer's real bucketed input fed the loop the batches the estimate counted.
+  assert ours["stream_same_batches"] is True and ours["stream_steps"] == 4
+  assert set(ours["stream_lengths"]) <= {s["length"] for s in ours["train_shapes"]}
+  ratios = {r["padding"]: r for r in records if r["kind"] == "ratio"}
+  assert sorted(ratios) == ["64", "buckets"]
+  assert all(r["train_ratio"] > 0 and r["eval_ratio"] > 0 for r in ratios.values())
+  buckets = [r for r in records if r["kind"] == "buckets"]
+  assert sorted(r["impl"] for r in buckets) == ["ours", "peer"]
+  assert all(r["train_speedup_vs_64"] > 0 for r in buckets)
+  conversions = [r for r in records if r["kind"] == "conversion"]
+  assert sorted(c["workers"] for c in conversions) == [1, 2]
+  for c in conversions:  # TF-free, 20 rows, the same bytes for any number of workers
+    assert not c["tensorflow_loaded"] and c["num_examples"] == 20
+  assert len({c["tfrecord_bytes"] for c in conversions}) == 1
+
+
+def test_finetune_benchmark_compares_conversion_with_the_originals_anchor():
+  from benchmarks import finetune_benchmark as bench  # pylint: disable=g-import-not-at-top
+  anchor = os.path.join(os.path.dirname(__file__), "testdata", "golden", "finetune",
+                        "classifier", "sst2_train_conversion_timing.json")
+  runs = [{"task": "sst-2", "max_seq_length": 128, "workers": 1, "num_examples": 67349,
+           "tfrecord_bytes": 35533068, "conversion_s": s, "process_wall_s": s + 1,
+           "peak_rss_mb": 100.0} for s in (4.0, 5.0, 9.0)]
+  (record,) = bench.conversion_vs_anchor(runs, anchor)
+  assert record["runs"] == 3 and record["conversion_s"] == 5.0
+  # WARN: read 1.52 + tokenizer 0.06 + conversion 10.09 s; wall 0:23.38; 704,428 kB.
+  assert record["anchor_warn_conversion_s"] == pytest.approx(11.67)
+  assert record["anchor_warn_process_wall_s"] == pytest.approx(23.38)
+  assert record["anchor_warn_peak_rss_mb"] == pytest.approx(704428 / 1024)
+  assert record["conversion_speedup_vs_warn"] == pytest.approx(11.67 / 5.0)
+  assert record["anchor_info_conversion_s"] == pytest.approx(1.58 + 0.09 + 16.6)
+  assert record["anchor_info_process_wall_s"] == pytest.approx(33.41)
