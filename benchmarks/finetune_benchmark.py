@@ -253,16 +253,40 @@ def _time_calls(fn, warmup: int, min_calls: int, min_seconds: float, max_calls: 
   return times
 
 
-def _timed_shape(fn, spec: Dict) -> Dict:
-  """First call (tracing), then the timed calls of one shape."""
-  t = time.perf_counter()
-  first = fn()
-  first_s = time.perf_counter() - t
-  times = _time_calls(fn, spec["warmup"], spec["min_calls"], spec["min_seconds"],
-                      spec["max_calls"])
-  return {"step_s": statistics.median(times), "step_s_min": min(times),
-          "step_s_max": max(times), "calls": len(times), "first_call_s": first_s,
-          "first_value": first}
+def _timed_shape(fns: Dict[str, object], spec: Dict) -> Dict[str, Dict]:
+  """Per impl: first call (tracing), then the timed calls of one shape.
+
+  With two impls (interleaved), every timed round calls both, the first of the pair
+  alternating, so that both see the same machine load; `pair_ratios` are their step-time
+  ratios (peer / ours: ours' speed over the peer's) round by round.
+  """
+  out: Dict[str, Dict] = {}
+  for impl, fn in fns.items():
+    t = time.perf_counter()
+    value = fn()
+    out[impl] = {"first_call_s": time.perf_counter() - t, "first_value": value}
+  for _ in range(spec["warmup"]):
+    for fn in fns.values():
+      fn()
+  times: Dict[str, List[float]] = {impl: [] for impl in fns}
+  order = list(fns)
+  rounds = 0
+  while rounds < spec["max_calls"] and (rounds < spec["min_calls"] or sum(
+      map(sum, times.values())) < spec["min_seconds"] * len(fns)):
+    for impl in order:
+      t = time.perf_counter()
+      fns[impl]()
+      times[impl].append(time.perf_counter() - t)
+    order.reverse()
+    rounds += 1
+  for impl, timed in times.items():
+    out[impl].update(step_s=statistics.median(timed), step_s_min=min(timed),
+                     step_s_max=max(timed), calls=len(timed))
+  if len(fns) == 2:
+    ratios_ = [p / o for o, p in zip(times["ours"], times["peer"])]
+    for impl in fns:
+      out[impl].update(pair_ratios=ratios_, pair_ratio_median=statistics.median(ratios_))
+  return out
 
 
 def _stream_check(spec: Dict, trainer, task, train_loop, step_s: Dict[int, float]) -> Dict:
@@ -291,76 +315,96 @@ def _stream_check(spec: Dict, trainer, task, train_loop, step_s: Dict[int, float
 
 
 def run_cell_worker(spec: Dict) -> Dict:
-  """One (impl, task, padding) cell: train and eval step times per shape, in this process."""
+  """One (task, padding) cell: train and eval step times per shape of `spec["impls"]`.
+
+  One impl: a fresh process of its own (its peak RSS is the cell's). Both: built side by side
+  in this process and timed in alternation (`_timed_shape`); the peak RSS is then the pair's.
+  Returns {"cells": [one result per impl]}.
+  """
   import psutil  # pylint: disable=import-outside-toplevel
   process_start = psutil.Process().create_time()
   load_before = os.getloadavg()[0]
   t0 = time.time()
   tf, _ = common.import_tensorflow()
   import numpy as np  # pylint: disable=import-outside-toplevel
-  impl = spec["impl"]
-  if impl == "peer":  # imported here so that import_s counts the peer's own import
+  impls = spec["impls"]
+  if "peer" in impls:  # imported here so that import_s counts the peer's own import
     import official.nlp.modeling.models  # pylint: disable=import-outside-toplevel,unused-import
   import albert.training  # pylint: disable=import-outside-toplevel,unused-import
   t_import = time.time()
   scratch = tempfile.mkdtemp(prefix="albert-finetune-bench-")
   try:
-    task = _task(spec, scratch)
-    trainer = None
-    if impl == "ours":
-      model, train_loop, predict_step, trainer = _ours(spec, task, scratch)
-    else:
-      model, train_loop, predict_step = _peer(spec, task)
+    built = {}
+    for impl in impls:
+      task = _task(spec, os.path.join(scratch, impl))
+      if impl == "ours":
+        model, train_loop, predict_step, trainer = _ours(spec, task, os.path.join(scratch, impl))
+      else:
+        (model, train_loop, predict_step), trainer = _peer(spec, task), None
+      built[impl] = (task, model, train_loop, predict_step, trainer)
+    task = built[impls[0]][0]
     t_build = time.time()
     batch, eval_batch = spec["train_batch"], spec["eval_batch"]
-    train = []
+    train: Dict[str, List[Dict]] = {impl: [] for impl in impls}
     for shape in train_shapes(task, batch):
-      iterator = iter(tf.data.Dataset.from_tensors(
-          train_batch(task, shape.pop("rows"), shape["length"], batch)).repeat())
+      features = train_batch(task, shape.pop("rows"), shape["length"], batch)
+      steps = {}
+      for impl in impls:
+        iterator = iter(tf.data.Dataset.from_tensors(features).repeat())
 
-      def step(iterator=iterator):
-        out = train_loop(iterator, tf.constant(1))
-        if int(out["bad_step"].numpy()) >= 0:
-          raise RuntimeError(f"non-finite loss {float(out['loss'].numpy())}")
-        return float(out["loss"].numpy())
+        def step(iterator=iterator, train_loop=built[impl][2]):
+          out = train_loop(iterator, tf.constant(1))
+          if int(out["bad_step"].numpy()) >= 0:
+            raise RuntimeError(f"non-finite loss {float(out['loss'].numpy())}")
+          return float(out["loss"].numpy())
 
-      timed = _timed_shape(step, spec)
-      timed["first_loss"] = timed.pop("first_value")
-      train.append({**shape, **timed})
-    evals = []
+        steps[impl] = step
+      for impl, timed in _timed_shape(steps, spec).items():
+        timed["first_loss"] = timed.pop("first_value")
+        train[impl].append({**shape, **timed})
+    evals: Dict[str, List[Dict]] = {impl: [] for impl in impls}
     for shape in eval_shapes(task, eval_batch):
       features = shape.pop("batch")
-      timed = _timed_shape(lambda f=features: predict_step(f)["logits"].numpy().shape[0], spec)
-      timed.pop("first_value")
-      evals.append({**shape, **timed})
+      steps = {impl: (lambda f=features, p=built[impl][3]: p(f)["logits"].numpy().shape[0])
+               for impl in impls}
+      for impl, timed in _timed_shape(steps, spec).items():
+        timed.pop("first_value")
+        evals[impl].append({**shape, **timed})
     stream = {}
-    if impl == "ours" and spec["padding"] == "buckets" and spec["stream_steps"]:
+    if impls == ["ours"] and spec["padding"] == "buckets" and spec["stream_steps"]:
+      _, _, train_loop, _, trainer = built["ours"]
       stream = _stream_check(spec, trainer, task, train_loop,
-                             {s["length"]: s["step_s"] for s in train})
+                             {s["length"]: s["step_s"] for s in train["ours"]})
     num_train = task.metadata("train")["num_examples"]
     num_eval = task.metadata("eval")["num_examples"]
     eval_lengths = task.metadata("eval")["lengths"]
-    params = int(sum(np.prod(v.shape) for v in model.weights))
+    params = {impl: int(sum(np.prod(v.shape) for v in b[1].weights)) for impl, b in built.items()}
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
-  epoch_s = sum(s["batches"] * s["step_s"] for s in train)
-  pass_s = sum(s["batches"] * s["step_s"] for s in evals)
-  return {
-      "impl": impl, "task": spec["task"], "padding": spec["padding"],
+  shared = {
+      "task": spec["task"], "padding": spec["padding"],
+      "method": "interleaved" if len(impls) > 1 else "separate",
       "max_seq_length": padding_cap(spec["padding"], spec["bucket_cap"]),
       "xla": spec["xla"], "train_batch": batch, "eval_batch": eval_batch,
       "train_examples": num_train, "eval_examples": num_eval,
-      "train_epoch_s": epoch_s, "train_examples_per_s": num_train / epoch_s,
-      "train_real_tokens_per_s": sum(s["real_tokens"] for s in train) / epoch_s,
-      "train_padded_tokens_per_s": sum(s["batches"] * batch * s["length"] for s in train) / epoch_s,
-      "eval_pass_s": pass_s, "eval_examples_per_s": num_eval / pass_s,
-      "eval_real_tokens_per_s": sum(eval_lengths) / pass_s,
-      "train_shapes": train, "eval_shapes": evals, **stream,
-      "peak_rss_mb": common.rss_peak_mb(), "params": params,
-      "startup_s": t_build - process_start, "import_s": t_import - t0,
-      "build_s": t_build - t_import,
-      "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0],
-  }
+      "peak_rss_mb": common.rss_peak_mb(), "startup_s": t_build - process_start,
+      "import_s": t_import - t0, "build_s": t_build - t_import,
+      "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0]}
+  cells = []
+  for impl in impls:
+    epoch_s = sum(s["batches"] * s["step_s"] for s in train[impl])
+    pass_s = sum(s["batches"] * s["step_s"] for s in evals[impl])
+    padded = sum(s["batches"] * batch * s["length"] for s in train[impl])
+    cells.append({
+        "impl": impl, **shared, "params": params[impl],
+        "train_epoch_s": epoch_s, "train_examples_per_s": num_train / epoch_s,
+        "train_real_tokens_per_s": sum(s["real_tokens"] for s in train[impl]) / epoch_s,
+        "train_padded_tokens_per_s": padded / epoch_s,
+        "eval_pass_s": pass_s, "eval_examples_per_s": num_eval / pass_s,
+        "eval_real_tokens_per_s": sum(eval_lengths) / pass_s,
+        "train_shapes": train[impl], "eval_shapes": evals[impl],
+        **(stream if impl == "ours" else {})})
+  return {"cells": cells}
 
 
 def run_conversion_worker(spec: Dict) -> Dict:
@@ -423,15 +467,19 @@ def prepare_caches(args, log) -> None:
                                        log=log)
 
 
+def _method(record: Dict) -> str:
+  return record.get("method", "separate")
+
+
 def summarize(measurements: List[Dict]) -> List[Dict]:
-  """Per (impl, task, padding): medians over the repeats."""
+  """Per (impl, task, padding, method): medians over the repeats."""
   groups: Dict[tuple, List[Dict]] = {}
   for m in measurements:
     if "error" not in m:
-      groups.setdefault((m["impl"], m["task"], m["padding"]), []).append(m)
+      groups.setdefault((m["impl"], m["task"], m["padding"], _method(m)), []).append(m)
   out = []
-  for (impl, task, padding), group in groups.items():
-    s = {"kind": "summary", "impl": impl, "task": task, "padding": padding,
+  for (impl, task, padding, method), group in groups.items():
+    s = {"kind": "summary", "impl": impl, "task": task, "padding": padding, "method": method,
          "repeats": len(group), "train_batch": group[0]["train_batch"],
          "eval_batch": group[0]["eval_batch"], "max_seq_length": group[0]["max_seq_length"]}
     for key in ("train_examples_per_s", "train_epoch_s", "train_real_tokens_per_s",
@@ -445,44 +493,44 @@ def summarize(measurements: List[Dict]) -> List[Dict]:
 
 
 def ratios(summary: List[Dict], measurements: List[Dict]) -> List[Dict]:
-  """ours / peer at equal padding: of the medians, and paired per repeat."""
-  by = {(s["impl"], s["task"], s["padding"]): s for s in summary}
-  runs = {(m["impl"], m["task"], m["padding"], m["repeat"]): m
+  """ours / peer at equal padding: of the medians, and paired per repeat (and method)."""
+  by = {(s["impl"], s["task"], s["padding"], s["method"]): s for s in summary}
+  runs = {(m["impl"], m["task"], m["padding"], _method(m), m["repeat"]): m
           for m in measurements if "error" not in m}
   out = []
-  for (impl, task, padding), ours in by.items():
-    peer = by.get(("peer", task, padding))
+  for (impl, task, padding, method), ours in by.items():
+    peer = by.get(("peer", task, padding, method))
     if impl != "ours" or not peer:
       continue
-    record = {"kind": "ratio", "task": task, "padding": padding}
+    record = {"kind": "ratio", "task": task, "padding": padding, "method": method}
     for mode in MODES:
       key = f"{mode}_examples_per_s"
-      pairs = [m[key] / runs[("peer", task, padding, r)][key]
-               for (i, t, p, r), m in runs.items()
-               if (i, t, p) == ("ours", task, padding) and ("peer", task, padding, r) in runs]
+      pairs = [m[key] / runs[("peer",) + k[1:]][key] for k, m in runs.items()
+               if k[:4] == ("ours", task, padding, method) and ("peer",) + k[1:] in runs]
       record.update({
           f"ours_{key}": ours[key], f"peer_{key}": peer[key],
           f"{mode}_ratio": common.ratio(ours[key], peer[key]),
           f"{mode}_ratio_paired_median": statistics.median(pairs) if pairs else None,
           f"{mode}_ratio_paired_all": pairs})
-    record["peak_rss_ratio"] = common.ratio(ours["peak_rss_mb"], peer["peak_rss_mb"])
+    if method == "separate":  # an interleaved pair shares one process, and its peak
+      record["peak_rss_ratio"] = common.ratio(ours["peak_rss_mb"], peer["peak_rss_mb"])
     out.append(record)
   return out
 
 
 def bucket_speedups(summary: List[Dict]) -> List[Dict]:
-  """Per impl and task: epoch / dev-pass time with fixed padding over that with buckets."""
-  by = {(s["impl"], s["task"], s["padding"]): s for s in summary}
+  """Per impl, task and method: epoch / dev-pass time with fixed padding over buckets'."""
+  by = {(s["impl"], s["task"], s["padding"], s["method"]): s for s in summary}
   out = []
-  for (impl, task, padding), buckets in by.items():
+  for (impl, task, padding, method), buckets in by.items():
     if padding != "buckets":
       continue
-    record = {"kind": "buckets", "impl": impl, "task": task,
+    record = {"kind": "buckets", "impl": impl, "task": task, "method": method,
               "train_epoch_s_buckets": buckets["train_epoch_s"],
               "eval_pass_s_buckets": buckets["eval_pass_s"]}
-    for fixed in sorted({p for (i, t, p) in by if (i, t) == (impl, task) and p != "buckets"},
-                        key=int):
-      other = by[(impl, task, fixed)]
+    for fixed in sorted({k[2] for k in by if (k[0], k[1], k[3]) == (impl, task, method)
+                         and k[2] != "buckets"}, key=int):
+      other = by[(impl, task, fixed, method)]
       record[f"train_epoch_s_{fixed}"] = other["train_epoch_s"]
       record[f"train_speedup_vs_{fixed}"] = other["train_epoch_s"] / buckets["train_epoch_s"]
       record[f"eval_speedup_vs_{fixed}"] = other["eval_pass_s"] / buckets["eval_pass_s"]
@@ -526,31 +574,29 @@ def conversion_vs_anchor(conversions: List[Dict], anchor_file: str = ANCHOR) -> 
 
 def print_table(summary: List[Dict], ratio_records: List[Dict], bucket_records: List[Dict],
                 conversion_records: List[Dict], stream=sys.stderr) -> None:
-  by = {(s["impl"], s["task"], s["padding"]): s for s in summary}
-  paired = {(r["task"], r["padding"]): r for r in ratio_records}
-  header = ("task", "padding", "impl", "train ex/s", "epoch", "eval ex/s", "peak MB",
+  by = {(s["impl"], s["task"], s["padding"], s["method"]): s for s in summary}
+  paired = {(r["task"], r["padding"], r["method"]): r for r in ratio_records}
+  header = ("task", "padding", "method", "impl", "train ex/s", "epoch", "eval ex/s", "peak MB",
             "train o/p", "eval o/p")
-  widths = (6, 8, 5, 10, 9, 9, 8, 9, 8)
+  widths = (6, 8, 11, 5, 10, 10, 9, 8, 9, 8)
   stream.write("\n" + "  ".join(h.rjust(w) for h, w in zip(header, widths)) + "\n")
-  for task in dict.fromkeys(k[1] for k in by):
-    for padding in dict.fromkeys(k[2] for k in by if k[1] == task):
-      for impl in IMPLS:
-        s = by.get((impl, task, padding))
-        if not s:
-          continue
-        r = paired.get((task, padding)) if impl == "ours" else None
-        epoch = s["train_epoch_s"]
-        cells = (task, padding, impl, common.fmt(s["train_examples_per_s"], ".1f"),
-                 f"{epoch / 60:.1f} min", common.fmt(s["eval_examples_per_s"], ".1f"),
-                 common.fmt(s["peak_rss_mb"]),
-                 common.fmt(r and r["train_ratio_paired_median"], ".2f"),
-                 common.fmt(r and r["eval_ratio_paired_median"], ".2f"))
-        stream.write("  ".join(c.rjust(w) for c, w in zip(cells, widths)) + "\n")
+  for key in sorted({k[1:] for k in by}):
+    for impl in IMPLS:
+      s = by.get((impl,) + key)
+      if not s:
+        continue
+      r = paired.get(key) if impl == "ours" else None
+      cells = key + (impl, common.fmt(s["train_examples_per_s"], ".2f"),
+                     f"{s['train_epoch_s'] / 60:.0f} min", common.fmt(s["eval_examples_per_s"], ".2f"),
+                     common.fmt(s["peak_rss_mb"]),
+                     common.fmt(r and r["train_ratio_paired_median"], ".2f"),
+                     common.fmt(r and r["eval_ratio_paired_median"], ".2f"))
+      stream.write("  ".join(c.rjust(w) for c, w in zip(cells, widths)) + "\n")
   for b in bucket_records:
     speedups = ", ".join(f"{k.rsplit('_', 1)[1]}: {v:.1f}x" for k, v in b.items()
                          if k.startswith("train_speedup_vs_"))
-    stream.write(f"{b['task']} {b['impl']}: epoch with buckets {b['train_epoch_s_buckets']:.0f} s"
-                 f", faster than fixed padding ({speedups})\n")
+    stream.write(f"{b['task']} {b['impl']} ({b['method']}): epoch with buckets "
+                 f"{b['train_epoch_s_buckets']:.0f} s, faster than fixed padding ({speedups})\n")
   for c in conversion_records:
     stream.write(f"conversion {c['task']} train at {c['max_seq_length']}, {c['workers']} "
                  f"worker(s): {c['conversion_s']:.1f} s, process {c['process_wall_s']:.1f} s, "
@@ -579,6 +625,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="buckets and/or fixed lengths (default buckets,128,512; --quick "
                  "buckets,64)")
   p.add_argument("--impls", default="ours,peer", help="ours,peer (default both)")
+  p.add_argument("--methods", default="separate,interleaved",
+                 help="separate (a fresh process per impl and cell: its own peak RSS) and/or "
+                 "interleaved (ours and the peer in one process, timed in alternation: the "
+                 "ratios under a drifting load); default both")
   p.add_argument("--bucket-cap", type=int, default=None,
                  help="max_seq_length with buckets (default 512, run_glue.sh's; --quick 128)")
   p.add_argument("--train-batch", type=int, default=8,
@@ -632,6 +682,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   args.paddings = _split(args.paddings or ("buckets,64" if q else "buckets,128,512"), None,
                          "padding")
   args.impls = _split(args.impls, IMPLS, "implementation")
+  args.methods = _split(args.methods, ("separate", "interleaved"), "method")
   args.bucket_cap = args.bucket_cap or (128 if q else 512)
   args.repeats = args.repeats or (1 if q else 2)
   args.warmup = args.warmup if args.warmup is not None else (0 if q else 1)
@@ -668,12 +719,14 @@ def make_specs(args) -> tuple:
               "stream_steps": args.stream_steps, "seed": 12345}
   cells = []
   for repeat in range(args.repeats):
-    for task in args.tasks:
-      for padding in args.paddings:
-        order = args.impls if repeat % 2 == 0 else args.impls[::-1]  # who goes first alternates
-        for impl in order:
-          cells.append({**settings, "impl": impl, "task": task, "padding": padding,
-                        "repeat": repeat})
+    for method in args.methods:
+      for task in args.tasks:
+        for padding in args.paddings:
+          order = args.impls if repeat % 2 == 0 else args.impls[::-1]  # who goes first alternates
+          groups = [order] if method == "interleaved" and len(order) > 1 else [[i] for i in order]
+          for impls in groups:
+            cells.append({**settings, "impls": impls, "task": task, "padding": padding,
+                          "repeat": repeat})
   return conversions, cells
 
 
@@ -693,7 +746,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
 
   started = time.time()
   emit({"kind": "run", "argv": list(argv or []), "tasks": args.tasks, "paddings": args.paddings,
-        "impls": args.impls, "repeats": args.repeats, "config": os.path.relpath(args.config,
+        "impls": args.impls, "methods": args.methods, "repeats": args.repeats, "config": os.path.relpath(args.config,
                                                                                 REPO_DIR),
         "overrides": args.overrides, "train_batch": args.train_batch,
         "eval_batch": args.eval_batch, "bucket_cap": args.bucket_cap, "xla": args.xla,
@@ -714,11 +767,14 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
     run = lambda s: common.run_subprocess(__file__, [s], args.timeout)[0]  # noqa: E731
     for spec, result in zip(cell_specs, pool.map(run, cell_specs)):
-      record = {"kind": "measurement", "repeat": spec["repeat"], **result}
-      if "error" in result:
-        record.update(impl=spec["impl"], task=spec["task"], padding=spec["padding"])
-      measurements.append(record)
-      emit(record)
+      method = "interleaved" if len(spec["impls"]) > 1 else "separate"
+      cells = result.get("cells") or [
+          dict(result, impl=impl, task=spec["task"], padding=spec["padding"], method=method)
+          for impl in spec["impls"]]
+      for cell in cells:
+        record = {"kind": "measurement", "repeat": spec["repeat"], **cell}
+        measurements.append(record)
+        emit(record)
   derive(measurements, conversions, emit, time.time() - started, table=not args.no_table)
   _write(args.out, records)
   return records
