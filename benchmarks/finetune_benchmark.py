@@ -40,20 +40,28 @@ a file of this size, and 2 spawned workers), beside the original's anchor
 (../shared/fixtures/golden/finetune/classifier/sst2_train_conversion_timing.json): conversion
 seconds, whole process wall time and peak RSS.
 
-Every worker is a fresh subprocess (so peak RSS is the cell's own); ours and the peer run back
-to back, the first of the pair alternating between repeats. JSON lines on stdout: `run`,
-`conversion`, `measurement` (per shape: step time, calls; epoch / dev-pass time, examples/s,
-real and padded tokens/s, peak RSS, the 1-minute load average before and after), `summary`
-(medians over repeats), `ratio` (ours / peer at equal padding, paired per repeat),
-`buckets` (epoch time with buckets vs padding to 128 and 512), `conversion_vs_anchor`,
-`load`; a table on stderr; the records to `--out` (default
-benchmarks/results/finetune.jsonl).
+Two methods (`--methods`): `separate`, a fresh subprocess per impl and cell (its peak RSS is
+the cell's own), ours and the peer back to back, the first of the pair alternating between
+repeats; `interleaved`, both built in one subprocess and timed in rounds (one call of each, the
+first of the round alternating), so that a load that drifts over seconds hits both alike: on a
+shared machine its ratios are the ones to read (`pair_ratios` per shape), and the peak RSS is
+the pair's.
+
+JSON lines on stdout: `run`, `conversion`, `measurement` (one per impl and cell, with its
+`method`; per shape: step time and calls; epoch / dev-pass time, examples/s, real and padded
+tokens/s, peak RSS, the 1-minute load average before and after), `summary` (medians over
+repeats), `ratio` (ours / peer at equal padding, paired per repeat), `buckets` (epoch time with
+buckets vs padding to 128 and 512), `conversion_vs_anchor`, `load`; a table on stderr; the
+records to `--out` (default benchmarks/results/finetune.jsonl). `--summarize FILE...` derives
+the summaries again from the measurement lines of earlier outputs (runs stopped early, or one
+run per method).
 
 Run from the repository root:
 
-  PYTHONPATH=. python benchmarks/finetune_benchmark.py             # everything (~1 hour, 2 cores)
+  PYTHONPATH=. python benchmarks/finetune_benchmark.py             # everything (2-3 hours, 2 cores)
   PYTHONPATH=. python benchmarks/finetune_benchmark.py --quick     # smoke run, about a minute
   PYTHONPATH=. python benchmarks/finetune_benchmark.py --tasks sst-2 --paddings buckets,512
+  PYTHONPATH=. python benchmarks/finetune_benchmark.py --methods interleaved --repeats 1
 
 `main(argv)` returns the list of records it printed.
 """
@@ -587,7 +595,8 @@ def print_table(summary: List[Dict], ratio_records: List[Dict], bucket_records: 
         continue
       r = paired.get(key) if impl == "ours" else None
       cells = key + (impl, common.fmt(s["train_examples_per_s"], ".2f"),
-                     f"{s['train_epoch_s'] / 60:.0f} min", common.fmt(s["eval_examples_per_s"], ".2f"),
+                     f"{s['train_epoch_s'] / 60:.0f} min",
+                     common.fmt(s["eval_examples_per_s"], ".2f"),
                      common.fmt(s["peak_rss_mb"]),
                      common.fmt(r and r["train_ratio_paired_median"], ".2f"),
                      common.fmt(r and r["eval_ratio_paired_median"], ".2f"))
@@ -746,8 +755,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
 
   started = time.time()
   emit({"kind": "run", "argv": list(argv or []), "tasks": args.tasks, "paddings": args.paddings,
-        "impls": args.impls, "methods": args.methods, "repeats": args.repeats, "config": os.path.relpath(args.config,
-                                                                                REPO_DIR),
+        "impls": args.impls, "methods": args.methods, "repeats": args.repeats,
+        "config": os.path.relpath(args.config, REPO_DIR),
         "overrides": args.overrides, "train_batch": args.train_batch,
         "eval_batch": args.eval_batch, "bucket_cap": args.bucket_cap, "xla": args.xla,
         "load_avg": list(os.getloadavg()), "cpus": os.cpu_count(),

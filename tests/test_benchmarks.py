@@ -91,8 +91,10 @@ def test_finetune_benchmark_quick(tmp_path):
   cache = tmp_path / "cache"
   records = bench.main(["--quick", "--no-table", "--cache-dir", str(cache)])
   measurements = [r for r in records if r["kind"] == "measurement"]
-  assert sorted((m["impl"], m["padding"]) for m in measurements) == [
-      ("ours", "64"), ("ours", "buckets"), ("peer", "64"), ("peer", "buckets")]
+  cells = [(m["impl"], m["padding"], m["method"]) for m in measurements]
+  assert sorted(cells) == sorted((impl, padding, method) for impl in ("ours", "peer")
+                                 for padding in ("64", "buckets")
+                                 for method in ("interleaved", "separate"))
   for m in measurements:
     assert "error" not in m, m.get("error")
     assert m["train_examples_per_s"] > 0 and m["eval_examples_per_s"] > 0
@@ -115,15 +117,25 @@ def test_finetune_benchmark_quick(tmp_path):
       assert [s["length"] for s in shapes] == occupied
       want = [n / 8 if split == "train" else math.ceil(n / 8) for n in counts if n]
       assert [s["batches"] for s in shapes] == want
-  ours = next(m for m in measurements if (m["impl"], m["padding"]) == ("ours", "buckets"))
+  by = {(m["impl"], m["padding"], m["method"]): m for m in measurements}
+  ours = by[("ours", "buckets", "separate")]
   # The Trainer's real bucketed input fed the loop the batches the estimate counted.
   assert ours["stream_same_batches"] is True and ours["stream_steps"] == 4
   assert set(ours["stream_lengths"]) <= {s["length"] for s in ours["train_shapes"]}
-  ratios = {r["padding"]: r for r in records if r["kind"] == "ratio"}
-  assert sorted(ratios) == ["64", "buckets"]
+  for padding in ("64", "buckets"):  # interleaved: one process, rounds of both, in turn
+    a, b = by[("ours", padding, "interleaved")], by[("peer", padding, "interleaved")]
+    assert a["peak_rss_mb"] == b["peak_rss_mb"]
+    for x, y in zip(a["train_shapes"] + a["eval_shapes"], b["train_shapes"] + b["eval_shapes"]):
+      assert x["calls"] == y["calls"] == len(x["pair_ratios"]) >= 2
+      assert x["pair_ratios"] == y["pair_ratios"]
+  ratios = {(r["padding"], r["method"]): r for r in records if r["kind"] == "ratio"}
+  assert sorted(ratios) == [("64", "interleaved"), ("64", "separate"),
+                            ("buckets", "interleaved"), ("buckets", "separate")]
   assert all(r["train_ratio"] > 0 and r["eval_ratio"] > 0 for r in ratios.values())
   buckets = [r for r in records if r["kind"] == "buckets"]
-  assert sorted(r["impl"] for r in buckets) == ["ours", "peer"]
+  assert sorted((r["impl"], r["method"]) for r in buckets) == [
+      ("ours", "interleaved"), ("ours", "separate"), ("peer", "interleaved"),
+      ("peer", "separate")]
   assert all(r["train_speedup_vs_64"] > 0 for r in buckets)
   conversions = [r for r in records if r["kind"] == "conversion"]
   assert sorted(c["workers"] for c in conversions) == [1, 2]
