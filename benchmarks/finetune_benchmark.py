@@ -648,6 +648,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--xla", action="store_true", help="jit_compile the steps (default off)")
   p.add_argument("--repeats", type=int, default=None, help="paired repeats (default 2; "
                  "--quick 1)")
+  p.add_argument("--first-repeat", type=int, default=0,
+                 help="index of the first repeat (another run's repeats continue the pairing "
+                 "and the alternation of who goes first; see --summarize)")
   p.add_argument("--warmup", type=int, default=None,
                  help="untimed calls per shape after the first (default 1; --quick 0)")
   p.add_argument("--min-calls", type=int, default=None,
@@ -727,7 +730,7 @@ def make_specs(args) -> tuple:
               "min_seconds": args.min_seconds, "max_calls": args.max_calls,
               "stream_steps": args.stream_steps, "seed": 12345}
   cells = []
-  for repeat in range(args.repeats):
+  for repeat in range(args.first_repeat, args.first_repeat + args.repeats):
     for method in args.methods:
       for task in args.tasks:
         for padding in args.paddings:
