@@ -128,3 +128,85 @@ def test_squad_benchmark_quick(tmp_path):
   assert sorted(ratios) == ["predict", "train"]
   assert all(r["speed_ratio"] > 0 and len(r["speed_ratio_paired_all"]) == 1
              for r in ratios.values())
+
+
+def test_finetune_benchmark_quick(tmp_path):
+  import math
+
+  import numpy as np
+
+  from albert.data import glue_features  # pylint: disable=g-import-not-at-top
+  from albert.data.corpus import TokenizerSpec  # pylint: disable=g-import-not-at-top
+  from benchmarks import finetune_benchmark as bench  # pylint: disable=g-import-not-at-top
+  cache = tmp_path / "cache"
+  records = bench.main(["--quick", "--no-table", "--cache-dir", str(cache)])
+  measurements = [r for r in records if r["kind"] == "measurement"]
+  cells = [(m["impl"], m["padding"], m["method"]) for m in measurements]
+  assert sorted(cells) == sorted((impl, padding, method) for impl in ("ours", "peer")
+                                 for padding in ("64", "buckets")
+                                 for method in ("interleaved", "separate"))
+  for m in measurements:
+    assert "error" not in m, m.get("error")
+    assert m["train_examples_per_s"] > 0 and m["eval_examples_per_s"] > 0
+    assert m["peak_rss_mb"] > 100
+    # A fresh two-label head starts at a loss near log(2) on every shape.
+    assert all(abs(s["first_loss"] - math.log(2)) < 0.1 for s in m["train_shapes"])
+  assert len({m["params"] for m in measurements}) == 1  # the same sizes for ours and the peer
+  # The shapes timed are the occupied buckets of the cached train and dev lengths, each with
+  # its number of batches: n_b / batch per training epoch, whole padded batches per dev pass.
+  spec = TokenizerSpec(spm_model_file=bench.SPM_MODEL, vocab_file=None, do_lower_case=True)
+  for m in measurements:
+    cap = m["max_seq_length"]
+    boundaries = [32, 64, 128] if m["padding"] == "buckets" else [cap]
+    for split, shapes in (("train", m["train_shapes"]), ("dev", m["eval_shapes"])):
+      _, meta = glue_features.build_glue_cache("mrpc", bench.QUICK_GLUE_DIR, split, spec, cap,
+                                               str(cache))
+      index = np.searchsorted(boundaries, meta["lengths"], side="left")
+      counts = np.bincount(index, minlength=len(boundaries))
+      occupied = [b for b, n in zip(boundaries, counts) if n]
+      assert [s["length"] for s in shapes] == occupied
+      want = [n / 8 if split == "train" else math.ceil(n / 8) for n in counts if n]
+      assert [s["batches"] for s in shapes] == want
+  by = {(m["impl"], m["padding"], m["method"]): m for m in measurements}
+  ours = by[("ours", "buckets", "separate")]
+  # The Trainer's real bucketed input fed the loop the batches the estimate counted.
+  assert ours["stream_same_batches"] is True and ours["stream_steps"] == 4
+  assert set(ours["stream_lengths"]) <= {s["length"] for s in ours["train_shapes"]}
+  for padding in ("64", "buckets"):  # interleaved: one process, rounds of both, in turn
+    a, b = by[("ours", padding, "interleaved")], by[("peer", padding, "interleaved")]
+    assert a["peak_rss_mb"] == b["peak_rss_mb"]
+    for x, y in zip(a["train_shapes"] + a["eval_shapes"], b["train_shapes"] + b["eval_shapes"]):
+      assert x["calls"] == y["calls"] == len(x["pair_ratios"]) >= 2
+      assert x["pair_ratios"] == y["pair_ratios"]
+  ratios = {(r["padding"], r["method"]): r for r in records if r["kind"] == "ratio"}
+  assert sorted(ratios) == [("64", "interleaved"), ("64", "separate"),
+                            ("buckets", "interleaved"), ("buckets", "separate")]
+  assert all(r["train_ratio"] > 0 and r["eval_ratio"] > 0 for r in ratios.values())
+  buckets = [r for r in records if r["kind"] == "buckets"]
+  assert sorted((r["impl"], r["method"]) for r in buckets) == [
+      ("ours", "interleaved"), ("ours", "separate"), ("peer", "interleaved"),
+      ("peer", "separate")]
+  assert all(r["train_speedup_vs_64"] > 0 for r in buckets)
+  conversions = [r for r in records if r["kind"] == "conversion"]
+  assert sorted(c["workers"] for c in conversions) == [1, 2]
+  for c in conversions:  # TF-free, 20 rows, the same bytes for any number of workers
+    assert not c["tensorflow_loaded"] and c["num_examples"] == 20
+  assert len({c["tfrecord_bytes"] for c in conversions}) == 1
+
+
+def test_finetune_benchmark_compares_conversion_with_the_originals_anchor():
+  from benchmarks import finetune_benchmark as bench  # pylint: disable=g-import-not-at-top
+  anchor = os.path.join(os.path.dirname(__file__), "testdata", "golden", "finetune",
+                        "classifier", "sst2_train_conversion_timing.json")
+  runs = [{"task": "sst-2", "max_seq_length": 128, "workers": 1, "num_examples": 67349,
+           "tfrecord_bytes": 35533068, "conversion_s": s, "process_wall_s": s + 1,
+           "peak_rss_mb": 100.0} for s in (4.0, 5.0, 9.0)]
+  (record,) = bench.conversion_vs_anchor(runs, anchor)
+  assert record["runs"] == 3 and record["conversion_s"] == 5.0
+  # WARN: read 1.52 + tokenizer 0.06 + conversion 10.09 s; wall 0:23.38; 704,428 kB.
+  assert record["anchor_warn_conversion_s"] == pytest.approx(11.67)
+  assert record["anchor_warn_process_wall_s"] == pytest.approx(23.38)
+  assert record["anchor_warn_peak_rss_mb"] == pytest.approx(704428 / 1024)
+  assert record["conversion_speedup_vs_warn"] == pytest.approx(11.67 / 5.0)
+  assert record["anchor_info_conversion_s"] == pytest.approx(1.58 + 0.09 + 16.6)
+  assert record["anchor_info_process_wall_s"] == pytest.approx(33.41)
