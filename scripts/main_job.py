@@ -353,13 +353,15 @@ def finetune(args, albert_config, spm_model: str, pretrained: str, say) -> None:
 
   _step("7. Export (raw text in) and three sentences through the reloaded SavedModel")
   from albert import startup  # pylint: disable=g-import-not-at-top
-  with startup.stderr_without("oneDNN supports DT_INT64 only"):  # a CPU note, not a problem
-    export = export_classifier(trainers["pretrained"], ExportSettings(
-        export_dir=os.path.join(out, "sst2_export")), log=say)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_text  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
-  served = tf.saved_model.load(export.path).signatures["raw_text"]
-  got = served(sentence=tf.constant(SENTENCES))
+  # A CPU note, not a problem; printed by the first int64 op of the process (the export's check
+  # on a first run, the served call on a rerun, where the export is kept).
+  with startup.stderr_without("oneDNN supports DT_INT64 only"):
+    export = export_classifier(trainers["pretrained"], ExportSettings(
+        export_dir=os.path.join(out, "sst2_export")), log=say)
+    served = tf.saved_model.load(export.path).signatures["raw_text"]
+    got = served(sentence=tf.constant(SENTENCES))
   for sentence, label, probabilities in zip(SENTENCES, got["label"].numpy(),
                                             got["probabilities"].numpy()):
     name = {"1": "positive", "0": "negative"}[label.decode()]

@@ -54,6 +54,9 @@ def final_weights(output_dir, step):
   return values
 
 
+# Slow (about 40 s): the regular suite resumes after a real SIGKILL in test_training_faults.py
+# (between a checkpoint and its evaluation) and after Ctrl-C, to the same weights bit for bit.
+@pytest.mark.slow
 def test_killed_process_resumes_to_the_same_weights(tmp_path):
   straight = tmp_path / "straight"
   subprocess.run(command(tmp_path, straight), env=environment(), check=True,
@@ -90,6 +93,9 @@ def _free_ports(count):
   return ports
 
 
+# Slow (about 30 s, two worker processes): the regular suite checks two replicas against one with
+# MirroredStrategy over two logical CPUs (test_training.py, test_trainer_seams.py).
+@pytest.mark.slow
 def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path):
   one = tmp_path / "one"
   subprocess.run(command(tmp_path, one, dropout=0.0, steps=4), env=environment(), check=True,
