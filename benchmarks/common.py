@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: fresh worker subprocesses, their result lines, small helpers.
+"""What the benchmark scripts share: fresh worker subprocesses, their result lines, the peer
+encoder, small helpers.
 
 A benchmark's orchestrator calls `run_subprocess(script, specs, timeout)`, which starts
 `python script --worker '<specs as JSON>'` in a fresh interpreter (so that start-up and peak
@@ -27,6 +28,30 @@ def import_tensorflow(log_level: str = "2"):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
   return tf, tf_keras
+
+
+def peer_initializer(config):
+  """A fresh TruncatedNormal of the config's initializer_range (the original's initializer)."""
+  _, tf_keras = import_tensorflow()
+  return tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+
+def peer_albert_encoder(config):
+  """tf-models-official's `networks.AlbertEncoder` with the sizes, dropout rates and initializer
+  of an `albert.config.AlbertConfig` (dict outputs): the encoder every benchmark's peer is
+  built on, so that the comparisons are of models of the same size."""
+  import_tensorflow()
+  from official.modeling import activations  # pylint: disable=import-outside-toplevel
+  from official.nlp.modeling import networks  # pylint: disable=import-outside-toplevel
+  return networks.AlbertEncoder(
+      vocab_size=config.vocab_size, embedding_width=config.embedding_size,
+      hidden_size=config.hidden_size, num_layers=config.num_hidden_layers,
+      num_attention_heads=config.num_attention_heads,
+      max_sequence_length=config.max_position_embeddings,
+      type_vocab_size=config.type_vocab_size, intermediate_size=config.intermediate_size,
+      activation=activations.gelu, dropout_rate=config.hidden_dropout_prob,
+      attention_dropout_rate=config.attention_probs_dropout_prob,
+      initializer=peer_initializer(config), dict_outputs=True)
 
 
 def rss_peak_mb() -> float:

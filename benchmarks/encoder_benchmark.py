@@ -86,9 +86,9 @@ def parse_case(case: str):
 # ------------------------------------------------------------------------------------ worker
 def build_encoder(impl: str, config: Dict):
   """(model, call) where call(ids, mask, seg, training) -> (sequence_output, pooled_output)."""
-  tf, tf_keras = common.import_tensorflow("3")
+  tf, _ = common.import_tensorflow("3")
+  from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
   if impl == "ours":
-    from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
     from albert.models import build_encoder_model  # pylint: disable=import-outside-toplevel
     model = build_encoder_model(AlbertConfig(**config))
 
@@ -96,19 +96,7 @@ def build_encoder(impl: str, config: Dict):
       out = model({"input_ids": ids, "input_mask": mask, "segment_ids": seg}, training=training)
       return out["sequence_output"], out["pooled_output"]
   elif impl == "peer":
-    from official.modeling import activations  # pylint: disable=import-outside-toplevel
-    from official.nlp.modeling import networks  # pylint: disable=import-outside-toplevel
-    c = config
-    model = networks.AlbertEncoder(
-        vocab_size=c["vocab_size"], embedding_width=c["embedding_size"],
-        hidden_size=c["hidden_size"], num_layers=c["num_hidden_layers"],
-        num_attention_heads=c["num_attention_heads"],
-        max_sequence_length=c["max_position_embeddings"],
-        type_vocab_size=c["type_vocab_size"], intermediate_size=c["intermediate_size"],
-        activation=activations.gelu, dropout_rate=c["hidden_dropout_prob"],
-        attention_dropout_rate=c["attention_probs_dropout_prob"],
-        initializer=tf_keras.initializers.TruncatedNormal(stddev=c["initializer_range"]),
-        dict_outputs=True)
+    model = common.peer_albert_encoder(AlbertConfig(**config))
 
     def call(ids, mask, seg, training):
       out = model([ids, mask, seg], training=training)

@@ -149,25 +149,17 @@ def _ours(spec: Dict, task, scratch: str):
 def _peer(spec: Dict, task):
   """(model, train_loop, predict_step) of tf-models-official, through our host loop."""
   tf, tf_keras = common.import_tensorflow()
-  from official.modeling import activations  # pylint: disable=import-outside-toplevel
   from official.nlp import optimization  # pylint: disable=import-outside-toplevel
-  from official.nlp.modeling import models, networks  # pylint: disable=import-outside-toplevel
+  from official.nlp.modeling import models  # pylint: disable=import-outside-toplevel
   from albert.input_pipeline import IS_REAL, ROW_INDEX  # pylint: disable=import-outside-toplevel
   from albert.train_loop import make_train_loop  # pylint: disable=import-outside-toplevel
   task.prepare("train")
   task.prepare("eval")
   c = task.config.albert_config
   tf_keras.utils.set_random_seed(spec["seed"])
-  init = lambda: tf_keras.initializers.TruncatedNormal(stddev=c.initializer_range)  # noqa: E731
-  encoder = networks.AlbertEncoder(
-      vocab_size=c.vocab_size, embedding_width=c.embedding_size, hidden_size=c.hidden_size,
-      num_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-      max_sequence_length=c.max_position_embeddings, type_vocab_size=c.type_vocab_size,
-      intermediate_size=c.intermediate_size, activation=activations.gelu,
-      dropout_rate=c.hidden_dropout_prob, attention_dropout_rate=c.attention_probs_dropout_prob,
-      initializer=init(), dict_outputs=True)
+  encoder = common.peer_albert_encoder(c)
   model = models.BertClassifier(encoder, num_classes=task.processor.num_labels,
-                                initializer=init(), dropout_rate=0.1)
+                                initializer=common.peer_initializer(c), dropout_rate=0.1)
 
   def forward(features, training):
     logits = model([features["input_ids"], features["input_mask"], features["segment_ids"]],

@@ -155,16 +155,10 @@ def _peer_model(spec: Dict):
   """(pretrainer, sop layer, forward(features, training) -> outputs) of tf-models-official."""
   tf, tf_keras = common.import_tensorflow()
   from official.modeling import activations  # pylint: disable=import-outside-toplevel
-  from official.nlp.modeling import models, networks  # pylint: disable=import-outside-toplevel
+  from official.nlp.modeling import models  # pylint: disable=import-outside-toplevel
   c = _albert_config(spec)
-  init = lambda: tf_keras.initializers.TruncatedNormal(stddev=c.initializer_range)  # noqa: E731
-  encoder = networks.AlbertEncoder(
-      vocab_size=c.vocab_size, embedding_width=c.embedding_size, hidden_size=c.hidden_size,
-      num_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-      max_sequence_length=c.max_position_embeddings, type_vocab_size=c.type_vocab_size,
-      intermediate_size=c.intermediate_size, activation=activations.gelu,
-      dropout_rate=c.hidden_dropout_prob, attention_dropout_rate=c.attention_probs_dropout_prob,
-      initializer=init(), dict_outputs=True)
+  init = lambda: common.peer_initializer(c)  # noqa: E731
+  encoder = common.peer_albert_encoder(c)
   pretrainer = models.BertPretrainerV2(encoder_network=encoder, mlm_activation=activations.gelu,
                                        mlm_initializer=init())
   # SOP: the original's head, a [H,2] projection of the encoder's pooled output. (BertPretrainerV2's

@@ -282,23 +282,10 @@ def _squad_task(config, output_dir: str, seq: int):
 
 def _peer_model(config):
   """tf-models-official's BertSpanLabeler over AlbertEncoder; forward(features, training)."""
-  tf, tf_keras = common.import_tensorflow()
-  from official.modeling import activations  # pylint: disable=import-outside-toplevel
-  from official.nlp.modeling import models, networks  # pylint: disable=import-outside-toplevel
-
-  def init():
-    return tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range)
-
-  encoder = networks.AlbertEncoder(
-      vocab_size=config.vocab_size, embedding_width=config.embedding_size,
-      hidden_size=config.hidden_size, num_layers=config.num_hidden_layers,
-      num_attention_heads=config.num_attention_heads,
-      max_sequence_length=config.max_position_embeddings,
-      type_vocab_size=config.type_vocab_size, intermediate_size=config.intermediate_size,
-      activation=activations.gelu, dropout_rate=config.hidden_dropout_prob,
-      attention_dropout_rate=config.attention_probs_dropout_prob, initializer=init(),
-      dict_outputs=True)
-  model = models.BertSpanLabeler(network=encoder, initializer=init())
+  tf, _ = common.import_tensorflow()
+  from official.nlp.modeling import models  # pylint: disable=import-outside-toplevel
+  encoder = common.peer_albert_encoder(config)
+  model = models.BertSpanLabeler(network=encoder, initializer=common.peer_initializer(config))
 
   def forward(features, training):
     start, end = model([features["input_ids"], features["input_mask"],
