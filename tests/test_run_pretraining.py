@@ -94,7 +94,7 @@ def _free_ports(count):
 
 
 # Slow (about 30 s, two worker processes): the regular suite checks two replicas against one with
-# MirroredStrategy over two logical CPUs (test_training.py, test_trainer_seams.py).
+# MirroredStrategy over two logical CPUs (test_trainer_seams.py, test_optimization.py).
 @pytest.mark.slow
 def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path):
   one = tmp_path / "one"
