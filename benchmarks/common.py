@@ -54,6 +54,24 @@ def peer_albert_encoder(config):
       initializer=peer_initializer(config), dict_outputs=True)
 
 
+def load_record(measurements: List[Dict], wall_s: float) -> Dict:
+  """The run's "load" line: min/median/max of the 1-minute load averages the measurements saw
+  (before and after each), the machine's CPU count and the wall time."""
+  loads = [m[k] for m in measurements for k in ("load_avg_1m_before", "load_avg_1m_after")
+           if isinstance(m.get(k), (int, float))]
+  return {"kind": "load", "load_avg_1m_min": min(loads) if loads else None,
+          "load_avg_1m_median": statistics.median(loads) if loads else None,
+          "load_avg_1m_max": max(loads) if loads else None, "cpus": os.cpu_count(),
+          "wall_s": wall_s}
+
+
+def write_records(path: str, records: List[Dict]) -> None:
+  """The run's records as one JSON list, written atomically (`albert.files.write_text`)."""
+  from albert import files  # pylint: disable=import-outside-toplevel
+  files.write_text(path, json.dumps(records, indent=1))
+  print(f"# wrote {path}", file=sys.stderr)
+
+
 def rss_peak_mb() -> float:
   """Peak resident memory of this process so far, MB."""
   import resource  # pylint: disable=import-outside-toplevel

@@ -795,13 +795,7 @@ def derive(measurements: List[Dict], conversions: List[Dict], emit, wall_s: Opti
   conversion_records = conversion_vs_anchor(conversions)
   for r in ratio_records + bucket_records + conversion_records:
     emit(r)
-  loads = [m[k] for m in measurements + conversions
-           for k in ("load_avg_1m_before", "load_avg_1m_after")
-           if isinstance(m.get(k), (int, float))]
-  emit({"kind": "load", "load_avg_1m_min": min(loads) if loads else None,
-        "load_avg_1m_median": statistics.median(loads) if loads else None,
-        "load_avg_1m_max": max(loads) if loads else None, "cpus": os.cpu_count(),
-        "wall_s": wall_s})
+  emit(common.load_record(measurements + conversions, wall_s))
   if table:
     print_table(summary, ratio_records, bucket_records, conversion_records)
 

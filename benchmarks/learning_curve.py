@@ -55,13 +55,6 @@ def _say(line: str) -> None:
   print(f"# {line}", file=sys.stderr, flush=True)
 
 
-def _write_atomic(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------ data
 def read_documents(files: Sequence[str]) -> List[Tuple[str, str]]:
   """(file name, document text) for every blank-line separated document of the files."""
@@ -87,6 +80,7 @@ def split_documents(docs: List[Tuple[str, str]], every: int = 20
 
 def prepare_data(args, log=_say) -> Dict:
   """Splits the corpus, trains (or reuses) the vocabulary, writes (or reuses) the records."""
+  from albert import files as albert_files
   from albert.data.pretraining import CreateDataConfig, create_pretraining_data
   from albert.data.vocab import VocabConfig, train_vocab
   files = [f.strip() for f in args.corpus.split(",") if f.strip()]
@@ -108,7 +102,7 @@ def prepare_data(args, log=_say) -> Dict:
       with open(texts[name], encoding="utf-8") as f:
         old = f.read()
     if old != content:  # changed corpus or split: everything after it is stale
-      _write_atomic(texts[name], content)
+      albert_files.write_text(texts[name], content)
       for stale in os.listdir(work):
         if stale.endswith((".tfrecord", ".model", ".vocab")) and args.spm_model != os.path.join(
             work, stale):
@@ -432,7 +426,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
   json_path = os.path.join(args.results_dir, "learning_curve.json")
   png_path = os.path.join(args.results_dir, "learning_curve.png")
   result["json"], result["png"] = json_path, png_path
-  _write_atomic(json_path, json.dumps(result, indent=1) + "\n")
+  from albert import files  # pylint: disable=import-outside-toplevel
+  files.write_text(json_path, json.dumps(result, indent=1) + "\n")
   plot(result, png_path)
   print(json.dumps({k: v for k, v in result.items() if k not in ("eval", "train")}), flush=True)
   _say(f"final held-out MLM accuracy {final.get('masked_lm_accuracy', float('nan')):.4f} "

@@ -672,21 +672,11 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   ratio_records = ratios(summary, measurements)
   for r in ratio_records:
     emit(r)
-  loads = [m[k] for m in measurements for k in ("load_avg_1m_before", "load_avg_1m_after")
-           if isinstance(m.get(k), (int, float))]
-  emit({"kind": "load", "load_avg_1m_min": min(loads) if loads else None,
-        "load_avg_1m_median": statistics.median(loads) if loads else None,
-        "load_avg_1m_max": max(loads) if loads else None, "cpus": os.cpu_count(),
-        "wall_s": time.time() - started})
+  emit(common.load_record(measurements, time.time() - started))
   if not args.no_table:
     print_table(summary, ratio_records)
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = f"{args.out}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(records, f, indent=1)
-    os.replace(tmp, args.out)
-    print(f"# wrote {args.out}", file=sys.stderr)
+    common.write_records(args.out, records)
   return records
 
 

@@ -462,11 +462,9 @@ def quick_input(work_dir: str, source: str, articles: int = 3) -> str:
   if not os.path.exists(path):
     with open(source, encoding="utf-8") as f:
       data = json.load(f)
-    os.makedirs(work_dir, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump({"version": data.get("version"), "data": data["data"][:articles]}, f)
-    os.replace(tmp, path)
+    from albert import files  # pylint: disable=import-outside-toplevel
+    files.write_text(path, json.dumps({"version": data.get("version"),
+                                       "data": data["data"][:articles]}))
   return path
 
 
@@ -715,21 +713,11 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   summaries = feature_summaries(measurements) + model_summaries(measurements)
   for s in summaries:
     emit(s)
-  loads = [m[k] for m in measurements for k in ("load_avg_1m_before", "load_avg_1m_after")
-           if isinstance(m.get(k), (int, float))]
-  emit({"kind": "load", "load_avg_1m_min": min(loads) if loads else None,
-        "load_avg_1m_median": statistics.median(loads) if loads else None,
-        "load_avg_1m_max": max(loads) if loads else None, "cpus": os.cpu_count(),
-        "wall_s": time.time() - started})
+  emit(common.load_record(measurements, time.time() - started))
   if not args.no_table:
     print_tables(summaries)
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = f"{args.out}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(records, f, indent=1)
-    os.replace(tmp, args.out)
-    print(f"# wrote {args.out}", file=sys.stderr)
+    common.write_records(args.out, records)
   return records
 
 
