@@ -10,8 +10,8 @@ Three commands (the first word after the script name; `create` when there is non
                (--input_file globs of records, --spm_model_file to decode, --num_examples)
 
 This file only turns flags into a typed config and calls one library function
-(`albert.data.pretraining.create_pretraining_data`, `albert.data.vocab.train_vocab`,
-`albert.data.inspection.inspect_records`) through `albert.errors.run_cleanly`: a bad flag, input
+(`albert.data.pretraining.job.create_pretraining_data`, `albert.data.pretraining.vocab.train_vocab`,
+`albert.data.pretraining.inspection.inspect_records`) through `albert.errors.run_cleanly`: a bad flag, input
 or output location is one line `error: ...` and exit status 1. Progress lines go to stderr,
 plain. It imports no TensorFlow at module level, so the worker processes it spawns stay small.
 See docs/create_pretraining_data.md.
@@ -24,7 +24,7 @@ import sys
 
 from absl import app, flags
 
-from albert import flags as albert_flags
+from albert.cli import flags as albert_flags
 
 albert_flags.define_tokenizer_flags()
 
@@ -100,7 +100,7 @@ def _log(line: str) -> None:
 
 def _create():
   from albert import files  # pylint: disable=g-import-not-at-top
-  from albert.data import pretraining  # pylint: disable=g-import-not-at-top
+  from albert.data.pretraining import job as pretraining  # pylint: disable=g-import-not-at-top
   if FLAGS.parallel:
     _log(f"note: --parallel is ignored: --num_workers={FLAGS.num_workers or 'all cores'} "
          "processes share any input")
@@ -124,7 +124,7 @@ def _create():
 
 
 def _train_vocab():
-  from albert.data import vocab  # pylint: disable=g-import-not-at-top
+  from albert.data.pretraining import vocab  # pylint: disable=g-import-not-at-top
   vocab.train_vocab(vocab.VocabConfig(
       input_file=FLAGS.input_file, model_prefix=FLAGS.model_prefix, vocab_size=FLAGS.vocab_size,
       do_lower_case=FLAGS.do_lower_case, character_coverage=FLAGS.character_coverage,
@@ -134,8 +134,8 @@ def _train_vocab():
 
 
 def _inspect():
-  from albert import startup  # pylint: disable=g-import-not-at-top
-  from albert.data import inspection  # pylint: disable=g-import-not-at-top
+  from albert.cli import startup  # pylint: disable=g-import-not-at-top
+  from albert.data.pretraining import inspection  # pylint: disable=g-import-not-at-top
   startup.start_tensorflow()
   stats = inspection.inspect_records(inspection.InspectConfig(
       input_file=FLAGS.input_file, spm_model_file=FLAGS.spm_model_file,

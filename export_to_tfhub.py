@@ -7,7 +7,7 @@ companion preprocessing SavedModel and a TFLite model. See docs/export.md.
   python export_to_tfhub.py --albert_directory=albert_base \
       --checkpoint_name=model.ckpt-best --export_path=/tmp/albert_base_hub
 
-This file only turns flags into an `albert.export.ExportConfig` and calls `albert.export.export`
+This file only turns flags into an `albert.export.encoder.ExportConfig` and calls `albert.export.encoder.export`
 through `albert.errors.run_cleanly` (a bad flag, input, checkpoint or output location is one
 line `error: ...` and exit status 1). Rerunning a command that stopped keeps the parts already
 exported and writes the rest.
@@ -15,7 +15,7 @@ exported and writes the rest.
 
 from absl import app, flags, logging
 
-from albert import flags as albert_flags
+from albert.cli import flags as albert_flags
 
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
@@ -67,9 +67,10 @@ def main(argv):
 
 
 def _main():
-  from albert import startup
+  from albert.cli import startup
   startup.start_tensorflow()
-  from albert import export, export_job
+  from albert.export import encoder as export
+  from albert.export import job as export_job
 
   for name in ("output_dir", "albert_hub_module_handle"):
     if FLAGS[name].present:

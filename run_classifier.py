@@ -6,12 +6,12 @@ it. `--do_eval` without `--do_train` scores the checkpoints in `--output_dir` (o
 `--init_checkpoint` when there are none); `--do_predict` alone uses `model.ckpt-best` of
 `--output_dir` (or `--init_checkpoint`). TF2 additions as in run_pretraining.py, plus
 `--cached_dir` (now fingerprinted), `--length_buckets`, `--num_workers`. This file only turns
-flags into typed configs and calls `albert.training.Trainer` (and the export).
+flags into typed configs and calls `albert.train.trainer.Trainer` (and the export).
 """
 
 from absl import app, flags
 
-from albert import flags as albert_flags
+from albert.cli import flags as albert_flags
 
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
@@ -51,13 +51,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from albert import startup
+  from albert.cli import startup
   return startup.run_script(_main)
 
 
 def _main():
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
-  from albert.training import Trainer
+  from albert.train.trainer import Trainer
 
   for name in ("data_dir", "task_name", "output_dir"):
     if not FLAGS[name].value:
@@ -77,7 +77,7 @@ def _main():
     if shown:
       print(f"{task.task_name}: {shown}")
   if FLAGS.export_dir:
-    from albert.classifier_export import ExportSettings, export_classifier
+    from albert.export.serving import ExportSettings, export_classifier
     export_classifier(trainer, ExportSettings(  # logs "Exported <export_dir>/<version> ..."
         export_dir=FLAGS.export_dir, threshold=FLAGS.threshold_to_export))
 

@@ -2,12 +2,12 @@
 
 Flags keep the original's names, defaults and meanings; TF2 additions choose the distribution
 strategy, mixed precision, XLA and the seed. This file only turns flags into typed configs and
-calls `albert.training.Trainer`.
+calls `albert.train.trainer.Trainer`.
 """
 
 from absl import app, flags
 
-from albert import flags as albert_flags
+from albert.cli import flags as albert_flags
 
 albert_flags.define_model_flags()
 albert_flags.define_loop_flags(save_checkpoints_steps=5000)
@@ -44,7 +44,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from albert import startup
+  from albert.cli import startup
   return startup.run_script(_main)
 
 
@@ -52,7 +52,7 @@ def _main():
   from albert.config import AlbertConfig
   from albert.tasks.pretraining import (PretrainingDataConfig, PretrainingTask,
                                         PretrainingTaskConfig)
-  from albert.training import Trainer
+  from albert.train.trainer import Trainer
 
   if not FLAGS.do_train and not FLAGS.do_eval:
     raise app.UsageError("At least one of `do_train` or `do_eval` must be True.")

@@ -5,12 +5,12 @@ the optimizer is AdamW; `--train_file` / `--eval_file` / `--predict_file` name t
 caches, built when absent); `--data_dir` holds `RACE/{train,dev,test}/{middle,high}/` in the
 official layout (one `N.txt` per passage) or the original's `all.txt`. TF2 additions as in
 run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--truncation`. This file only
-turns flags into typed configs and calls `albert.training.Trainer`.
+turns flags into typed configs and calls `albert.train.trainer.Trainer`.
 """
 
 from absl import app, flags
 
-from albert import flags as albert_flags
+from albert.cli import flags as albert_flags
 
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
@@ -58,14 +58,14 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from albert import startup
+  from albert.cli import startup
   return startup.run_script(_main)
 
 
 def _main():
   from albert.data.race import levels_from_flags
   from albert.tasks.race import RaceTask, RaceTaskConfig
-  from albert.training import Trainer
+  from albert.train.trainer import Trainer
 
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
     raise app.UsageError("At least one of `do_train`, `do_eval`, `do_predict' or `export_dir` "
@@ -92,7 +92,7 @@ def _main():
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items()) if "accuracy" in k)
     print(f"RACE: {shown}; results in {FLAGS.output_dir}/eval_results.txt")
   if FLAGS.export_dir:
-    from albert.finetune_export import export_from_trainer
+    from albert.export.versioned import export_from_trainer
     export_from_trainer(trainer, "race", FLAGS.export_dir)
 
 

@@ -7,12 +7,12 @@ best's predictions.json, nbest_predictions.json (and null_odds.json); on a file 
 (or alone, with a trained --output_dir or --init_checkpoint) it only predicts. `--prepare_only`
 builds the feature caches and stops. TF2 additions as in run_pretraining.py, plus
 `--cached_dir`, `--length_buckets`, `--num_workers`, `--heldout_fraction`. This file only
-turns flags into typed configs and calls `albert.training.Trainer`.
+turns flags into typed configs and calls `albert.train.trainer.Trainer`.
 """
 
 from absl import app, flags
 
-from albert import flags as albert_flags
+from albert.cli import flags as albert_flags
 
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
@@ -73,13 +73,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from albert import startup
+  from albert.cli import startup
   return startup.run_script(_main)
 
 
 def _main():
   from albert.tasks.squad import SquadTask, SquadTaskConfig, has_answers
-  from albert.training import Trainer
+  from albert.train.trainer import Trainer
 
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required")
@@ -110,7 +110,7 @@ def _main():
   if FLAGS.do_train or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
   if FLAGS.export_dir:
-    from albert.finetune_export import export_from_trainer
+    from albert.export.versioned import export_from_trainer
     threshold = task.stored_threshold(FLAGS.output_dir)
     export_from_trainer(
         trainer, "squad_v2" if FLAGS.version_2_with_negative else "squad_v1", FLAGS.export_dir,

@@ -136,7 +136,7 @@ def spearman(x: ArrayLike, y: ArrayLike, weights: Optional[ArrayLike] = None) ->
 
 # ------------------------------------------------------------------------------------- GLUE
 def _task(task_name: str) -> str:
-  from albert.data.glue import canonical_task_name  # pylint: disable=g-import-not-at-top
+  from albert.data.glue.reader import canonical_task_name  # pylint: disable=g-import-not-at-top
   return canonical_task_name(task_name)
 
 

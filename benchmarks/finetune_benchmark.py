@@ -9,17 +9,17 @@ random weights), with length buckets (`default_buckets(512)`: 32, 64, 128, 256, 
   eval   one prediction step of the dev set (forward, `training=False`, logits and
          probabilities), as `Trainer.predict` runs it for `--do_eval`.
 
-  ours   `albert.tasks.classifier.ClassifierTask` on `albert.training.Trainer`: the Trainer's own
+  ours   `albert.tasks.classifier.ClassifierTask` on `albert.train.trainer.Trainer`: the Trainer's own
          compiled host loop (`Trainer._make_train_loop()`) and prediction step
          (`Trainer._make_predict_step()`), the Trainer's AdamW.
   peer   `official.nlp.modeling.models.BertClassifier` (dropout 0.1 on the pooled output, a
          Dense head) over `networks.AlbertEncoder` of the same sizes, AdamW of
          `official.nlp.optimization.create_optimizer`, run through the same host loop
-         (`albert.train_loop.make_train_loop`: the same loss, clipping and metrics; its
+         (`albert.train.loop.make_train_loop`: the same loss, clipping and metrics; its
          embedding gradient left sparse, as tf-models-official's trainer leaves it).
 
 Both get the same batches: real rows of the task's feature cache (written by
-`albert.data.glue_features.build_glue_cache` and shared by every worker), cut to the padded
+`albert.data.glue.features.build_glue_cache` and shared by every worker), cut to the padded
 length exactly as the input pipeline cuts them. Every occupied padded length (shape) is timed on
 its own: a traced first call, `--warmup` untimed calls, then at least `--min-calls` timed calls
 lasting at least `--min-seconds`. Epoch and dev-pass times are extrapolated from those step
@@ -130,7 +130,7 @@ def _task(spec: Dict, scratch: str):
 
 def _ours(spec: Dict, task, scratch: str):
   """(model, train_loop, predict_step, trainer) of the Trainer, built but not run."""
-  from albert.training import (  # pylint: disable=import-outside-toplevel
+  from albert.train.trainer import (  # pylint: disable=import-outside-toplevel
       OptimizerConfig, Trainer, TrainerConfig)
   lr, steps, warmup = RUN_GLUE[spec["task"]]
   trainer = Trainer(
@@ -151,8 +151,8 @@ def _peer(spec: Dict, task):
   tf, tf_keras = common.import_tensorflow()
   from official.nlp import optimization  # pylint: disable=import-outside-toplevel
   from official.nlp.modeling import models  # pylint: disable=import-outside-toplevel
-  from albert.input_pipeline import IS_REAL, ROW_INDEX  # pylint: disable=import-outside-toplevel
-  from albert.train_loop import make_train_loop  # pylint: disable=import-outside-toplevel
+  from albert.train.input_pipeline import IS_REAL, ROW_INDEX  # pylint: disable=import-outside-toplevel
+  from albert.train.loop import make_train_loop  # pylint: disable=import-outside-toplevel
   task.prepare("train")
   task.prepare("eval")
   c = task.config.albert_config
@@ -211,7 +211,7 @@ def train_batch(task, rows, length: int, batch: int):
   """A train batch of the given cache rows (cycled up to `batch`), cut to `length`."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   tf, _ = common.import_tensorflow()
-  from albert import input_pipeline  # pylint: disable=import-outside-toplevel
+  from albert.train import input_pipeline  # pylint: disable=import-outside-toplevel
   path = task.input_files("train")[0]
   spec = input_pipeline.parse_spec(task.schema("train"))
   keep = np.zeros(task.metadata("train")["num_examples"], bool)
@@ -330,7 +330,7 @@ def run_cell_worker(spec: Dict) -> Dict:
   impls = spec["impls"]
   if "peer" in impls:  # imported here so that import_s counts the peer's own import
     import official.nlp.modeling.models  # pylint: disable=import-outside-toplevel,unused-import
-  import albert.training  # pylint: disable=import-outside-toplevel,unused-import
+  import albert.train.trainer  # pylint: disable=import-outside-toplevel,unused-import
   t_import = time.time()
   scratch = tempfile.mkdtemp(prefix="albert-finetune-bench-")
   try:
@@ -412,8 +412,8 @@ def run_conversion_worker(spec: Dict) -> Dict:
   import resource  # pylint: disable=import-outside-toplevel
   load_before = os.getloadavg()[0]
   t0 = time.perf_counter()
-  from albert.data import glue_features  # pylint: disable=import-outside-toplevel
-  from albert.data.corpus import TokenizerSpec  # pylint: disable=import-outside-toplevel
+  from albert.data.glue import features as glue_features  # pylint: disable=import-outside-toplevel
+  from albert.data.pretraining.corpus import TokenizerSpec  # pylint: disable=import-outside-toplevel
   t_import = time.perf_counter()
   scratch = tempfile.mkdtemp(prefix="albert-finetune-convert-")
   workers = spec["workers"]
@@ -456,8 +456,8 @@ def _worker_main(spec_json: str) -> None:
 def prepare_caches(args, log) -> None:
   """Every cache the cells read (train and dev, per task and max_seq_length), built once."""
   sys.path.insert(0, REPO_DIR)
-  from albert.data import glue_features  # pylint: disable=import-outside-toplevel
-  from albert.data.corpus import TokenizerSpec  # pylint: disable=import-outside-toplevel
+  from albert.data.glue import features as glue_features  # pylint: disable=import-outside-toplevel
+  from albert.data.pretraining.corpus import TokenizerSpec  # pylint: disable=import-outside-toplevel
   spec = TokenizerSpec(spm_model_file=args.spm_model_file, vocab_file=None, do_lower_case=True)
   caps = sorted({padding_cap(p, args.bucket_cap) for p in args.paddings})
   for task in args.tasks:

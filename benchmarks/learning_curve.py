@@ -6,14 +6,14 @@ evaluation every `--eval_every` steps:
    `/work/shared/data/corpus/albert_format/`) are split: every 20th document (5%) is held out
    for evaluation, the rest is the training text;
 2. a SentencePiece vocabulary (`--vocab_size`, default 4,000) is trained on the training text
-   with `albert.data.vocab.train_vocab` (the original recipe), or `--spm_model` is used;
+   with `albert.data.pretraining.vocab.train_vocab` (the original recipe), or `--spm_model` is used;
 3. records are written with `create_pretraining_data` (seq 64, 10 predictions; train: dupe 5,
    eval: dupe 1), all cached in `--work_dir` and reused when the settings are unchanged;
 4. the time budget (`--budget_minutes`, default 10) is turned into a number of steps by a short
    calibration run of the real Trainer (unless `--num_train_steps` is given), so that the
    learning-rate schedule (warmup, then linear decay to 0) ends with the budget;
 5. the model of `configs/tiny` (vocabulary size set to the trained one) is pretrained from
-   scratch with LAMB through `albert.training.Trainer` (`--train_batch_size` 64), with a
+   scratch with LAMB through `albert.train.trainer.Trainer` (`--train_batch_size` 64), with a
    checkpoint and an evaluation on the held-out records every `--eval_every` steps;
 6. the curves (held-out MLM/SOP accuracy and loss per evaluation, training metrics per loop,
    wall time) and the baselines (MLM: always the most frequent masked token of the training
@@ -81,8 +81,8 @@ def split_documents(docs: List[Tuple[str, str]], every: int = 20
 def prepare_data(args, log=_say) -> Dict:
   """Splits the corpus, trains (or reuses) the vocabulary, writes (or reuses) the records."""
   from albert import files as albert_files
-  from albert.data.pretraining import CreateDataConfig, create_pretraining_data
-  from albert.data.vocab import VocabConfig, train_vocab
+  from albert.data.pretraining.job import CreateDataConfig, create_pretraining_data
+  from albert.data.pretraining.vocab import VocabConfig, train_vocab
   files = [f.strip() for f in args.corpus.split(",") if f.strip()]
   for f in files:
     if not os.path.exists(f):
@@ -221,7 +221,7 @@ def make_trainer(args, data: Dict, output_dir: str, num_train_steps: int, eval_e
   from albert.config import AlbertConfig
   from albert.tasks.pretraining import PretrainingDataConfig
   from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
-  from albert.training import OptimizerConfig, Trainer, TrainerConfig
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
   config = AlbertConfig.from_json_file(args.albert_config_file).replace(
       vocab_size=data["vocab_size"])
   pdata = lambda name: PretrainingDataConfig(  # noqa: E731

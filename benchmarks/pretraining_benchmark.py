@@ -7,7 +7,7 @@ skipped for `LayerNorm`/`layer_norm`/`bias`) and the job's metrics. Every measur
 fresh subprocess (so that its peak RSS is its own) and times a `tf.function` loop of N steps
 over an in-memory synthetic batch:
 
-  ours    `albert.training.Trainer`'s own compiled host loop (`Trainer._make_train_loop()`), on
+  ours    `albert.train.trainer.Trainer`'s own compiled host loop (`Trainer._make_train_loop()`), on
           the `albert.tasks.pretraining.PretrainingTask` model and the Trainer's LAMB: exactly
           the step `run_pretraining.py` runs (XLA: `TrainerConfig(enable_xla=True)`, which
           compiles the replica step with `jit_compile`).
@@ -16,7 +16,7 @@ over an in-memory synthetic batch:
           (Dense(2) on the encoder's `pooled_output`, as the original), LAMB from
           `official.modeling.optimization.lamb` (`--peer-optimizer ours`: our LAMB on its
           variables), `tf.clip_by_global_norm(grads, 1.0)`, run by the Trainer's host loop
-          itself (`albert.training.make_train_loop`: same `strategy.run`, reduce, finiteness
+          itself (`albert.train.trainer.make_train_loop`: same `strategy.run`, reduce, finiteness
           check, metrics, XLA on the replica step), its embedding gradients left sparse as
           tf-models-official's trainer leaves them.
   ours_mirror  (optional) our model and LAMB built outside the Trainer, through the same
@@ -137,7 +137,7 @@ def _ours_trainer(spec: Dict, output_dir: str, train_data=None):
   """A Trainer on the PretrainingTask with the original's LAMB settings (not run yet)."""
   from albert.tasks.pretraining import (  # pylint: disable=import-outside-toplevel
       PretrainingTask, PretrainingTaskConfig)
-  from albert.training import (  # pylint: disable=import-outside-toplevel
+  from albert.train.trainer import (  # pylint: disable=import-outside-toplevel
       OptimizerConfig, Trainer, TrainerConfig)
   task = PretrainingTask(PretrainingTaskConfig(_albert_config(spec), train_data=train_data))
   steps = spec.get("trainer_total_steps", 10**6)
@@ -224,7 +224,7 @@ def run_loop_worker(spec: Dict) -> Dict:
     import official.nlp.modeling.models  # pylint: disable=import-outside-toplevel,unused-import
   from albert.tasks.pretraining import (  # pylint: disable=import-outside-toplevel
       PretrainingTask, PretrainingTaskConfig)
-  from albert.train_loop import make_train_loop  # pylint: disable=import-outside-toplevel
+  from albert.train.loop import make_train_loop  # pylint: disable=import-outside-toplevel
   t_import = time.time()
 
   config = _albert_config(spec)
@@ -417,7 +417,7 @@ def make_records(work_dir: str, cases: List[Dict], quick: bool, log) -> Dict[str
   otherwise a 4,000-piece model trained here. Reused when already written.
   """
   sys.path.insert(0, REPO_DIR)
-  from albert.data.pretraining import (  # pylint: disable=import-outside-toplevel
+  from albert.data.pretraining.job import (  # pylint: disable=import-outside-toplevel
       CreateDataConfig, create_pretraining_data)
   corpus = os.path.join(REPO_DIR, "data", "default", "corpus.txt")
   os.makedirs(work_dir, exist_ok=True)
@@ -431,7 +431,7 @@ def make_records(work_dir: str, cases: List[Dict], quick: bool, log) -> Dict[str
     corpus = sliced
   spm_model = os.path.join(REPO_DIR, "output", "default", "spm.model")
   if not os.path.exists(spm_model):
-    from albert.data.vocab import VocabConfig, train_vocab  # pylint: disable=import-outside-toplevel
+    from albert.data.pretraining.vocab import VocabConfig, train_vocab  # pylint: disable=import-outside-toplevel
     prefix = os.path.join(work_dir, "spm")
     spm_model = prefix + ".model"
     if not os.path.exists(spm_model):

@@ -5,7 +5,7 @@ each printed as one JSON line (`"kind": "measurement"`):
 
 features  The whole `--predict_file` (default ../shared/data/squad/dev-v1.1.json, 10,570
           questions) at 384 / 128 / 64, `is_training=False`, with 30k-clean.model, lower-cased:
-  ours    `albert.data.squad_cache.build_squad_cache` into a fresh (cold) cache directory, as
+  ours    `albert.data.squad.cache.build_squad_cache` into a fresh (cold) cache directory, as
           `run_squad.py --prepare_only` runs it: read the JSON, convert, write the TFRecords,
           the .meta.npz and the JSON last; then the same call again (the reuse path). With
           `num_workers` 1 and 2 (`--workers`). Records: wall, CPU of the process and its
@@ -36,7 +36,7 @@ model     v1 SQuAD model on the base configuration (configs/v2/base, random weig
           predict = its predict step (`Trainer._make_predict_step()`, logits to numpy).
   peer    tf-models-official `models.BertSpanLabeler` over `networks.AlbertEncoder` of the
           same sizes (its `SpanLabeling` Dense(2) is the v1 head); train = the same host loop
-          (`albert.train_loop.make_train_loop`, the same loss `losses.squad_v1_loss`, clipping
+          (`albert.train.loop.make_train_loop`, the same loss `losses.squad_v1_loss`, clipping
           1.0) with `official.nlp.optimization.create_optimizer` AdamW, embedding gradients
           left sparse as tf-models-official's trainer leaves them; predict = the same
           strategy.run + gather step around `model(..., training=False)`.
@@ -122,8 +122,9 @@ def _feature_common(spec: Dict, wall: float, cpu: float, questions: int) -> Dict
 def run_ours_features(spec: Dict) -> Dict:
   """`build_squad_cache` (impl ours) or the in-memory conversion (ours_memory), cold."""
   load_before = os.getloadavg()[0]
-  from albert.data import squad, squad_cache  # pylint: disable=import-outside-toplevel
-  from albert.data import squad_features as features_lib  # pylint: disable=import-outside-toplevel
+  from albert.data.squad import examples as squad  # pylint: disable=import-outside-toplevel
+  from albert.data.squad import cache as squad_cache
+  from albert.data.squad import features as features_lib  # pylint: disable=import-outside-toplevel
   token_spec = features_lib.TokenizerSpec(spec["spm_model_file"], do_lower_case=True)
   settings = features_lib.FeatureSettings(spec["max_seq_length"], spec["doc_stride"],
                                           spec["max_query_length"])
@@ -335,8 +336,8 @@ def run_model_worker(spec: Dict) -> Dict:
   load_before = os.getloadavg()[0]
   tf, tf_keras = common.import_tensorflow()
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from albert.train_loop import make_train_loop  # pylint: disable=import-outside-toplevel
-  from albert.training import (  # pylint: disable=import-outside-toplevel
+  from albert.train.loop import make_train_loop  # pylint: disable=import-outside-toplevel
+  from albert.train.trainer import (  # pylint: disable=import-outside-toplevel
       OptimizerConfig, Trainer, TrainerConfig)
   impl, mode, batch, seq = spec["impl"], spec["mode"], spec["batch"], spec["seq"]
   config = _albert_config(spec)

@@ -48,7 +48,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(args) -> int:
-  from albert import files, startup  # pylint: disable=g-import-not-at-top
+  from albert import files  # pylint: disable=g-import-not-at-top
+  from albert.cli import startup
   files.check_output_dir(args.output_dir)
   for path in (args.albert_config_file, os.path.join(args.golden_dir, "albert_config.json"),
                os.path.join(args.golden_dir, "outputs.npz")):

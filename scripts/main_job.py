@@ -108,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 # --------------------------------------------------------------------------------- checks
 def read_documents(corpus: str) -> List[str]:
   """The documents of `corpus` (blank-line separated); bytes that are not UTF-8 name the line."""
-  from albert.data import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+  from albert.data.pretraining import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
   with open(corpus, "rb") as f:
     raw = f.read()
   lines = [corpus_lib.decode_line(line.rstrip(b"\r"), corpus, number)
@@ -160,7 +160,7 @@ def check_settings(args) -> Tuple[object, List[str]]:
 
 
 def _training_configs(args, max_eval_steps: int):
-  from albert.training import OptimizerConfig, TrainerConfig  # pylint: disable=g-import-not-at-top
+  from albert.train.trainer import OptimizerConfig, TrainerConfig  # pylint: disable=g-import-not-at-top
   trainer_config = TrainerConfig(
       output_dir=os.path.join(args.output_dir, "model"), train_batch_size=args.train_batch_size,
       eval_batch_size=64, num_train_steps=args.num_train_steps, save_checkpoints_steps=500,
@@ -222,16 +222,16 @@ def write_split(documents: List[str], directory: str, held_out: int) -> Tuple[st
 
 # ---------------------------------------------------------------------------------- the job
 def _run(args) -> None:
-  from albert import startup  # pylint: disable=g-import-not-at-top
+  from albert.cli import startup  # pylint: disable=g-import-not-at-top
   startup.start_tensorflow()
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
-  from albert.data.pretraining import CreateDataConfig, create_pretraining_data
-  from albert.data.vocab import VocabConfig, train_vocab
+  from albert.data.pretraining.job import CreateDataConfig, create_pretraining_data
+  from albert.data.pretraining.vocab import VocabConfig, train_vocab
   from albert.tasks.pretraining import PretrainingDataConfig
   from albert.tasks.pretraining import (PretrainingTask, PretrainingTaskConfig,
                                         masked_lm_frequency_baseline)
-  from albert.training import Trainer
+  from albert.train.trainer import Trainer
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -321,11 +321,11 @@ POOLER = ("bert/pooler/",)
 
 def finetune(args, albert_config, spm_model: str, pretrained: str, say) -> None:
   """SST-2 from the pretrained model and from a random start; export; raw sentences."""
-  from albert.classifier_export import ExportSettings, export_classifier
-  from albert.data import glue
+  from albert.export.serving import ExportSettings, export_classifier
+  from albert.data.glue import reader as glue
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
   from albert.tasks.finetune import FinetuneConfig, default_buckets
-  from albert.training import OptimizerConfig, Trainer, TrainerConfig
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
 
   out, length, steps = args.output_dir, args.finetune_max_seq_length, args.finetune_steps
   accuracy, trainers = {}, {}
@@ -352,7 +352,7 @@ def finetune(args, albert_config, spm_model: str, pretrained: str, say) -> None:
     accuracy[name], trainers[name] = trainer.run_dir.best()["value"], trainer
 
   _step("7. Export (raw text in) and three sentences through the reloaded SavedModel")
-  from albert import startup  # pylint: disable=g-import-not-at-top
+  from albert.cli import startup  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_text  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
   # A CPU note, not a problem; printed by the first int64 op of the process (the export's check

@@ -37,7 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(tables: List[str], args) -> None:
-  from albert import startup  # pylint: disable=g-import-not-at-top
+  from albert.cli import startup  # pylint: disable=g-import-not-at-top
   startup.start_tensorflow()
   from albert import param_table  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
   print("Counting parameters on real model instances (backbone with pooler, no heads, "

@@ -4,7 +4,7 @@
 (or `python scripts/run_glue.py ...`) does what the original's `run_glue.sh` does, in one
 process: for each task (SST-2, MNLI, CoLA, QNLI, QQP, RTE, STS-B, MRPC, WNLI) it runs the
 classifier task of `run_classifier.py` with that task's hyper-parameters
-(`albert.data.glue_recipe.RECIPES`: learning rate, batch size, steps, warmup, checkpoint
+(`albert.data.glue.recipe.RECIPES`: learning rate, batch size, steps, warmup, checkpoint
 interval, max_seq_length 512, AdamW) in `<output_dir>/<task>/`: trains, scores every checkpoint
 (`eval_results.txt`, `model.ckpt-best`, `best_trial.txt`) and predicts the test set with the best
 one (`test_results.tsv`, `submit_results.tsv`); MNLI's model also scores MNLI-mm dev and predicts
@@ -38,8 +38,9 @@ if REPO_DIR not in sys.path:
   sys.path.insert(0, REPO_DIR)
 
 from albert import files  # noqa: E402
-from albert.data import glue_recipe, glue_submission  # noqa: E402
-from albert.data.glue_recipe import RecipeOverrides, TaskRecipe  # noqa: E402
+from albert.data.glue import recipe as glue_recipe  # noqa: E402
+from albert.data.glue import submission as glue_submission
+from albert.data.glue.recipe import RecipeOverrides, TaskRecipe  # noqa: E402
 from albert.errors import FlagError, InputError  # noqa: E402
 
 STATE_FILE = "recipe.json"
@@ -183,7 +184,7 @@ def run_task(recipe: TaskRecipe, args, model, strategy, submission_dir: str) -> 
   from albert.config import AlbertConfig
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
   from albert.tasks.finetune import FinetuneConfig, default_buckets
-  from albert.training import OptimizerConfig, Trainer, TrainerConfig
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
 
   def log(line: str) -> None:
     print(f"[{recipe.task}] {line}", flush=True)
@@ -250,7 +251,7 @@ def run_or_skip(recipe: TaskRecipe, args, model, get_strategy, submission_dir: s
 
 def result_of(recipe: TaskRecipe, task_dir: str) -> glue_recipe.TaskResult:
   from albert import metrics  # pylint: disable=g-import-not-at-top
-  from albert.run_dir import RunDir  # pylint: disable=g-import-not-at-top
+  from albert.train.run_dir import RunDir  # pylint: disable=g-import-not-at-top
   run_dir = RunDir(task_dir)
   best = run_dir.best()
   if best is None:
@@ -323,7 +324,7 @@ def _run(args: argparse.Namespace) -> None:
     if not strategy:
       # pylint: disable=g-import-not-at-top
       from absl import logging
-      from albert.distribute import DistributeConfig, make_strategy
+      from albert.train.distribute import DistributeConfig, make_strategy
       logging.set_verbosity(logging.WARNING)
       strategy.append(make_strategy(DistributeConfig(strategy=args.distribution_strategy,
                                                      num_gpus=args.num_gpus)))

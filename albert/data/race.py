@@ -404,7 +404,7 @@ def build_race_cache(data_dir: str, split: str, tokenizer_spec: Any, max_seq_len
                      path_override: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
   """The split's features as a `FeatureCache` (reused when nothing changed); `(path, metadata)`.
 
-  `tokenizer_spec`: an `albert.data.corpus.TokenizerSpec` (spm_model_file, vocab_file,
+  `tokenizer_spec`: an `albert.data.pretraining.corpus.TokenizerSpec` (spm_model_file, vocab_file,
   do_lower_case). `path_override` gives the cache a fixed file name (the original's
   `--train_file` / `--eval_file`); its metadata still decides whether it is reused.
   Metadata keys: `num_questions`, per question `question_ids`, `levels`, `label_ids`,

@@ -1,1 +1,1 @@
-"""Tasks: what the one training loop (albert/training.py) needs to know about a job."""
+"""Tasks: what the one training loop (albert/train/trainer.py) needs to know about a job."""

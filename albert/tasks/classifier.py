@@ -1,7 +1,7 @@
 """GLUE sentence (pair) classification and STS-B regression: the original's run_classifier.py.
 
-Data: `albert.data.glue` (the original's processors and features on the official TSVs) cached by
-`albert.data.glue_features` under a fingerprint. Model: the encoder, the original's head (root
+Data: `albert.data.glue.reader` (the original's processors and features on the official TSVs) cached by
+`albert.data.glue.features` under a fingerprint. Model: the encoder, the original's head (root
 `output_weights` [num_labels, H], `output_bias`, dropout 0.1 on the pooled output in training
 whatever the config says), softmax cross-entropy, or STS-B's squared error. Splits: train, dev
 (eval), test (predict). Evaluation (predict + postprocess) gives the original's keys
@@ -23,7 +23,9 @@ import tensorflow as tf
 import tf_keras
 
 from albert import losses, metrics
-from albert.data import glue, glue_features, glue_submission
+from albert.data.glue import reader as glue
+from albert.data.glue import features as glue_features
+from albert.data.glue import submission as glue_submission
 from albert.errors import InputError
 from albert.models import build_classifier_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask

@@ -7,7 +7,7 @@
 * the encoder: a fresh `bert` from the albert config, or the hub module's (its variables keep
   the original `bert/...` names, so fine-tuned checkpoints are TF1-name checkpoints either way);
 * one feature cache per split (`prepare` -> the subclass's `build_cache`), read back as
-  fixed-shape batches by `albert.input_pipeline` (train: shuffled and repeated; eval and
+  fixed-shape batches by `albert.train.input_pipeline` (train: shuffled and repeated; eval and
   predict: one ordered pass whose padding rows have `is_real_example` 0), optionally in length
   buckets;
 * `initialize`: a pretrained or fine-tuned TF1-name checkpoint must restore the whole encoder
@@ -29,11 +29,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import tensorflow as tf
 import tf_keras
 
-from albert import checkpoint, input_pipeline
+from albert import checkpoint
+from albert.train import input_pipeline
 from albert.config import AlbertConfig
-from albert.data.corpus import TokenizerSpec
+from albert.data.pretraining.corpus import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
-from albert.tasks.base import Task
+from albert.train.task import Task
 
 SPLITS = ("train", "eval", "predict")
 

@@ -23,12 +23,13 @@ from typing import Dict, List, Optional, Tuple
 import tensorflow as tf
 import tf_keras
 
-from albert import input_pipeline, losses
+from albert import losses
+from albert.train import input_pipeline
 from albert.config import AlbertConfig
 from albert.data import records as records_lib
 from albert.errors import InputError
 from albert.models import build_pretraining_model
-from albert.tasks.base import Task
+from albert.train.task import Task
 
 # The features pretraining reads, in the record's order.
 FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",

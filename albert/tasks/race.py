@@ -24,7 +24,7 @@ import tensorflow as tf
 from albert import files, losses
 from albert.data import race as race_data
 from albert.models import build_race_model
-from albert.run_dir import format_results
+from albert.train.run_dir import format_results
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
 
 SPLIT_NAMES = {"train": "train", "eval": "dev", "predict": "test"}

@@ -1,6 +1,6 @@
 """SQuAD v1.1 and v2.0 as one task: the original's run_squad_v1.py and run_squad_v2.py.
 
-Data: `albert.data.squad*` (the original's reader and features, built fast and cached under a
+Data: `albert.data.squad.examples*` (the original's reader and features, built fast and cached under a
 fingerprint). Model: the encoder and the v1 head (`cls/squad`) or ALBERT's v2 head
 (`start_logits`, `end_logits` on the top `start_n_top` starts, `answer_class`), the original's
 losses. Splits: `train` (--train_file), `eval` and `predict` (--predict_file; eval when it has
@@ -31,8 +31,11 @@ import tensorflow as tf
 
 from albert import files, losses
 from albert.data import cache as cache_lib
-from albert.data import squad as squad_data
-from albert.data import squad_cache, squad_features, squad_metrics, squad_postprocess
+from albert.data.squad import examples as squad_data
+from albert.data.squad import cache as squad_cache
+from albert.data.squad import features as squad_features
+from albert.data.squad import metrics as squad_metrics
+from albert.data.squad import postprocess as squad_postprocess
 from albert.errors import FlagError
 from albert.models import build_squad_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
@@ -278,7 +281,7 @@ class SquadTask(FinetuneTask):
     It is recorded in eval_results.txt with that step's scores, and written beside the
     checkpoints as `null_threshold.json` for users and exports.
     """
-    from albert.run_dir import RunDir  # pylint: disable=g-import-not-at-top
+    from albert.train.run_dir import RunDir  # pylint: disable=g-import-not-at-top
     run = RunDir(output_dir)
     best = run.best()
     recorded = run.scored_steps().get(best["step"]) if best else None

@@ -1,0 +1,156 @@
+"""Answers (question, context) pairs with a fine-tuned SQuAD model: the Python API of run_squad.
+
+`SquadAnswerer.from_checkpoint(albert_config_file, checkpoint, spm_model_file, ...)` or
+`SquadAnswerer.from_export(export_dir, ...)` (a `run_squad.py --export_dir` version folder:
+its settings, SentencePiece model and no-answer threshold are read from the export), then
+`answer([(question, context), ...])` -> one dict per pair: `id`, `question`, `answer` (text, ""
+when v2 decides there is none), `probability` (of that answer among the n-best), `start` (its
+character offset in the context, -1 for none), and for v2 `no_answer` (bool) and `null_score`
+(the score difference the threshold is applied to). Contexts longer than one window are read in
+doc-stride windows, exactly as training and `--do_predict` do (the same features and decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+from albert.data.squad import examples as squad_data
+from albert.data.squad import features as squad_features
+from albert.data.squad import postprocess as squad_postprocess
+from albert.errors import FlagError
+
+Pair = Union[Tuple[str, str], Dict[str, str]]
+FEATURES = ("input_ids", "input_mask", "segment_ids", "p_mask")
+
+
+class SquadAnswerer:
+  """See the module docstring."""
+
+  def __init__(self, predict: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]],
+               spm_model_file: str, version_2_with_negative: bool, do_lower_case: bool = True,
+               max_seq_length: int = 384, doc_stride: int = 128, max_query_length: int = 64,
+               n_best_size: int = 20, max_answer_length: int = 30,
+               null_score_diff_threshold: Optional[float] = None, batch_size: int = 16):
+    self._predict = predict
+    self.spec = squad_features.TokenizerSpec(spm_model_file, do_lower_case)
+    self.settings = squad_features.FeatureSettings(max_seq_length, doc_stride, max_query_length)
+    self.v2 = version_2_with_negative
+    self.n_best_size, self.max_answer_length = n_best_size, max_answer_length
+    self.threshold = null_score_diff_threshold
+    self.batch_size = batch_size
+
+  # --------------------------------------------------------------------------- constructors
+  @classmethod
+  def from_checkpoint(cls, albert_config_file: str, checkpoint_path: str, spm_model_file: str,
+                      version_2_with_negative: bool, start_n_top: int = 5, end_n_top: int = 5,
+                      **kwargs) -> "SquadAnswerer":
+    """A fine-tuned TF1-name checkpoint (`model.ckpt-best` of a run_squad.py output_dir)."""
+    from albert import checkpoint  # pylint: disable=g-import-not-at-top
+    from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
+    from albert.models import build_squad_model  # pylint: disable=g-import-not-at-top
+    model = build_squad_model(AlbertConfig.from_json_file(albert_config_file),
+                              version_2_with_negative, start_n_top, end_n_top, dropout_prob=0.0)
+    checkpoint.load_tf1_checkpoint(model, checkpoint_path, require_all=True)
+
+    def predict(features):
+      inputs = {k: tf.constant(v) for k, v in features.items()}
+      if version_2_with_negative:
+        inputs["start_positions"] = tf.zeros([len(features["input_ids"])], tf.int32)
+      return {k: v.numpy() for k, v in model(inputs, training=False).items()
+              if not isinstance(v, (list, tuple))}
+
+    return cls(predict, spm_model_file, version_2_with_negative, **kwargs)
+
+  @classmethod
+  def from_export(cls, export_dir: str, spm_model_file: Optional[str] = None,
+                  **kwargs) -> "SquadAnswerer":
+    """A `run_squad.py --export_dir` SavedModel (its `token_ids` signature)."""
+    info_path = os.path.join(export_dir, "assets.extra", "export_info.json")
+    info: Dict[str, Any] = {}
+    if os.path.exists(info_path):
+      with open(info_path, encoding="utf-8") as f:
+        info = json.load(f)
+    kind = info.get("task_kind")
+    if kind not in ("squad_v1", "squad_v2"):
+      raise FlagError(f"{export_dir} is not a SQuAD export (task kind {kind!r} in "
+                      f"{info_path}); export one with run_squad.py --export_dir")
+    spm_model_file = spm_model_file or _asset(export_dir, ".model")
+    if not spm_model_file:
+      raise FlagError(f"{export_dir} carries no SentencePiece model: pass spm_model_file")
+    signature = tf.saved_model.load(export_dir).signatures["token_ids"]
+
+    def predict(features):
+      return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in
+                                                   features.items()}).items()}
+
+    settings = {k: info[k] for k in ("do_lower_case", "max_seq_length", "doc_stride",
+                                     "max_query_length", "null_score_diff_threshold")
+                if info.get(k) is not None}
+    settings.update(kwargs)
+    return cls(predict, spm_model_file, kind == "squad_v2", **settings)
+
+  # ------------------------------------------------------------------------------- answering
+  def answer(self, pairs: Iterable[Pair]) -> List[Dict[str, Any]]:
+    """One answer dict per (question, context) pair, in order (see the module docstring)."""
+    examples = squad_data.examples_from_pairs(list(pairs))
+    if not examples:
+      return []
+    features, _ = squad_features.convert_examples_to_features(
+        examples, self.spec, self.settings, is_training=False, num_workers=1)
+    results = self._run(features)
+    if self.v2:
+      first, nbest, null_odds = squad_postprocess.decode_v2(
+          examples, features, results, self.n_best_size, self.max_answer_length,
+          null_score_diff_threshold=None)
+    else:
+      first, nbest = squad_postprocess.decode_v1(examples, features, results, self.n_best_size,
+                                                 self.max_answer_length)
+      null_odds = {}
+    answers = []
+    for example in examples:
+      best = next((n for n in nbest[example.qas_id] if n.get("text")), nbest[example.qas_id][0])
+      entry = {"id": example.qas_id, "question": example.question_text,
+               "answer": first[example.qas_id], "probability": float(best["probability"]),
+               "start": _offset(example.paragraph_text, first[example.qas_id])}
+      if self.v2:
+        score = float(null_odds[example.qas_id])
+        no_answer = self.threshold is not None and score > self.threshold
+        entry.update(null_score=score, no_answer=bool(no_answer))
+        if no_answer:
+          entry.update(answer="", start=-1)
+      answers.append(entry)
+    return answers
+
+  def _run(self, features: squad_features.SquadFeatures) -> Dict[str, np.ndarray]:
+    outputs: Dict[str, List[np.ndarray]] = {}
+    count = len(features.unique_id)
+    for start in range(0, count, self.batch_size):
+      rows = slice(start, min(count, start + self.batch_size))
+      batch = {k: np.asarray(getattr(features, k)[rows], np.int32) for k in FEATURES}
+      for key, value in self._predict(batch).items():
+        outputs.setdefault(key, []).append(np.asarray(value))
+    results = {k: np.concatenate(v) for k, v in outputs.items()}
+    results["unique_ids"] = np.asarray(features.unique_id)
+    return results
+
+
+def _offset(context: str, text: str) -> int:
+  return context.find(text) if text else -1
+
+
+def _asset(export_dir: str, suffix: str) -> Optional[str]:
+  assets = os.path.join(export_dir, "assets")
+  if not os.path.isdir(assets):
+    return None
+  found = sorted(n for n in os.listdir(assets) if n.endswith(suffix))
+  return os.path.join(assets, found[0]) if found else None
+
+
+def answer_questions(pairs: Sequence[Pair], **kwargs) -> List[Dict[str, Any]]:
+  """One-shot helper: `SquadAnswerer.from_checkpoint(**kwargs).answer(pairs)`."""
+  return SquadAnswerer.from_checkpoint(**kwargs).answer(pairs)

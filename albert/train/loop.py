@@ -1,0 +1,176 @@
+"""The compiled training loop and the run-time guards around it.
+
+* `make_train_loop(...)`: the compiled host loop of training, usable around any model and
+  optimizer (the Trainer's; the pretraining benchmark runs tf-models-official's model through it).
+  Each step on every replica: forward, loss / replicas, gradients summed over replicas (dense:
+  the norm is that of the true gradient on every device), clipped to a global norm, applied; the
+  task's metrics updated; examples and real tokens counted from the batches actually seen.
+* `StopRequest`: while a loop runs, the first Ctrl-C only asks the run to stop after the current
+  loop (so that the state can be saved); a second one stops at once.
+* `NamedInputErrors`: tf.data's DataLossError names only a byte offset; this finds and names the
+  corrupted record file. An input check inside the pipeline (`input_pipeline.check_ids_below`)
+  becomes an InputError instead of a bug-shaped InvalidArgumentError.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable, Dict, List, Optional
+
+import tensorflow as tf
+import tf_keras
+
+from albert import optimization
+from albert.errors import InputError
+from albert.train.input_pipeline import INPUT_CHECK_MARK
+from albert.train.task import Task
+
+
+def count_batch(features: Dict[str, tf.Tensor]):
+  """(examples, real tokens) of one batch: rows, and non-zero `input_mask` entries."""
+  first = next(iter(features.values()))
+  examples = tf.shape(first)[0]
+  if "input_mask" in features:
+    tokens = tf.reduce_sum(tf.cast(tf.not_equal(features["input_mask"], 0), tf.int64))
+  else:
+    tokens = tf.cast(tf.size(first), tf.int64)
+  return tf.cast(examples, tf.int64), tokens
+
+
+def make_train_loop(strategy: tf.distribute.Strategy,
+                    forward: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
+                    variables: Callable[[], List[tf.Variable]], optimizer, task: Task,
+                    metrics, *, clip_norm: float = 1.0, enable_xla: bool = False,
+                    dense_gradients: bool = True):
+  """The compiled host loop of training: `train_loop(iterator, steps) -> dict`.
+
+  Each step, on every replica: `forward(features)` (training mode) -> the task's loss /
+  replicas (scaled when `optimizer` is a LossScaleOptimizer) -> gradients of `variables()` ->
+  summed over replicas -> clipped to global norm `clip_norm` -> applied; then the task's
+  metrics are updated. `dense_gradients` (the Trainer's choice) turns the IndexedSlices of
+  embedding lookups into dense tensors and sums them with one explicit all-reduce; False leaves
+  them sparse and lets `apply_gradients` aggregate them, as tf-models-official's trainer does
+  (the pretraining benchmark runs its peer through this loop that way). `enable_xla` compiles
+  the replica step with XLA. Returns `loss` and `norm` (replica means of the last step),
+  `bad_step` (the step whose loss, or without loss scaling gradient norm, was not finite; -1
+  when none was; the loop stops there), and `examples` / `tokens` seen (all replicas).
+  """
+  replicas = strategy.num_replicas_in_sync
+  loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+
+  def replica_step(features):
+    with tf.GradientTape() as tape:
+      loss, aux = task.compute_loss(features, forward(features))
+      scaled = loss / replicas
+      if loss_scaled:
+        scaled = optimizer.get_scaled_loss(scaled)
+    trainable = variables()
+    grads = tape.gradient(scaled, trainable)
+    # Variables the loss does not reach (SQuAD never uses the pooler) get no update at all, as
+    # in the original (a zero gradient would still let weight decay shrink them).
+    used = [(g, v) for g, v in zip(grads, trainable) if g is not None]
+    grads, trainable = [g for g, _ in used], [v for _, v in used]
+    if dense_gradients:
+      grads = [tf.convert_to_tensor(g) for g in grads]
+    if loss_scaled:
+      grads = optimizer.get_unscaled_gradients(grads)
+    if dense_gradients:
+      grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grads, norm = optimization.clip_gradients(grads, clip_norm)
+    if dense_gradients:  # summed above
+      optimizer.apply_gradients(zip(grads, trainable), skip_gradients_aggregation=True)
+    else:  # (a legacy OptimizerV2, such as tf-models' LAMB, has no such argument)
+      optimizer.apply_gradients(zip(grads, trainable))
+    task.update_metrics(metrics, features, aux)
+    examples, tokens = count_batch(features)
+    return loss, norm, examples, tokens
+
+  if enable_xla:
+    replica_step = tf.function(replica_step, jit_compile=True)
+
+  def total(value):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+  @tf.function
+  def train_loop(iterator, steps):
+    loss = tf.constant(0.0)
+    norm = tf.constant(0.0)
+    examples = tf.constant(0, tf.int64)
+    tokens = tf.constant(0, tf.int64)
+    bad_step = tf.constant(-1, tf.int64)
+    for _ in tf.range(steps):
+      per_replica = strategy.run(replica_step, args=(next(iterator),))
+      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[0], axis=None)
+      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[1], axis=None)
+      examples += total(per_replica[2])
+      tokens += total(per_replica[3])
+      # Under loss scaling, overflowing gradients are expected: that step is skipped.
+      if not tf.math.is_finite(loss) or (not loss_scaled and not tf.math.is_finite(norm)):
+        bad_step = tf.cast(optimizer.iterations, tf.int64) - 1
+        break
+    return {"loss": loss, "norm": norm, "bad_step": bad_step, "examples": examples,
+            "tokens": tokens}
+
+  return train_loop
+
+
+class StopRequest:
+  """While active, the first Ctrl-C only asks the training loop to stop after its current loop."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.getsignal(signal.SIGINT)
+
+      def handler(signum, frame):
+        if self.requested:  # a second Ctrl-C: stop at once
+          raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after the current loop (press again to stop at once)",
+              flush=True)
+
+      signal.signal(signal.SIGINT, handler)
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+    return False
+
+
+class NamedInputErrors:
+  """Turns tf.data's DataLossError (which names only an offset) into an error naming the file."""
+
+  def __init__(self, paths: List[str], split: str):
+    self.paths, self.split = paths, split
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    if exc_type is not None and issubclass(exc_type, tf.errors.InvalidArgumentError) and (
+        INPUT_CHECK_MARK in (exc.message or "")):
+      message = exc.message[exc.message.index(INPUT_CHECK_MARK):].splitlines()[0]
+      raise InputError(message.split(" [", 1)[0].rstrip(".")) from None
+    if exc_type is None or not issubclass(exc_type, tf.errors.DataLossError):
+      return False
+    bad = find_corrupted_record_file(self.paths)
+    where = bad or (", ".join(self.paths) if self.paths else f"the {self.split} input")
+    raise InputError(f"{where}: corrupted or truncated TFRecord data ({exc.message.splitlines()[0]}"
+                     f"); the run stopped there; replace the file and rerun the same command "
+                     "to resume") from None
+
+
+def find_corrupted_record_file(paths: List[str]) -> Optional[str]:
+  """The first of `paths` whose TFRecord framing or checksums are broken, or None."""
+  for path in paths:
+    try:
+      for _ in tf.data.TFRecordDataset(path).batch(1024):
+        pass
+    except tf.errors.DataLossError:
+      return path
+  return None

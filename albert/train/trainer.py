@@ -1,0 +1,498 @@
+"""The one training loop of every task: the original TPUEstimator batch job, in TF2.
+
+`Trainer(task, TrainerConfig, OptimizerConfig, strategy).run(do_train, do_eval, do_predict)`:
+- checks the settings, the task's inputs, the init checkpoint and the run directory (a run
+  with another albert config is refused) before anything is written; then lets the task build
+  its feature caches, and turns an epoch-based length into steps (printed);
+- builds the task's model and the optimizer inside the strategy's scope;
+- resumes from `output_dir/train_state/` (model, optimizer slots and step, input position and
+  dropout random state, so that a killed and resumed run ends with the weights of an
+  uninterrupted one; a damaged newest state falls back to the newest intact one), or starts
+  from `init_checkpoint` (TF1 names, original or ours);
+- runs `iterations_per_loop` steps per compiled host loop (fewer where a checkpoint is due):
+  forward, loss / replicas, gradients summed over replicas, clipped to global norm
+  `clip_norm` (1.0, the original's), applied by LAMB or AdamW with the original's schedule;
+- every `save_checkpoints_steps`: the resume checkpoint (`keep_checkpoint_max` kept) and, beside
+  it, a weights-only checkpoint in the original TF1 names, `output_dir/model.ckpt-N`; with
+  `do_eval`, scores it (`evaluate`), appends the results to `eval_results.txt` and keeps the
+  best (task's `best_metric`) as `model.ckpt-best` + `best_trial.txt`, deleting nothing;
+- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result (after a
+  kill between a save and its evaluation, and in eval-only runs);
+- `evaluate()` is one pass over every eval example (padding rows weigh 0), or, for a task
+  whose eval input streams, `max_eval_steps` batches; `predict(split)` returns the task's
+  per-example outputs for a whole split in input order, on any strategy, and the task's
+  `postprocess` turns them into files and metrics;
+- prints a progress line per loop (examples/s and tokens/s from the batches actually seen) and
+  writes TensorBoard summaries; a non-finite loss stops the run with an error naming the step,
+  and nothing after the last good checkpoint is saved; Ctrl-C saves the resume state at the
+  step reached and stops with one line; a corrupted record file is named.
+
+Differences from the original, on purpose: gradients are summed over replicas before clipping
+(the original clipped each TPU core's gradient, then averaged), so that N replicas compute what
+one device computes with the same global batch; and embedding gradients are made dense before
+clipping, so the global norm is that of the true gradient on every device (the original's was
+on TPU, with one-hot embeddings; on CPU/GPU its sparse gradients counted each repeated token's
+slice separately in the norm).
+
+Files: this one (configs, set-up, training, saving); `albert/train/evaluator.py` (evaluate, predict,
+evaluate_checkpoints: a base class of the Trainer); `albert/train/loop.py` (the compiled step
+loop `make_train_loop`, usable around any model and optimizer, and the Ctrl-C and corrupted-input
+guards); `albert/train/run_dir.py` (the files of output_dir).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+import time
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+import tf_keras
+
+from albert import checkpoint, files, optimization
+from albert.train import distribute
+from albert.errors import Interrupted, OutputError, TrainingError
+from albert.train.run_dir import STATE_DIR, TF1_PREFIX, RunDir
+from albert.train.evaluator import Evaluation
+from albert.train.task import Task
+from albert.train.loop import NamedInputErrors, StopRequest, make_train_loop
+
+__all__ = ["OptimizerConfig", "TrainerConfig", "Trainer", "TrainingError", "make_train_loop",
+           "STATE_DIR", "TF1_PREFIX"]
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+  optimizer: str = "lamb"  # lamb | adamw
+  learning_rate: float = 0.00176
+  num_warmup_steps: int = 3125
+  start_warmup_step: int = 0
+  poly_power: float = 1.0
+  weight_decay_rate: float = 0.01
+  # Epoch-based runs (SQuAD): warmup = int(num_train_steps * warmup_proportion) when set.
+  warmup_proportion: Optional[float] = None
+
+  def validate(self) -> None:
+    if self.optimizer not in optimization.OPTIMIZERS:
+      raise TrainingError(f"--optimizer must be one of {', '.join(optimization.OPTIMIZERS)}, "
+                          f"got {self.optimizer!r}")
+    if not self.learning_rate > 0:
+      raise TrainingError(f"--learning_rate must be positive, got {self.learning_rate}")
+    for key in ("num_warmup_steps", "start_warmup_step"):
+      if getattr(self, key) < 0:
+        raise TrainingError(f"--{key} must not be negative, got {getattr(self, key)}")
+    if self.warmup_proportion is not None and not 0 <= self.warmup_proportion <= 1:
+      raise TrainingError(f"--warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+  output_dir: str
+  train_batch_size: int = 4096  # global
+  eval_batch_size: int = 64  # global
+  predict_batch_size: Optional[int] = None  # global; None: eval_batch_size
+  num_train_steps: int = 125000
+  # Epoch-based runs: steps = int(task.num_train_examples() / train_batch_size * epochs).
+  num_train_epochs: Optional[float] = None
+  save_checkpoints_steps: int = 5000
+  keep_checkpoint_max: int = 5
+  iterations_per_loop: int = 1000
+  max_eval_steps: Optional[int] = 100  # a cap for tasks whose eval input streams
+  init_checkpoint: Optional[str] = None
+  init_from_group0: bool = False
+  # Where --do_predict alone reads its weights: None means model.ckpt-best of output_dir, else
+  # the latest model.ckpt-N, else init_checkpoint.
+  predict_checkpoint: Optional[str] = None
+  albert_config_file: Optional[str] = None  # the source of the task's config (for messages)
+  enable_xla: bool = False
+  mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+  seed: int = 12345
+  clip_norm: float = 1.0
+
+  def validate(self) -> None:
+    for key in ("train_batch_size", "eval_batch_size", "save_checkpoints_steps",
+                "keep_checkpoint_max", "iterations_per_loop"):
+      if getattr(self, key) <= 0:
+        raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
+    for key in ("predict_batch_size", "max_eval_steps"):
+      if getattr(self, key) is not None and getattr(self, key) <= 0:
+        raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
+    if self.num_train_steps is not None and self.num_train_steps < 0:
+      raise TrainingError(f"--num_train_steps must not be negative, got {self.num_train_steps}")
+    if self.num_train_epochs is not None and not self.num_train_epochs > 0:
+      raise TrainingError(f"--num_train_epochs must be positive, got {self.num_train_epochs}")
+    if self.mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+      raise TrainingError(f"--mixed_precision must be float32, mixed_float16 or mixed_bfloat16, "
+                          f"got {self.mixed_precision!r}")
+    if not self.output_dir:
+      raise TrainingError("--output_dir is required")
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Trainer(Evaluation):
+  """Trains, evaluates and predicts for one task; see the module docstring."""
+
+  def __init__(self, task: Task, config: TrainerConfig, optimizer_config: OptimizerConfig,
+               strategy: Optional[tf.distribute.Strategy] = None,
+               log: Callable[[str], None] = lambda line: print(line, flush=True)):
+    config.validate()
+    optimizer_config.validate()
+    self.task = task
+    self.config = config
+    self.optimizer_config = optimizer_config
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.log = log
+    self.chief = distribute.is_chief(self.strategy)
+    self.replicas = self.strategy.num_replicas_in_sync
+    self.run_dir = RunDir(config.output_dir)
+    self.state_dir = self.run_dir.state_dir
+    # Everything below is set by _prepare / _build.
+    self.num_train_steps: int = config.num_train_steps
+    self.num_warmup_steps: int = optimizer_config.num_warmup_steps
+    self.model: Optional[tf_keras.Model] = None
+    self.optimizer = None
+    self.schedule = None
+    self.train_metrics: Dict[str, tf_keras.metrics.Metric] = {}
+    self.eval_metrics: Dict[str, tf_keras.metrics.Metric] = {}
+    self._built = False
+    self._prepared = set()
+    self._writers: Dict[str, tf.summary.SummaryWriter] = {}
+    self._eval_step = None
+    self._predict_step: Optional[Callable] = None
+    self._claimed = False
+    self._steps_resolved = False
+    self._datasets: Dict[str, tf.distribute.DistributedDataset] = {}
+    self._checkpoint: Optional[tf.train.Checkpoint] = None
+    self._manager: Optional[tf.train.CheckpointManager] = None
+    self._weights_source: Optional[str] = None  # what the model's weights are now
+
+  # ------------------------------------------------------------------------------- set-up
+  def _check(self, do_train: bool, do_eval: bool, do_predict: bool) -> None:
+    """Every check that needs no output: settings, inputs, init checkpoint, run directory."""
+    c = self.config
+    for name, size in (("train_batch_size", c.train_batch_size),
+                       ("eval_batch_size", c.eval_batch_size),
+                       ("predict_batch_size", self._predict_batch_size)):
+      if size % self.replicas:
+        raise TrainingError(f"--{name}={size} is not divisible by the {self.replicas} replicas "
+                            "of the distribution strategy (the batch size is global)")
+    if self.task.eval_streams and do_eval and not c.max_eval_steps:
+      raise TrainingError(f"task {self.task.name} evaluates on an endless input: set "
+                          "--max_eval_steps")
+    files.check_output_dir(c.output_dir)
+    for split, wanted in (("train", do_train), ("eval", do_eval), ("predict", do_predict)):
+      if wanted:
+        self.task.check_inputs(split)
+    for source in (c.init_checkpoint, c.predict_checkpoint):
+      if source:
+        checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
+    if do_train and self.num_train_steps is not None and self.num_train_steps > 0 and (
+        self.optimizer_config.start_warmup_step >= self.num_train_steps):
+      self.log(f"warning: --start_warmup_step={self.optimizer_config.start_warmup_step} is at "
+               f"or past --num_train_steps={self.num_train_steps}: the learning rate stays 0 "
+               "for the whole run")
+
+  @property
+  def _predict_batch_size(self) -> int:
+    return self.config.predict_batch_size or self.config.eval_batch_size
+
+  def _prepare(self, splits) -> None:
+    """Claims the run directory, lets the task build its inputs, resolves epochs into steps."""
+    if self.chief and not self._claimed:
+      files.make_dirs(self.config.output_dir)
+      if self.task.albert_config is not None:
+        self.run_dir.claim(self.task.albert_config, self.config.albert_config_file)
+      self._claimed = True
+    for split in splits:
+      if split not in self._prepared:
+        self.task.prepare(split)
+        self._prepared.add(split)
+    c, o = self.config, self.optimizer_config
+    if c.num_train_epochs is not None and "train" in splits and not self._steps_resolved:
+      self._steps_resolved = True
+      examples = self.task.num_train_examples()
+      if not examples:
+        raise TrainingError(f"task {self.task.name} cannot count its training examples: give "
+                            "--num_train_steps instead of --num_train_epochs")
+      self.num_train_steps = int(examples / c.train_batch_size * c.num_train_epochs)
+      if o.warmup_proportion is not None:
+        self.num_warmup_steps = int(self.num_train_steps * o.warmup_proportion)
+      self.log(f"Training {c.num_train_epochs:g} epoch(s) of {examples:,} examples at batch "
+               f"{c.train_batch_size}: {self.num_train_steps:,} steps, "
+               f"{self.num_warmup_steps:,} warmup steps")
+
+  def _build(self) -> None:
+    if self._built:
+      return
+    c, o = self.config, self.optimizer_config
+    tf_keras.utils.set_random_seed(c.seed)
+    tf_keras.mixed_precision.set_global_policy(c.mixed_precision)
+    with self.strategy.scope():
+      self.model = self.task.build_model()
+      optimizer = optimization.create_optimizer(
+          init_lr=o.learning_rate, num_train_steps=self.num_train_steps or 0,
+          num_warmup_steps=self.num_warmup_steps, optimizer=o.optimizer,
+          poly_power=o.poly_power, start_warmup_step=o.start_warmup_step,
+          weight_decay_rate=o.weight_decay_rate)
+      self.schedule = optimizer.learning_rate_schedule
+      if c.mixed_precision == "mixed_float16":
+        optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+      self.optimizer = optimizer
+      self.optimizer.build(self.model.trainable_variables)
+      self.train_metrics = self.task.build_metrics()
+      self.eval_metrics = self.task.build_metrics()
+    self._built = True
+
+  @property
+  def global_step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
+
+  def _distributed(self, split: str, global_batch: int, skip_steps: int = 0):
+    """The distributed dataset; `skip_steps` global steps' batches are skipped (resume)."""
+    def dataset_fn(context: tf.distribute.InputContext):
+      dataset = self.task.build_dataset(
+          split, context.get_per_replica_batch_size(global_batch), context)
+      if skip_steps:  # each pipeline feeds its local replicas one batch each per step
+        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+        dataset = dataset.skip(skip_steps * local_replicas)
+      return dataset
+    return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  def _model_inputs(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The features the model takes (labels and weights stay with the task)."""
+    names = self.model.input if isinstance(self.model.input, dict) else None
+    return {k: v for k, v in features.items() if names is None or k in names}
+
+  # ------------------------------------------------------------------------------- run
+  def run(self, do_train: bool = True, do_eval: bool = False,
+          do_predict: bool = False) -> Dict[str, float]:
+    """Trains (resuming if possible), evaluates and/or predicts; returns the last eval results.
+
+    Eval without training scores every checkpoint of output_dir that has no result (or, when
+    there is none, `init_checkpoint`); the results returned are those of the latest step.
+    Predict runs the task's `postprocess` on the predict split (its metrics are returned under
+    `predict/` keys when it has any).
+    """
+    if not (do_train or do_eval or do_predict):
+      raise TrainingError("nothing to do: set --do_train, --do_eval and/or --do_predict")
+    c = self.config
+    self._check(do_train, do_eval, do_predict)
+    splits = [s for s, wanted in (("train", do_train), ("eval", do_eval),
+                                  ("predict", do_predict)) if wanted]
+    self._prepare(splits)
+    self.log(f"Strategy: {type(self.strategy).__name__}, {self.replicas} replica(s); global "
+             f"batch {c.train_batch_size} (train), {c.eval_batch_size} (eval); "
+             f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}")
+    self._build()
+    results: Dict[str, float] = {}
+    if do_train:
+      results = self._train(do_eval)
+    elif do_eval:
+      results = self._evaluate_only()
+    if do_predict:
+      source = None if do_train and not do_eval else "auto"
+      for split in self.task.predict_splits:
+        predictions = self.predict(split, checkpoint_path=source)
+        metrics = self.task.postprocess(split, predictions, c.output_dir)
+        results.update({f"{split}/{k}": v for k, v in (metrics or {}).items()})
+    for writer in self._writers.values():
+      writer.flush()
+    return results
+
+  # ------------------------------------------------------------------------------ train
+  def _restore(self, ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> bool:
+    """Restores the newest readable resume state; a damaged one is named and skipped."""
+    candidates = [self._state_path(step) for step in reversed(self._state_steps())]
+    damaged = []
+    for path in candidates:
+      try:
+        ckpt.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0][:200]
+        self.log(f"warning: resume state {path} cannot be read ({type(error).__name__}: "
+                 f"{message}); trying an older one")
+        damaged.append(path)
+        continue
+      if damaged:
+        self.log(f"Resuming from {path}, the newest intact resume state")
+      self.log(f"Resuming from {path} at step {self.global_step}")
+      return True
+    if damaged:
+      raise TrainingError(
+          f"no resume state in {self.state_dir} can be read ({', '.join(damaged)}); move "
+          f"{self.state_dir} away to start again from --init_checkpoint, or use a new "
+          "--output_dir")
+    return False
+
+  def _train(self, do_eval: bool) -> Dict[str, float]:
+    c = self.config
+    initial = None
+    if do_eval:  # checkpoints an earlier (killed) run saved but did not score
+      scored = self.run_dir.scored_steps()
+      if any(s not in scored for s in self.run_dir.steps()):
+        initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
+        self.evaluate_checkpoints()
+    # The input position is part of the resume state. On one device (the default strategy) the
+    # iterator itself is checkpointed; tf.distribute's iterators cannot be, so there the input
+    # is rebuilt and the batches of the steps already done are skipped (exact, but read again).
+    single = self.strategy is tf.distribute.get_strategy()  # the default strategy
+    iterator = iter(self._distributed("train", c.train_batch_size)) if single else None
+    ckpt = (tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, iterator=iterator)
+            if single else tf.train.Checkpoint(model=self.model, optimizer=self.optimizer))
+    self._checkpoint = ckpt
+    manager = self._checkpoint_manager(ckpt)
+    self._manager = manager
+    self.optimizer.iterations.assign(0)
+    self._weights_source = None
+    if not self._restore(ckpt, manager):
+      if initial is not None:  # scoring loaded other weights: back to the fresh ones
+        for var, value in zip(self.model.weights, initial):
+          var.assign(value)
+        self.optimizer.iterations.assign(0)
+      if c.init_checkpoint:
+        report = self.task.initialize(self.model, c.init_checkpoint, c.init_from_group0)
+        self.log(report.format())
+      else:
+        self.log(self.task.initial_weights_note() or
+                 "Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
+    if not single:
+      iterator = iter(self._distributed("train", c.train_batch_size, skip_steps=self.global_step))
+
+    train_loop = self._make_train_loop()
+    results: Dict[str, float] = {}
+    with StopRequest() as stop, self._named_input_errors("train"):
+      while self.global_step < self.num_train_steps:
+        step = self.global_step
+        to_save = c.save_checkpoints_steps - step % c.save_checkpoints_steps
+        steps = min(c.iterations_per_loop, to_save, self.num_train_steps - step)
+        for metric in self.train_metrics.values():
+          metric.reset_state()
+        loop_start = time.time()
+        out = train_loop(iterator, tf.constant(steps))
+        bad_step = int(out["bad_step"].numpy())
+        if bad_step >= 0:
+          raise TrainingError(
+              f"the loss became {float(out['loss'].numpy())} (gradient norm "
+              f"{float(out['norm'].numpy())}) at step {bad_step}; stopping. Nothing after the "
+              f"last checkpoint was saved: {manager.latest_checkpoint or 'none yet'}")
+        step = self.global_step
+        self._log_progress(step, steps, out, time.time() - loop_start)
+        if step % c.save_checkpoints_steps == 0 or step >= self.num_train_steps:
+          self._save(manager, do_eval)
+          if do_eval:
+            results = self.evaluate()
+            self._record_eval(results, step)
+            self.run_dir.prune(c.keep_checkpoint_max)
+        elif stop.requested:
+          if self.chief:
+            manager.save(checkpoint_number=step)
+          raise Interrupted(f"at step {step} of {self.num_train_steps}; the resume state is "
+                            f"saved in {self.state_dir}; rerun the same command to resume")
+        if stop.requested:
+          raise Interrupted(f"at step {step} of {self.num_train_steps}; the checkpoint "
+                            f"{self.run_dir.prefix(step)} is saved; rerun the same command to "
+                            "resume")
+    if do_eval and not results:  # nothing left to train: the results recorded for this step
+      results = dict(self.run_dir.scored_steps().get(self.global_step, {}))
+      if results:
+        self._log_eval(results)
+    return results
+
+  def _state_steps(self):
+    """Steps of the resume states on disk (`train_state/ckpt-N.index`), ascending."""
+    if not os.path.isdir(self.state_dir):
+      return []
+    return sorted(int(m.group(1)) for m in (re.match(r"ckpt-(\d+)\.index$", n)
+                                            for n in os.listdir(self.state_dir)) if m)
+
+  def _state_path(self, step: int) -> str:
+    return os.path.join(self.state_dir, f"ckpt-{step}")
+
+  def _checkpoint_manager(self, ckpt: tf.train.Checkpoint) -> tf.train.CheckpointManager:
+    """The resume-state manager; a damaged `train_state/checkpoint` file is rebuilt first."""
+    state = os.path.join(self.state_dir, "checkpoint")
+    if os.path.exists(state):
+      try:
+        readable = tf.train.get_checkpoint_state(self.state_dir) is not None
+      except Exception:  # pylint: disable=broad-except  (text_format.ParseError and friends)
+        readable = False
+      if not readable:
+        steps = self._state_steps()
+        self.log(f"warning: {state} cannot be read; rebuilt from the {len(steps)} resume "
+                 "state(s) found beside it")
+        if steps:
+          lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
+          lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
+          files.write_text(state, "\n".join(lines) + "\n")
+        else:
+          os.remove(state)
+    return tf.train.CheckpointManager(ckpt, self.state_dir,
+                                      max_to_keep=self.config.keep_checkpoint_max,
+                                      checkpoint_name="ckpt")
+
+  def _make_train_loop(self):
+    model = self.model
+    return make_train_loop(
+        self.strategy, lambda features: model(self._model_inputs(features), training=True),
+        lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
+        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
+
+  def _save(self, manager: tf.train.CheckpointManager, do_eval: bool) -> str:
+    """Saves the resume state and the TF1-name weights; returns the TF1 prefix."""
+    step = self.global_step
+    try:
+      if self.chief:
+        manager.save(checkpoint_number=step)
+      else:  # every worker takes part in the save; only the chief's files are kept
+        scratch = tempfile.mkdtemp(prefix="albert-worker-")
+        self._checkpoint.write(os.path.join(scratch, "ckpt"))
+        shutil.rmtree(scratch, ignore_errors=True)
+    except tf.errors.OpError as error:
+      raise OutputError(None, f"cannot write the resume state in {self.state_dir}: "
+                              f"{error.message.splitlines()[0][:300]}") from None
+    prefix = self.run_dir.prefix(step)
+    if self.chief:
+      output_dir = self.config.output_dir
+      checkpoint.save_tf1_checkpoint(self.model, os.path.join(output_dir, TF1_PREFIX),
+                                     global_step=step)
+      if not do_eval and not self.task.keep_unscored_checkpoints:
+        self.run_dir.prune(self.config.keep_checkpoint_max)  # with eval: once scored
+      checkpoint.write_checkpoint_state(output_dir, os.path.basename(prefix))
+      self.log(f"Saved {prefix} (resume state in {self.state_dir})")
+    return prefix
+
+  def _log_progress(self, step: int, steps: int, out: Dict[str, tf.Tensor],
+                    seconds: float) -> None:
+    """One line per loop (metrics averaged over the loop; the ETA at the loop's pace)."""
+    values = {k: float(m.result().numpy()) for k, m in self.train_metrics.items()}
+    lr = float(self.schedule(step - 1).numpy()) if step > 0 else 0.0
+    norm = float(out["norm"].numpy())
+    seconds = max(seconds, 1e-9)
+    examples_per_second = float(out["examples"].numpy()) / seconds
+    tokens_per_second = float(out["tokens"].numpy()) / seconds
+    eta = _format_duration((self.num_train_steps - step) * seconds / steps)
+    shown = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
+    self.log(f"step {step}/{self.num_train_steps} | {shown} | lr {lr:.3g} | grad_norm "
+             f"{norm:.3g} | {examples_per_second:.1f} examples/s | ETA {eta}")
+    if self.chief:
+      with self._writer("train").as_default():
+        for key, value in values.items():
+          tf.summary.scalar(key, value, step=step)
+        tf.summary.scalar("learning_rate", lr, step=step)
+        tf.summary.scalar("gradient_norm", norm, step=step)
+        tf.summary.scalar("examples_per_second", examples_per_second, step=step)
+        tf.summary.scalar("tokens_per_second", tokens_per_second, step=step)
+
+  # -------------------------------------------------------------------------- input errors
+  def _named_input_errors(self, split: str):
+    return NamedInputErrors(self.task.input_files(split), split)
+
+

@@ -1,0 +1,245 @@
+"""The GLUE classifier task on the Trainer and run_classifier.py, on real GLUE rows.
+
+One tiny end-to-end run per task family (single sentence, pair, regression, MNLI with its extra
+splits), the files the original writes, length buckets vs padding to the cap, starting points
+(an init checkpoint that restores no encoder variable is an error), bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from albert import checkpoint
+from albert.config import AlbertConfig
+from albert.errors import CheckpointError, DataError, FlagError, InputError
+from albert.train.run_dir import parse_results
+from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+from albert.tasks.finetune import FinetuneConfig, default_buckets
+from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+from conftest import REPO_DIR, TESTDATA
+
+GLUE = os.path.join(TESTDATA, "glue")
+SPM = os.path.join(TESTDATA, "albert_spm", "30k-clean.model")
+TINY = AlbertConfig(vocab_size=30000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=4, intermediate_size=64, max_position_embeddings=128,
+                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def make_trainer(output_dir, task_name, data_dir=GLUE, lines=None, buckets=True,
+                 albert_config=TINY, max_seq_length=64, init_checkpoint=None, **overrides):
+  finetune = FinetuneConfig(
+      albert_config=albert_config, output_dir=str(output_dir), spm_model_file=SPM,
+      max_seq_length=max_seq_length, num_workers=1, seed=3,
+      bucket_boundaries=default_buckets(max_seq_length) if buckets else None)
+  log = (lambda line: lines.append(line)) if lines is not None else (lambda line: None)
+  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name=task_name,
+                                             data_dir=str(data_dir)), log=log)
+  settings = dict(output_dir=str(output_dir), train_batch_size=8, eval_batch_size=8,
+                  num_train_steps=30, save_checkpoints_steps=15, iterations_per_loop=15,
+                  max_eval_steps=None, init_checkpoint=init_checkpoint, seed=3)
+  settings.update(overrides)
+  return Trainer(task, TrainerConfig(**settings),
+                 OptimizerConfig(optimizer="adamw", learning_rate=3e-3, num_warmup_steps=3),
+                 log=log)
+
+
+def _lines(path):
+  with open(path, encoding="utf-8") as f:
+    return f.read().splitlines()
+
+
+@pytest.mark.parametrize("task_name, keys, best", [
+    ("SST-2", {"eval_accuracy", "eval_loss"}, "eval_accuracy"),
+    ("MRPC", {"eval_accuracy", "eval_loss", "f1"}, "eval_accuracy"),
+    ("CoLA", {"eval_accuracy", "eval_loss", "matthew_corr"}, "matthew_corr"),
+    ("STS-B", {"MSE", "eval_loss", "pearson", "spearman"}, "pearson"),
+])
+def test_train_eval_predict_writes_the_originals_files(tmp_path, task_name, keys, best):
+  lines = []
+  trainer = make_trainer(tmp_path, task_name, lines=lines)
+  results = trainer.run(do_train=True, do_eval=True, do_predict=True)
+  assert trainer.task.best_metric == best
+  assert keys | {"global_step"} <= set(results)
+  recorded = parse_results((tmp_path / "eval_results.txt").read_text())
+  assert [int(r["global_step"]) for r in recorded] == [15, 30]
+  assert all(set(r) == keys | {"global_step"} for r in recorded)
+  step, best_step, value = (tmp_path / "best_trial.txt").read_text().split(":")
+  chosen = max(recorded, key=lambda r: r[best])  # the first of equal bests
+  assert int(step) == 30 and int(best_step) == int(chosen["global_step"])
+  assert float(value) == pytest.approx(chosen[best])
+  # predict: the original's test_results.tsv (probabilities) and submit_results.tsv, and the
+  # GLUE server's file; 20 test rows each
+  probabilities = _lines(tmp_path / "test_results.tsv")
+  assert len(probabilities) == 20
+  columns = 1 if task_name == "STS-B" else 2
+  assert all(len(line.split("\t")) == columns for line in probabilities)
+  if columns == 2:
+    assert all(abs(sum(map(float, line.split("\t"))) - 1) < 1e-5 for line in probabilities)
+  submit = _lines(tmp_path / "submit_results.tsv")
+  assert submit[0] == "index\tprediction" and len(submit) == 21
+  server = _lines(tmp_path / "submission" / f"{task_name}.tsv")
+  assert server[0] == "index\tprediction" and len(server) == 21
+  assert any("Predicting predict with" in l and "model.ckpt-best" in l for l in lines)
+
+
+def test_mnli_scores_matched_and_mismatched_and_predicts_ax(tmp_path):
+  results = make_trainer(tmp_path, "MNLI", num_train_steps=10, save_checkpoints_steps=10).run(
+      do_train=True, do_eval=True, do_predict=True)
+  assert {"eval_accuracy", "eval_loss", "eval_accuracy_mm", "eval_loss_mm"} <= set(results)
+  for name, rows in (("MNLI-m", 2), ("MNLI-mm", 2), ("AX", 20)):  # the test files' rows
+    lines = _lines(tmp_path / "submission" / f"{name}.tsv")
+    assert len(lines) == rows + 1
+    assert {l.split("\t")[1] for l in lines[1:]} <= {"entailment", "neutral", "contradiction"}
+
+
+def test_eval_counts_every_dev_example_once(tmp_path):
+  trainer = make_trainer(tmp_path, "RTE", num_train_steps=5, save_checkpoints_steps=5,
+                         eval_batch_size=8)
+  trainer.run(do_train=True)
+  predictions = trainer.predict("eval", checkpoint_path=None)
+  assert len(predictions["logits"]) == 20  # 3 batches of 8: 4 padding rows dropped
+  np.testing.assert_array_equal(predictions["row_index"], np.arange(20))
+  meta = trainer.task.metadata("eval")
+  assert meta["num_examples"] == 20
+
+
+def test_length_buckets_give_the_predictions_of_fixed_padding(tmp_path):
+  bucketed = make_trainer(tmp_path / "buckets", "SST-2", num_train_steps=8,
+                          save_checkpoints_steps=8, max_seq_length=128)
+  bucketed.run(do_train=True)
+  fixed = make_trainer(tmp_path / "fixed", "SST-2", buckets=False, max_seq_length=128,
+                       predict_checkpoint=str(tmp_path / "buckets" / "model.ckpt-8"))
+  a = bucketed.predict("eval", checkpoint_path=str(tmp_path / "buckets" / "model.ckpt-8"))
+  b = fixed.predict("eval")
+  lengths = fixed.task.metadata("eval")["lengths"]
+  assert max(lengths) < 64  # so buckets 32 and 64 were used, not the cap of 128
+  np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-5)
+  np.testing.assert_array_equal(a["label_ids"], b["label_ids"])
+
+
+def test_init_checkpoint_must_restore_the_encoder(tmp_path):
+  model_dir = tmp_path / "pretrained"
+  pre = make_trainer(tmp_path / "a", "SST-2", num_train_steps=2, save_checkpoints_steps=2)
+  pre.run(do_train=True)
+  # A fine-tuned checkpoint (encoder + head) starts a new run, head included.
+  lines = []
+  make_trainer(tmp_path / "b", "SST-2", lines=lines, num_train_steps=2, save_checkpoints_steps=2,
+               init_checkpoint=str(tmp_path / "a" / "model.ckpt-2")).run(do_train=True)
+  assert any(l.startswith("Loaded 27 variables") for l in lines)  # 25 encoder + 2 head
+  # A head of another shape (3 labels) is left out and listed as unused.
+  lines = []
+  make_trainer(tmp_path / "c", "MNLI", lines=lines, num_train_steps=1, save_checkpoints_steps=1,
+               init_checkpoint=str(tmp_path / "a" / "model.ckpt-2")).run(do_train=True)
+  assert any(l.startswith("Loaded 25 variables") for l in lines)
+  assert "    output_weights" in "\n".join(lines)
+  # A checkpoint of something else restores none of the encoder: an error, not a random start.
+  model_dir.mkdir()
+  import tensorflow as tf
+  other = tf.Variable(np.zeros([3], np.float32), name="something/else")
+  checkpoint.save_tf1_checkpoint([other], str(model_dir / "model.ckpt"))
+  with pytest.raises(CheckpointError, match=r"restores none of the encoder"):
+    make_trainer(tmp_path / "d", "SST-2", init_checkpoint=str(model_dir / "model.ckpt")).run()
+
+
+def test_bad_input_is_named(tmp_path):
+  with pytest.raises(FlagError, match=r"unknown GLUE task 'sst3' \(--task_name\); known "
+                     r"tasks: cola.*sst-2"):
+    make_trainer(tmp_path / "a", "sst3")
+  with pytest.raises(InputError, match=r"SST-2/train.tsv"):
+    make_trainer(tmp_path / "b", "SST-2", data_dir=tmp_path / "nowhere").run()
+  with pytest.raises(FlagError, match=r"--max_seq_length=256 exceeds max_position_embeddings"):
+    make_trainer(tmp_path / "c", "SST-2", max_seq_length=256).run()
+  with pytest.raises(FlagError, match=r"30000 pieces, but the albert config's vocab_size is 1000"):
+    make_trainer(tmp_path / "d", "SST-2", albert_config=TINY.replace(vocab_size=1000)).run()
+  data = tmp_path / "glue"
+  shutil.copytree(GLUE, data)
+  with open(data / "SST-2" / "train.tsv", "a", encoding="utf-8") as f:
+    f.write("a sentence with a bad label\t7\n")
+  with pytest.raises(DataError, match=r"SST-2/train.tsv, line 22: label '7' is not one of the "
+                     r"sst-2 labels \(0, 1\)"):
+    make_trainer(tmp_path / "e", "SST-2", data_dir=data).run()
+  for name in "abcde":
+    assert not (tmp_path / name / "model.ckpt-30.index").exists()
+
+
+def test_a_corrupted_cache_is_rebuilt_or_named(tmp_path):
+  trainer = make_trainer(tmp_path, "SST-2", num_train_steps=2, save_checkpoints_steps=2)
+  trainer.run(do_train=True)
+  path = trainer.task.input_files("train")[0]
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0xFF
+  open(path, "wb").write(bytes(data))  # same size, a flipped byte
+  lines = []
+  again = make_trainer(tmp_path / "again", "SST-2", lines=lines, num_train_steps=2,
+                       save_checkpoints_steps=2)
+  again.task.config.cache_dir = os.path.dirname(path)
+  again.run(do_train=True)
+  assert any("rebuild" in l.lower() for l in lines)
+  with open(again.task.input_files("train")[0], "rb") as f:
+    assert f.read() != bytes(data)
+
+
+def _env():
+  return dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def test_run_classifier_script_and_its_one_line_errors(tmp_path):
+  config = tmp_path / "albert_config.json"
+  TINY.to_json_file(str(config))
+  base = [sys.executable, os.path.join(REPO_DIR, "run_classifier.py"), f"--data_dir={GLUE}",
+          f"--albert_config_file={config}", f"--spm_model_file={SPM}", "--max_seq_length=64",
+          "--train_batch_size=8", "--train_step=4", "--save_checkpoints_steps=4",
+          "--iterations_per_loop=4"]
+  result = subprocess.run(base + ["--task_name=rte", f"--output_dir={tmp_path / 'run'}",
+                                  "--do_train", "--do_eval"], env=_env(), capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "rte: eval_accuracy" in result.stdout
+  assert (tmp_path / "run" / "model.ckpt-best.index").exists()
+  # --do_eval alone: every checkpoint already scored, nothing scored twice
+  again = subprocess.run(base + ["--task_name=rte", f"--output_dir={tmp_path / 'run'}",
+                                 "--do_eval"], env=_env(), capture_output=True, text=True,
+                         timeout=300)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert (tmp_path / "run" / "eval_results.txt").read_text().count("global_step") == 1
+  bad = subprocess.run(base + ["--task_name=nope", f"--output_dir={tmp_path / 'bad'}",
+                               "--do_train"], env=_env(), capture_output=True, text=True,
+                       timeout=300)
+  assert bad.returncode == 1 and "Traceback" not in bad.stderr
+  assert "unknown GLUE task 'nope'" in bad.stderr.strip().splitlines()[-1]
+  assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("handle_kind", ["tf2_export", "tf1_module"])
+def test_fine_tuning_from_a_hub_handle_changes_the_encoder(tmp_path, tmp_path_factory,
+                                                           handle_kind):
+  """--albert_hub_module_handle: the config and tokenizer come from the module; fine-tuning
+  moves the encoder's weights and saves them in TF1 names."""
+  from support.hub_modules import hub_handle
+  handle, body = hub_handle(handle_kind, tmp_path_factory)
+  finetune = FinetuneConfig(albert_config=None, output_dir=str(tmp_path), max_seq_length=32,
+                            hub_module_handle=handle, num_workers=1, seed=3,
+                            bucket_boundaries=default_buckets(32))
+  lines = []
+  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name="SST-2",
+                                             data_dir=GLUE), log=lines.append)
+  trainer = Trainer(task, TrainerConfig(output_dir=str(tmp_path), train_batch_size=8,
+                                        eval_batch_size=8, num_train_steps=4,
+                                        save_checkpoints_steps=4, max_eval_steps=None, seed=3),
+                    OptimizerConfig(optimizer="adamw", learning_rate=1e-2, num_warmup_steps=0),
+                    log=lines.append)
+  results = trainer.run(do_train=True, do_eval=True)
+  assert results["global_step"] == 4 and "eval_accuracy" in results
+  assert any(l.startswith("Encoder weights from the hub module") for l in lines)
+  _, start = checkpoint.read_checkpoint(body)
+  _, tuned = checkpoint.read_checkpoint(str(tmp_path / "model.ckpt-4"))
+  encoder = sorted(n for n in tuned if n.startswith("bert/"))
+  assert len(encoder) == 25 and {"output_weights", "output_bias"} <= set(tuned)
+  assert all(tuned[n].shape == start[n].shape for n in encoder)
+  assert sum(not np.allclose(tuned[n], start[n]) for n in encoder) >= 20

@@ -1,0 +1,228 @@
+"""Faults around training (issue: nothing lost, no traceback): kills, Ctrl-C, damaged resume
+states, a run directory of another model, records of another vocabulary, corrupted records and
+checkpoints. Process-level faults drive the real run_pretraining.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from albert import checkpoint
+from albert.errors import CheckpointError, InputError, TrainingError
+from conftest import MODEL_A
+from support.pretraining_runs import command, environment
+from support.records import write_records
+from support.trainers import SMALL, make_trainer
+
+STEPS = 8
+
+
+def _weights(prefix):
+  return checkpoint.read_checkpoint(prefix)[1]
+
+
+def _assert_same(a, b):
+  assert a.keys() == b.keys()
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """An uninterrupted run_pretraining.py run with --do_eval (8 steps, checkpoints every 2)."""
+  base = tmp_path_factory.mktemp("faults")
+  out = base / "straight"
+  subprocess.run(command(base, out, "--do_eval", "--max_eval_steps=2"), env=environment(),
+                 check=True, capture_output=True, timeout=300)
+  return base, out
+
+
+def _wait_for(path, process, timeout=240):
+  deadline = time.time() + timeout
+  while not os.path.exists(path):
+    assert process.poll() is None, process.communicate()[0]
+    assert time.time() < deadline, f"{path} did not appear"
+    time.sleep(0.02)
+
+
+def test_a_kill_between_checkpoint_and_evaluation_keeps_the_result(straight):
+  """SIGKILL right after model.ckpt-4 is saved, before it is scored: the resumed run scores it
+  first, and ends with the uninterrupted run's model.ckpt-best and eval_results.txt."""
+  base, reference = straight
+  out = base / "killed"
+  wrapper = textwrap.dedent(f"""
+      import os, runpy, signal, sys
+      from albert.train import evaluator as evaluation
+      original = evaluation.Evaluation.evaluate
+      def evaluate(self, split="eval"):
+        if self.global_step == 4:
+          os.kill(os.getpid(), signal.SIGKILL)  # saved, not yet scored
+        return original(self, split)
+      evaluation.Evaluation.evaluate = evaluate
+      sys.argv = sys.argv[1:]
+      runpy.run_path(sys.argv[0], run_name="__main__")
+  """)
+  args = command(base, out, "--do_eval", "--max_eval_steps=2")
+  killed = subprocess.run([sys.executable, "-c", wrapper] + args[1:], env=environment(),
+                          capture_output=True, text=True, timeout=300)
+  assert killed.returncode == -signal.SIGKILL
+  assert (out / "model.ckpt-4.index").exists() and not (out / "model.ckpt-6.index").exists()
+  assert "global_step = 4" not in (out / "eval_results.txt").read_text()
+  rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr
+  assert "Scoring 1 checkpoint(s) without a result: model.ckpt-4" in rerun.stdout
+  assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()
+  assert (out / "best_trial.txt").read_text() == (reference / "best_trial.txt").read_text()
+  _assert_same(_weights(str(out / "model.ckpt-best")), _weights(str(reference / "model.ckpt-best")))
+
+
+def test_ctrl_c_stops_with_one_line_and_the_rerun_resumes_exactly(straight):
+  base, reference = straight
+  out = base / "interrupted"
+  args = command(base, out, "--do_eval", "--max_eval_steps=2")
+  process = subprocess.Popen(args, env=environment(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  _wait_for(out / "train_state" / "ckpt-2.index", process)
+  process.send_signal(signal.SIGINT)
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130, stderr
+  assert "Traceback" not in stderr and "Traceback" not in stdout
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith("stopped: at step ") and "rerun the same command to resume" in last
+  assert not [f for f in os.listdir(out) if ".tmp-" in f]  # nothing half-written
+  rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr
+  assert "Resuming from" in rerun.stdout
+  _assert_same(_weights(str(out / f"model.ckpt-{STEPS}")),
+               _weights(str(reference / f"model.ckpt-{STEPS}")))
+  assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("records")
+  return [write_records(str(directory / f"part-{i}.tfrecord"), 40, seed=i) for i in range(2)]
+
+
+def _truncate(path, keep=0.5):
+  size = os.path.getsize(path)
+  with open(path, "r+b") as f:
+    f.truncate(int(size * keep))
+
+
+def test_a_damaged_newest_resume_state_falls_back_to_an_intact_one(tmp_path, records):
+  make_trainer(tmp_path / "straight", records, num_train_steps=6, save_checkpoints_steps=2,
+               iterations_per_loop=1).run()
+  run = tmp_path / "damaged"
+  make_trainer(run, records, num_train_steps=4, save_checkpoints_steps=2,
+               iterations_per_loop=1).run()
+  _truncate(str(run / "train_state" / "ckpt-4.data-00000-of-00001"))
+  lines = []
+  make_trainer(run, records, lines=lines, num_train_steps=6, save_checkpoints_steps=2,
+               iterations_per_loop=1).run()
+  assert any("resume state" in l and "ckpt-4 cannot be read" in l for l in lines)
+  assert any(l.startswith("Resuming from") and "ckpt-2 at step 2" in l for l in lines)
+  _assert_same(_weights(str(run / "model.ckpt-6")), _weights(str(tmp_path / "straight" /
+                                                                  "model.ckpt-6")))
+  # Every state damaged: a clear error naming them; a damaged `checkpoint` file is rebuilt.
+  for name in os.listdir(run / "train_state"):
+    if name.endswith(".data-00000-of-00001"):
+      _truncate(str(run / "train_state" / name))
+  (run / "train_state" / "checkpoint").write_text("model_checkpoint_path: \"ckpt-")  # cut short
+  lines = []
+  with pytest.raises(TrainingError, match=r"no resume state in .*train_state can be read"):
+    make_trainer(run, records, lines=lines, num_train_steps=8, save_checkpoints_steps=2).run()
+  assert any("checkpoint cannot be read; rebuilt from the 3 resume state(s)" in l for l in lines)
+
+
+def test_a_run_directory_of_another_model_is_refused_and_left_alone(tmp_path, records):
+  make_trainer(tmp_path, records, num_train_steps=2, save_checkpoints_steps=2).run()
+  before = (tmp_path / "albert_config.json").read_text()
+  other = SMALL.replace(hidden_size=64, intermediate_size=64)
+  with pytest.raises(TrainingError, match=r"already holds a run with another albert config: "
+                     r".*albert_config.json differs .*hidden_size: 32 there, 64 now"):
+    make_trainer(tmp_path, records, albert_config=other, num_train_steps=4,
+                 albert_config_file="/configs/other.json").run()
+  assert (tmp_path / "albert_config.json").read_text() == before
+  assert not (tmp_path / "model.ckpt-4.index").exists()
+
+
+def test_records_of_another_vocabulary_are_refused(tmp_path, records):
+  with pytest.raises(InputError, match=r"part-0.tfrecord: the records hold token id 9\d\d, but "
+                     r"the albert config's vocab_size is 500"):
+    make_trainer(tmp_path / "run", records, albert_config=SMALL.replace(vocab_size=500)).run()
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_record_out_of_range_later_in_the_file_is_an_input_error(tmp_path):
+  """The first records fit the vocabulary (the up-front check reads 200); a later one does not:
+  it is caught as it is read, and named as an input error, not a bug."""
+  import tensorflow as tf
+  path = str(tmp_path / "mixed.tfrecord")
+  write_records(path, 300, vocab_size=600, seed=3)
+  late = write_records(str(tmp_path / "late.tfrecord"), 1, vocab_size=1000, seed=4)
+  spec = {"input_ids": tf.io.FixedLenFeature([16], tf.int64)}
+  record = next(iter(tf.data.TFRecordDataset(late)))
+  assert int(tf.reduce_max(tf.io.parse_single_example(record, spec)["input_ids"])) >= 600
+  with open(path, "ab") as f:
+    f.write(open(late, "rb").read())
+  with pytest.raises(InputError, match=r"mixed.tfrecord: the train records hold a token id >= "
+                     r"vocab_size \(600\)"):
+    make_trainer(tmp_path / "run", [path], albert_config=SMALL.replace(vocab_size=600),
+                 num_train_steps=200, save_checkpoints_steps=100).run()
+
+
+def test_a_corrupted_record_file_is_named(tmp_path, records):
+  corrupt = str(tmp_path / "corrupt.tfrecord")
+  write_records(corrupt, 60, seed=5)
+  data = bytearray(open(corrupt, "rb").read())
+  middle = len(data) // 2
+  data[middle:middle + 8] = b"\xff" * 8
+  open(corrupt, "wb").write(bytes(data))
+  with pytest.raises(InputError, match=r"corrupt.tfrecord: corrupted or truncated TFRecord data"):
+    make_trainer(tmp_path / "run", [records[0], corrupt], num_train_steps=40,
+                 save_checkpoints_steps=20).run()
+
+
+def test_a_truncated_init_checkpoint_is_named_before_any_work(tmp_path, records):
+  copy = tmp_path / "ckpt"
+  copy.mkdir()
+  for name in os.listdir(MODEL_A):
+    if name.startswith("model.ckpt-0."):
+      (copy / name).write_bytes((open(os.path.join(MODEL_A, name), "rb").read()))
+  _truncate(str(copy / "model.ckpt-0.data-00000-of-00001"), keep=0.3)
+  from albert.config import AlbertConfig
+  config_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
+  with pytest.raises(CheckpointError, match=r"model.ckpt-0 is truncated: its data file has "):
+    make_trainer(tmp_path / "run", records, albert_config=config_a,
+                 init_checkpoint=str(copy / "model.ckpt-0")).run()
+  assert not (tmp_path / "run").exists()
+  (copy / "model.ckpt-0.index").write_bytes(b"not an index")
+  with pytest.raises(CheckpointError, match=r"model.ckpt-0 cannot be read"):
+    make_trainer(tmp_path / "run", records, albert_config=config_a,
+                 init_checkpoint=str(copy / "model.ckpt-0")).run()
+
+
+def test_the_checkpoint_state_file_lists_each_checkpoint_once(tmp_path, records):
+  make_trainer(tmp_path, records, num_train_steps=9, save_checkpoints_steps=3).run()
+  lines = (tmp_path / "checkpoint").read_text().splitlines()
+  assert lines == ['model_checkpoint_path: "model.ckpt-9"',
+                   'all_model_checkpoint_paths: "model.ckpt-3"',
+                   'all_model_checkpoint_paths: "model.ckpt-6"',
+                   'all_model_checkpoint_paths: "model.ckpt-9"']
+
+
+def test_a_late_warmup_start_is_warned(tmp_path, records):
+  lines = []
+  trainer = make_trainer(tmp_path, records, lines=lines, num_train_steps=2)
+  trainer.optimizer_config.start_warmup_step = 5
+  trainer.run()
+  assert any(l.startswith("warning: --start_warmup_step=5 is at or past --num_train_steps=2")
+             for l in lines)
