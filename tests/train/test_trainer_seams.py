@@ -1,5 +1,5 @@
 """The Trainer's generic seams on a toy task: one-pass eval, predict, scoring every checkpoint,
-epochs, and the house rules (no FLAGS in the library, TF-free data modules)."""
+epochs (the house rules are in tests/contracts/test_house_rules.py)."""
 
 from __future__ import annotations
 
@@ -167,34 +167,3 @@ def test_predict_alone_uses_the_best_checkpoint(tmp_path, toy_files):
 
 
 # ------------------------------------------------------------------------------ house rules
-def _library_files():
-  for root, _, names in os.walk(os.path.join(REPO_DIR, "albert")):
-    for name in names:
-      if name.endswith(".py"):
-        yield os.path.join(root, name)
-
-
-def test_no_absl_flags_outside_the_flags_module_and_the_scripts():
-  offenders = []
-  for path in _library_files():
-    if path.endswith(os.path.join("albert", "flags.py")):
-      continue
-    text = open(path, encoding="utf-8").read()
-    if re.search(r"^\s*(from absl import .*\bflags\b|import absl\.flags|from absl\.flags)", text,
-                 re.M) or re.search(r"\bFLAGS\b", text):
-      offenders.append(os.path.relpath(path, REPO_DIR))
-  assert offenders == []
-
-
-def test_data_modules_import_no_tensorflow():
-  names = sorted(n[:-3] for n in os.listdir(os.path.join(REPO_DIR, "albert", "data"))
-                 if n.endswith(".py") and n != "__init__.py")
-  code = ("import sys\n" + "".join(f"import albert.data.{n}\n" for n in names) +
-          "import albert.errors, albert.files, albert.tokenization\n"
-          "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-          "('tensorflow', 'tf_keras', 'keras')))\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=REPO_DIR), timeout=120)
-  assert result.returncode == 0, result.stderr
-  assert result.stdout.strip() == "[]"
-  assert len(names) >= 8
