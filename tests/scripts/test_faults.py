@@ -260,7 +260,7 @@ def test_inspect_names_the_damaged_record_file(tmp_path):
 def test_a_genuine_bug_still_shows_its_traceback(tmp_path):
   """A fault of our own code is not an ordinary error: the traceback stays."""
   code = ("import sys, runpy\n"
-          "from albert.data import pretraining\n"
+          "from albert.data.pretraining import job as pretraining\n"
           "def broken(*args, **kwargs):\n"
           "  return {}['missing']\n"
           "pretraining._check_corpus = broken\n"
@@ -454,7 +454,7 @@ def test_killed_export_leaves_a_sibling_that_the_next_run_removes(tmp_path, albe
 # ------------------------------------------------------------------- TensorFlow start-up
 def test_the_cuinit_line_is_dropped_and_nothing_else_even_on_a_crash():
   code = ("import os\n"
-          "from albert import startup\n"
+          "from albert.cli import startup\n"
           "with startup.stderr_without(startup.CUINIT_MARK):\n"
           "  os.write(2, b'before\\n')\n"
           "  os.write(2, b'E cuda_platform.cc:51] failed call to cuInit: INTERNAL: 303\\n')\n"
