@@ -183,6 +183,28 @@ def _tf2_do_lower_case(path: str, variables: Mapping[str, Any]) -> Optional[bool
               .get_tensor(key))
 
 
+def _other_saved_model(path: str, children) -> Optional[str]:
+  """What a TF2 SavedModel that is not an encoder is, when it can be told: one of our fine-tuned
+  task exports (its `export_info.json`), or a preprocessing model (our record, or the TF-Hub
+  convention's `tokenize` and `bert_pack_inputs`); None otherwise."""
+  from albert import export_state, finetune_export  # pylint: disable=g-import-not-at-top
+  info = finetune_export.read_info(path)
+  if info is not None and info.get("task_kind"):
+    model = info.get("task_name") or info["task_kind"]
+    source = info.get("checkpoint")
+    return (f"{path} is a fine-tuned {model} export for serving (version "
+            f"{info.get('version')}), not an encoder: it answers requests (TF Serving, "
+            "tf.saved_model.load). To fine-tune from its weights, give the checkpoint it was "
+            f"exported from{f' ({source})' if source else ''} as --init_checkpoint; "
+            "--albert_hub_module_handle takes an encoder (export_to_tfhub.py --export_path)")
+  record = export_state.read_record(path) or {}
+  if record.get("kind") == "preprocessing" or {"tokenize", "bert_pack_inputs"} <= set(children):
+    return (f"{path} is a preprocessing model (text -> the encoder's inputs), not an encoder: "
+            "--albert_hub_module_handle takes the encoder (export_to_tfhub.py --export_path, "
+            "not --preprocessing_export_path)")
+  return None
+
+
 def inspect_handle(handle: str, albert_config_file: Optional[str] = None) -> HubModuleInfo:
   """Resolves, validates and classifies a handle (see the module docstring)."""
   path = resolve_handle(handle)
@@ -194,9 +216,12 @@ def inspect_handle(handle: str, albert_config_file: Optional[str] = None) -> Hub
     kind = TF1
   elif is_tf2:
     root = saved_model.meta_graphs[0].object_graph_def.nodes[0]
-    if "__call__" not in {c.local_name for c in root.children}:
-      raise HubHandleError(f"{path} is a TF2 SavedModel without __call__, not an encoder "
-                           "(a preprocessing model? it goes before the encoder)")
+    children = {c.local_name for c in root.children}
+    other = _other_saved_model(path, children)
+    if other:
+      raise HubHandleError(other)
+    if "__call__" not in children:
+      raise HubHandleError(f"{path} is a TF2 SavedModel without __call__, not an encoder")
     kind = TF2
   else:
     raise HubHandleError(
@@ -277,7 +302,7 @@ def _check_encoder_inputs(path: str, loaded) -> None:
     raise HubHandleError(
         f"{path} is a TF2 SavedModel but not an encoder: its __call__ takes "
         f"{functions[0].structured_input_signature[0][0]!r}, not a dict with input_word_ids, "
-        "input_mask, input_type_ids (a preprocessing model? it goes before the encoder)")
+        "input_mask, input_type_ids")
 
 
 def _load_tf1(info: HubModuleInfo, trainable: bool) -> tf_keras.layers.Layer:
