@@ -87,7 +87,7 @@ class FinetuneTask(Task):
       if config.albert_config is not None and module_config is not None:
         differences = config.albert_config.differences(module_config)
         if differences:
-          shown = ", ".join(f"{k}: {a!r} there, {b!r} in the module"
+          shown = "; ".join(f"{k}: {a!r} there, {b!r} in the module"
                             for k, (a, b) in differences.items())
           raise FlagError(
               f"--albert_config_file disagrees with the albert config of the hub module "
