@@ -205,8 +205,12 @@ def _other_saved_model(path: str, children) -> Optional[str]:
   return None
 
 
-def inspect_handle(handle: str, albert_config_file: Optional[str] = None) -> HubModuleInfo:
-  """Resolves, validates and classifies a handle (see the module docstring)."""
+def inspect_handle(handle: str, albert_config_file: Optional[str] = None,
+                   albert_config: Optional[AlbertConfig] = None) -> HubModuleInfo:
+  """Resolves, validates and classifies a handle (see the module docstring).
+
+  The config is `albert_config_file`, else the module's `assets/albert_config.json`, else
+  `albert_config` (the explicit config of a module that carries none)."""
   path = resolve_handle(handle)
   saved_model = _read_saved_model(path)
   variables = _check_variables(path)
@@ -229,12 +233,12 @@ def inspect_handle(handle: str, albert_config_file: Optional[str] = None) -> Hub
         f"{TF1_MARKER_VARIABLE!r}; it has e.g. {sorted(variables)[:3]}): neither a TF2 "
         "encoder nor an original ALBERT hub module")
   config_file = albert_config_file or _asset(path, [CONFIG_ASSET])
-  if kind == TF1 and not config_file:
+  if kind == TF1 and not config_file and albert_config is None:
     raise HubHandleError(f"{path} is an original (TF1) ALBERT hub module without "
                          f"assets/{CONFIG_ASSET}; pass --albert_config_file")
   return HubModuleInfo(
       handle=handle, path=path, format=kind,
-      albert_config=AlbertConfig.from_json_file(config_file) if config_file else None,
+      albert_config=AlbertConfig.from_json_file(config_file) if config_file else albert_config,
       sp_model_file=_asset(path, ["30k-clean.model", "*.model"]),
       vocab_file=_asset(path, ["*.vocab", "vocab*.txt"]),
       do_lower_case=(_tf1_do_lower_case(saved_model) if kind == TF1
@@ -318,7 +322,8 @@ def _load_tf1(info: HubModuleInfo, trainable: bool) -> tf_keras.layers.Layer:
 
 
 def load_encoder(handle: str, trainable: bool = True, albert_config_file: Optional[str] = None,
-                 name: str = "albert_hub_encoder") -> HubEncoder:
+                 name: str = "albert_hub_encoder",
+                 albert_config: Optional[AlbertConfig] = None) -> HubEncoder:
   """The encoder of a hub handle as a `HubEncoder` layer (weights loaded, `trainable` set).
 
   Args:
@@ -327,11 +332,12 @@ def load_encoder(handle: str, trainable: bool = True, albert_config_file: Option
     trainable: fine-tune the encoder's weights.
     albert_config_file: the config of a TF1 module without `assets/albert_config.json`.
     name: the layer name.
+    albert_config: the same as an `AlbertConfig` (the module's own config comes first).
 
   Raises:
     HubHandleError: not found, neither kind, incomplete or corrupted (the message says which).
   """
-  info = inspect_handle(handle, albert_config_file)
+  info = inspect_handle(handle, albert_config_file, albert_config)
   encoder = _load_tf2(info, trainable) if info.format == TF2 else _load_tf1(info, trainable)
   return HubEncoder(encoder, info, name=name, trainable=trainable)
 

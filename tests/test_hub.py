@@ -340,3 +340,17 @@ def test_an_explicit_config_that_disagrees_with_the_hub_module_is_refused(tmp_pa
       "module's config comes from the module)")
   same = _glue_task(tmp_path, module_30k, albert_config=model_a.replace(vocab_size=30000))
   assert same.albert_config.vocab_size == 30000
+
+
+def test_a_module_without_config_takes_the_explicit_one_in_a_task(tmp_path):
+  """A TF1 module without assets/albert_config.json fine-tunes with --albert_config_file (it
+  was refused with "pass --albert_config_file" even when given)."""
+  path = write_tf1_hub_module(str(tmp_path / "no_config"), with_config=False)
+  model_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
+  task = _glue_task(tmp_path, path, albert_config=model_a)
+  task.check_inputs("train")
+  model = task.build_model()
+  g = golden_arrays("init")
+  features = {k: g["input/" + k] for k in GOLDEN_FEATURES}
+  encoder = [l for l in model.layers if isinstance(l, hub.HubEncoder)][0]
+  assert max_diff(encoder(features)["pooled_output"], g["output/pooled_output"]) < 1e-5

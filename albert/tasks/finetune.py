@@ -82,7 +82,9 @@ class FinetuneTask(Task):
     self._hub_info = None
     if config.hub_module_handle:
       from albert import hub  # pylint: disable=g-import-not-at-top
-      self._hub_info = hub.inspect_handle(config.hub_module_handle)
+      # The module's own config; the explicit one only for a module that carries none.
+      self._hub_info = hub.inspect_handle(config.hub_module_handle,
+                                          albert_config=config.albert_config)
       module_config = self._hub_info.albert_config
       if config.albert_config is not None and module_config is not None:
         differences = config.albert_config.differences(module_config)
