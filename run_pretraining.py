@@ -50,11 +50,10 @@ def main(argv):
 
 def _main():
   from albert.config import AlbertConfig
+  from albert.errors import FlagError
   from albert.tasks.pretraining import (PretrainingDataConfig, PretrainingTask,
                                         PretrainingTaskConfig)
   from albert.training import Trainer
-
-  from albert.errors import FlagError
 
   if not FLAGS.do_train and not FLAGS.do_eval:
     raise FlagError("nothing to do: give --do_train, --do_eval or both")

@@ -68,10 +68,9 @@ def main(argv):
 
 def _main():
   from albert.data.race import levels_from_flags
+  from albert.errors import FlagError
   from albert.tasks.race import RaceTask, RaceTaskConfig
   from albert.training import Trainer
-
-  from albert.errors import FlagError
 
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir
           or FLAGS.prepare_only):

@@ -5,9 +5,10 @@ the flags of both originals, their names, defaults and meanings. `--do_predict` 
 answers scores every checkpoint (the best by dev F1 becomes model.ckpt-best) and writes the
 best's predictions.json, nbest_predictions.json (and null_odds.json); on a file without answers
 (or alone, with a trained --output_dir or --init_checkpoint) it only predicts. `--prepare_only`
-builds the feature caches and stops (no model config needed). TF2 additions as in run_pretraining.py, plus
-`--cached_dir`, `--length_buckets`, `--num_workers`, `--heldout_fraction`. This file only
-turns flags into typed configs and calls `albert.training.Trainer`.
+builds the feature caches and stops (no model config needed). TF2 additions as in
+run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--num_workers`,
+`--heldout_fraction`. This file only turns flags into typed configs and calls
+`albert.training.Trainer`.
 """
 
 from absl import app, flags
@@ -78,10 +79,9 @@ def main(argv):
 
 
 def _main():
+  from albert.errors import FlagError
   from albert.tasks.squad import SquadTask, SquadTaskConfig, has_answers
   from albert.training import Trainer
-
-  from albert.errors import FlagError
 
   if not FLAGS.output_dir:
     raise FlagError("--output_dir is required")
