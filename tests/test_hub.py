@@ -335,8 +335,8 @@ def test_an_explicit_config_that_disagrees_with_the_hub_module_is_refused(tmp_pa
     _glue_task(tmp_path, module_30k, albert_config=model_a.replace(hidden_dropout_prob=0.1))
   assert str(error.value) == (
       f"--albert_config_file disagrees with the albert config of the hub module {module_30k} "
-      "(hidden_dropout_prob: 0.1 there, 0.0 in the module; vocab_size: 1000 there, 30000 in the "
-      "module): the module's encoder is what runs. Leave out --albert_config_file (a hub "
+      "(hidden_dropout_prob: 0.1 in the file, 0.0 in the module; vocab_size: 1000 in the file, "
+      "30000 in the module): the module's encoder is what runs. Leave out --albert_config_file (a hub "
       "module's config comes from the module)")
   same = _glue_task(tmp_path, module_30k, albert_config=model_a.replace(vocab_size=30000))
   assert same.albert_config.vocab_size == 30000

@@ -89,7 +89,7 @@ class FinetuneTask(Task):
       if config.albert_config is not None and module_config is not None:
         differences = config.albert_config.differences(module_config)
         if differences:
-          shown = "; ".join(f"{k}: {a!r} there, {b!r} in the module"
+          shown = "; ".join(f"{k}: {a!r} in the file, {b!r} in the module"
                             for k, (a, b) in differences.items())
           raise FlagError(
               f"--albert_config_file disagrees with the albert config of the hub module "
@@ -134,8 +134,8 @@ class FinetuneTask(Task):
     info = self._hub_info
     if info is None or not (self.config.spm_model_file or self.config.vocab_file):
       return
-    given = (f"--spm_model_file={spec.spm_model_file}" if spec.spm_model_file
-             else f"--vocab_file={spec.vocab_file}")
+    flag = "--spm_model_file" if spec.spm_model_file else "--vocab_file"
+    given = f"{flag}={spec.spm_model_file or spec.vocab_file}"
     size = len(tokenizer.vocab)
     if info.sp_model_file or info.vocab_file:
       module_file = info.sp_model_file or info.vocab_file
@@ -144,11 +144,11 @@ class FinetuneTask(Task):
                                    do_lower_case=spec.do_lower_case).build().vocab
       if module_vocab == tokenizer.vocab:
         return
-      what = (f"{len(module_vocab)} pieces, {os.path.basename(module_file)}")
+      what = f"{len(module_vocab)} pieces, {os.path.basename(module_file)}"
       if len(module_vocab) == size:
-        other = sorted(set(tokenizer.vocab.items()) - set(module_vocab.items()),
-                       key=lambda item: item[1])[0]
-        what += f"; other pieces: e.g. id {other[1]} is {other[0]!r} in {given.split('=')[0]}"
+        piece, index = min(set(tokenizer.vocab.items()) - set(module_vocab.items()),
+                           key=lambda item: item[1])
+        what += f"; other pieces: e.g. id {index} is {piece!r} in {flag}"
       advice = "Leave it out (a hub module's tokenizer comes from the module)"
     elif info.albert_config is not None and info.albert_config.vocab_size != size:
       what = f"vocab_size {info.albert_config.vocab_size} in its albert config"
