@@ -5,9 +5,10 @@ the flags of both originals, their names, defaults and meanings. `--do_predict` 
 answers scores every checkpoint (the best by dev F1 becomes model.ckpt-best) and writes the
 best's predictions.json, nbest_predictions.json (and null_odds.json); on a file without answers
 (or alone, with a trained --output_dir or --init_checkpoint) it only predicts. `--prepare_only`
-builds the feature caches and stops. TF2 additions as in run_pretraining.py, plus
-`--cached_dir`, `--length_buckets`, `--num_workers`, `--heldout_fraction`. This file only
-turns flags into typed configs and calls `albert.training.Trainer`.
+builds the feature caches and stops (no model config needed). TF2 additions as in
+run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--num_workers`,
+`--heldout_fraction`. This file only turns flags into typed configs and calls
+`albert.training.Trainer`.
 """
 
 from absl import app, flags
@@ -78,16 +79,18 @@ def main(argv):
 
 
 def _main():
+  from albert.errors import FlagError
   from albert.tasks.squad import SquadTask, SquadTaskConfig, has_answers
   from albert.training import Trainer
 
   if not FLAGS.output_dir:
-    raise app.UsageError("--output_dir is required")
+    raise FlagError("--output_dir is required")
   if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.prepare_only or FLAGS.export_dir):
-    raise app.UsageError("At least one of `do_train`, `do_predict` or `export_dir` must be "
-                         "given.")
+    raise FlagError("nothing to do: give --do_train, --do_predict, --export_dir or "
+                    "--prepare_only")
   task = SquadTask(SquadTaskConfig(
-      finetune=albert_flags.finetune_config(), train_file=FLAGS.train_file,
+      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
+      train_file=FLAGS.train_file,
       predict_file=FLAGS.predict_file, version_2_with_negative=FLAGS.version_2_with_negative,
       doc_stride=FLAGS.doc_stride, max_query_length=FLAGS.max_query_length,
       n_best_size=FLAGS.n_best_size, max_answer_length=FLAGS.max_answer_length,
@@ -96,12 +99,14 @@ def _main():
       heldout_fraction=FLAGS.heldout_fraction if FLAGS.version_2_with_negative else 0.0,
       train_feature_file=FLAGS.train_feature_file,
       predict_feature_file=FLAGS.predict_feature_file))
-  if FLAGS.prepare_only:
-    for split, wanted in (("train", FLAGS.train_file), ("predict", FLAGS.predict_file)):
-      if wanted:  # the cache logs its summary: counts, where, built or reused, time
-        task.check_inputs(split)
-        task.prepare(split)
+  if FLAGS.prepare_only:  # each cache logs its summary: counts, where, built or reused, time
+    task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
+                                                   ("predict", FLAGS.predict_file)) if wanted])
     return
+  kind = "squad_v2" if FLAGS.version_2_with_negative else "squad_v1"
+  if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
+    from albert.finetune_export import check_export_dir
+    check_export_dir(task, kind, FLAGS.export_dir)
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       num_train_steps=None if FLAGS.do_train else 0)
   scored = bool(FLAGS.do_predict and FLAGS.predict_file and has_answers(FLAGS.predict_file))
@@ -113,7 +118,7 @@ def _main():
     from albert.finetune_export import export_from_trainer
     threshold = task.stored_threshold(FLAGS.output_dir)
     export_from_trainer(
-        trainer, "squad_v2" if FLAGS.version_2_with_negative else "squad_v1", FLAGS.export_dir,
+        trainer, kind, FLAGS.export_dir,
         assets={"sp_model_file": task.tokenizer_spec().spm_model_file},
         info={"do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
               "doc_stride": FLAGS.doc_stride, "max_query_length": FLAGS.max_query_length,

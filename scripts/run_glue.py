@@ -322,6 +322,8 @@ def _run(args: argparse.Namespace) -> None:
   def get_strategy():
     if not strategy:
       # pylint: disable=g-import-not-at-top
+      from albert import startup
+      startup.start_tensorflow()  # before TensorFlow's first import: no cuInit false alarm
       from absl import logging
       from albert.distribute import DistributeConfig, make_strategy
       logging.set_verbosity(logging.WARNING)

@@ -132,12 +132,12 @@ def test_init_checkpoint_must_restore_the_encoder(tmp_path):
   make_trainer(tmp_path / "b", "SST-2", lines=lines, num_train_steps=2, save_checkpoints_steps=2,
                init_checkpoint=str(tmp_path / "a" / "model.ckpt-2")).run(do_train=True)
   assert any(l.startswith("Loaded 27 variables") for l in lines)  # 25 encoder + 2 head
-  # A head of another shape (3 labels) is left out and listed as unused.
+  # A head of another shape (3 labels) is left out and listed as new.
   lines = []
   make_trainer(tmp_path / "c", "MNLI", lines=lines, num_train_steps=1, save_checkpoints_steps=1,
                init_checkpoint=str(tmp_path / "a" / "model.ckpt-2")).run(do_train=True)
   assert any(l.startswith("Loaded 25 variables") for l in lines)
-  assert "    output_weights" in "\n".join(lines)
+  assert "    output_weights (another shape in the checkpoint" in "\n".join(lines)
   # A checkpoint of something else restores none of the encoder: an error, not a random start.
   model_dir.mkdir()
   import tensorflow as tf
@@ -145,6 +145,69 @@ def test_init_checkpoint_must_restore_the_encoder(tmp_path):
   checkpoint.save_tf1_checkpoint([other], str(model_dir / "model.ckpt"))
   with pytest.raises(CheckpointError, match=r"restores none of the encoder"):
     make_trainer(tmp_path / "d", "SST-2", init_checkpoint=str(model_dir / "model.ckpt")).run()
+
+
+def test_a_head_that_starts_fresh_is_reported_as_new_not_unused(tmp_path):
+  """Issue 18: the load report listed a fresh head (another label count, or a part the task
+  starts fresh) under "in the checkpoint but unused" instead of "new or missing"."""
+  golden = os.path.join(TESTDATA, "golden")
+  config = AlbertConfig.from_json_file(os.path.join(golden, "model_A", "albert_config.json"))
+  finetune = FinetuneConfig(albert_config=config, output_dir=str(tmp_path), max_seq_length=32,
+                            spm_model_file=os.path.join(golden, "spm.model"))
+  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name="SST-2",
+                                             data_dir=GLUE))
+  model = task.build_model()
+  cls3 = os.path.join(golden, "finetune", "classifier", "model_A_cls3", "init")
+  report = task.initialize(model, cls3)  # a fine-tuned 3-label checkpoint into 2 labels
+  assert len(report.loaded) == 25 and report.missing == [] and report.unused == []
+  assert report.new == {
+      "output_bias": "another shape in the checkpoint: [3], the model's [2]",
+      "output_weights": "another shape in the checkpoint: [3, 32], the model's [2, 32]"}
+  text = report.format()
+  assert ("  new or missing from the checkpoint (start from their initial values): 2\n"
+          "    output_bias (another shape in the checkpoint: [3], the model's [2])\n"
+          "    output_weights (another shape in the checkpoint: [3, 32], the model's [2, 32])\n"
+          "  in the checkpoint but unused: 0\n") in text
+  # A pretraining checkpoint, the pooler started fresh (as the main job does): the head and
+  # the pooler are new; the pretraining heads are what the checkpoint has unused.
+  task.config.init_skip = ("bert/pooler/",)
+  report = task.initialize(model, os.path.join(golden, "model_A"))
+  assert report.missing == ["output_bias", "output_weights"]
+  assert sorted(report.new) == ["bert/pooler/dense/bias", "bert/pooler/dense/kernel"]
+  assert all(n.startswith(("cls/predictions/", "cls/seq_relationship/")) for n in report.unused)
+  assert len(report.unused) == 7 and "new or missing from the checkpoint (start from their " \
+      "initial values): 4" in report.format()
+
+
+def test_prepare_only_needs_no_model_config(tmp_path):
+  """Issue 18: --prepare_only builds the feature caches from the tokenizer and data flags alone
+  (it required --albert_config_file or a hub handle); a training run then reuses them."""
+  out = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, "run_classifier.py"), f"--data_dir={GLUE}",
+       "--task_name=MRPC", f"--spm_model_file={SPM}", "--max_seq_length=64",
+       f"--output_dir={out}", "--prepare_only", "--num_workers=1"],
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  built = sorted(n for n in os.listdir(out / "cache") if n.endswith(".tf_record"))
+  assert [n.split("-")[0] for n in built] == ["mrpc_dev", "mrpc_train"]  # default: train, eval
+  assert sorted(os.listdir(out)) == ["cache"]
+  stamps = {n: os.stat(out / "cache" / n).st_mtime_ns for n in built}
+  trainer = make_trainer(out, "MRPC", num_train_steps=1)
+  for split in ("train", "eval"):
+    trainer.task.prepare(split)
+    assert os.path.basename(trainer.task.input_files(split)[0]) in built
+  assert {n: os.stat(out / "cache" / n).st_mtime_ns for n in built} == stamps
+  race = subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, "run_race.py"),
+       f"--data_dir={os.path.join(TESTDATA, 'race')}", f"--spm_model_file={SPM}",
+       "--max_seq_length=64", "--max_qa_length=16", f"--output_dir={tmp_path / 'race'}",
+       "--prepare_only", "--nodo_train", "--do_predict", "--num_workers=1"],
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert race.returncode == 0, race.stderr[-3000:]
+  built = sorted(n.split("-")[0] for n in os.listdir(tmp_path / "race" / "cache")
+                 if n.endswith(".tf_record"))
+  assert built == ["race_dev", "race_test"]  # --do_eval (its default) and --do_predict
 
 
 def test_bad_input_is_named(tmp_path):
