@@ -337,3 +337,44 @@ def test_squad_settings_that_leave_nothing_to_compute_are_refused(tmp_path, sett
   with pytest.raises(FlagError) as error:
     SquadTask(SquadTaskConfig(finetune, **setting))
   assert message in str(error.value)
+
+
+def test_stored_threshold_is_read_without_writing(tmp_path):
+  """The threshold recorded for a checkpoint's step, else null_threshold.json when it names that
+  checkpoint; reading writes nothing (it used to write null_threshold.json)."""
+  from albert.errors import DataError
+  from albert.run_dir import RunDir
+  from albert.tasks.finetune import FinetuneConfig
+  from albert.tasks.squad import SquadTask, SquadTaskConfig
+  run = RunDir(str(tmp_path / "run"))
+  os.makedirs(run.state_dir)
+  for step in (5, 9):
+    for suffix in (".index", ".data-00000-of-00001"):
+      (tmp_path / "run" / f"model.ckpt-{step}{suffix}").write_bytes(b"x")
+  run.append_results({"global_step": 5, "heldout_f1": 50.0, "heldout_threshold": 0.25})
+  run.append_results({"global_step": 9, "heldout_f1": 40.0, "heldout_threshold": -1.5})
+  run.update_best(5, "heldout_f1", 50.0)
+  task = SquadTask(SquadTaskConfig(
+      FinetuneConfig(albert_config=AlbertConfig(vocab_size=100), output_dir=run.path,
+                     max_seq_length=128), version_2_with_negative=True))
+  before = sorted(os.listdir(run.path))
+  best = task.stored_threshold(run.best_prefix)
+  assert (best["threshold"], best["global_step"], best["checkpoint"]) == (0.25, 5,
+                                                                          "model.ckpt-best")
+  assert task.stored_threshold(run.prefix(9))["threshold"] == -1.5
+  assert sorted(os.listdir(run.path)) == before
+  # A copied checkpoint with its null_threshold.json (no eval_results.txt beside it).
+  copy = tmp_path / "copy"
+  copy.mkdir()
+  for name in os.listdir(run.path):
+    if name.startswith("model.ckpt-best"):
+      shutil.copy(os.path.join(run.path, name), copy / name)
+  assert task.stored_threshold(str(copy / "model.ckpt-best")) is None
+  (copy / "null_threshold.json").write_text(json.dumps(
+      {"null_score_diff_threshold": 0.25, "global_step": 5, "checkpoint": "model.ckpt-best"}))
+  assert task.stored_threshold(str(copy / "model.ckpt-best"))["threshold"] == 0.25
+  shutil.copy(copy / "model.ckpt-best.index", copy / "model.ckpt-7.index")
+  assert task.stored_threshold(str(copy / "model.ckpt-7")) is None  # another checkpoint's
+  (copy / "null_threshold.json").write_text("{")
+  with pytest.raises(DataError, match=r"null_threshold.json: not a null threshold file"):
+    task.stored_threshold(str(copy / "model.ckpt-best"))
