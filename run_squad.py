@@ -11,6 +11,9 @@ run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--num_workers`,
 `albert.training.Trainer`.
 """
 
+import os
+import sys
+
 from absl import app, flags
 
 from albert import flags as albert_flags
@@ -98,7 +101,7 @@ def _main():
       dropout_prob=FLAGS.dropout_prob,
       heldout_fraction=FLAGS.heldout_fraction if FLAGS.version_2_with_negative else 0.0,
       train_feature_file=FLAGS.train_feature_file,
-      predict_feature_file=FLAGS.predict_feature_file))
+      predict_feature_file=FLAGS.predict_feature_file, command=os.path.basename(sys.argv[0])))
   if FLAGS.prepare_only:  # each cache logs its summary: counts, where, built or reused, time
     task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
                                                    ("predict", FLAGS.predict_file)) if wanted])
@@ -115,8 +118,13 @@ def _main():
   if FLAGS.do_train or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
   if FLAGS.export_dir:
+    from albert.errors import TrainingError
     from albert.finetune_export import export_from_trainer
-    threshold = task.stored_threshold(FLAGS.output_dir)
+    try:  # the weights the export reads (when there are none, the export says so)
+      stored = task.stored_threshold(trainer._predict_source())  # pylint: disable=protected-access
+    except TrainingError:
+      stored = None
+    threshold = stored["threshold"] if stored else None
     export_from_trainer(
         trainer, kind, FLAGS.export_dir,
         assets={"sp_model_file": task.tokenizer_spec().spm_model_file},

@@ -122,6 +122,7 @@ class Evaluation:
     if checkpoint_path:
       self._load_weights(checkpoint_path)
       self.log(f"Predicting {split} with {checkpoint_path} (step {self.global_step})")
+    self.task.weights_source = self._weights_source or self.run_dir.prefix(self.global_step)
     if self._predict_step is None:
       self._predict_step = self._make_predict_step()
     step = self._predict_step

@@ -120,7 +120,8 @@ def trainer_configs(**overrides):
       max_eval_steps=_value("max_eval_steps"), init_checkpoint=_value("init_checkpoint"),
       init_from_group0=_value("init_from_group0", False),
       albert_config_file=_value("albert_config_file"), enable_xla=_value("enable_xla", False),
-      mixed_precision=_value("mixed_precision", "float32"), seed=_value("seed", 12345))
+      mixed_precision=_value("mixed_precision", "float32"), seed=_value("seed", 12345),
+      steps_flag="num_train_steps" if "num_train_steps" in FLAGS else "train_step")
   optimizer = dict(
       optimizer=_value("optimizer", "adamw"), learning_rate=_value("learning_rate", 5e-5),
       num_warmup_steps=warmup, start_warmup_step=_value("start_warmup_step", 0),

@@ -21,7 +21,9 @@ or "float32"; the original's feature names) and picks a mode:
 Optionally (`bucket_boundaries`), batches are padded only to the smallest boundary that holds
 their longest row (length = number of non-zero `input_mask` entries along the last axis; the
 longest choice for multiple-choice rows of shape [C, S]), so that short examples do
-not pay for `max_seq_length`: XLA compiles one shape per boundary. Row order is kept in
+not pay for `max_seq_length`: XLA compiles one shape per boundary. Every per-position feature
+is cut to the boundary: by default those whose schema length is `input_mask`'s
+(`sequence_features_of(schema)`: SQuAD's `p_mask` as well as the ids). Row order is kept in
 `one_pass` mode (within each bucket; `row_index` restores the input order); in `train` mode
 rows are grouped into per-bucket batches after the shuffle.
 
@@ -60,6 +62,14 @@ def expand_files(patterns: str, flag: str = "--input_file") -> List[str]:
   if not found:
     raise InputError(f"{flag} is empty: give comma-separated file globs of TFRecord files")
   return sorted(dict.fromkeys(found))
+
+
+def sequence_features_of(schema: Schema) -> Tuple[str, ...]:
+  """The per-position features of a schema: those as long as `input_mask` (which buckets cut)."""
+  if "input_mask" not in schema:
+    return ()
+  length = schema["input_mask"][1]
+  return tuple(name for name, (_, size) in schema.items() if size == length)
 
 
 def parse_spec(schema: Schema) -> Dict[str, tf.io.FixedLenFeature]:
@@ -123,20 +133,23 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
                  seed: int = 12345, shuffle_buffer_size: int = 100, cycle_length: int = 4,
                  decode: Optional[Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]] = None,
                  bucket_boundaries: Optional[Sequence[int]] = None,
-                 sequence_features: Sequence[str] = ("input_ids", "input_mask", "segment_ids"),
+                 sequence_features: Optional[Sequence[str]] = None,
                  finalize: Optional[Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]] = None,
                  ) -> tf.data.Dataset:
   """Batches of `batch_size` (per replica) feature dicts; see the module docstring for `mode`.
 
   `decode` maps each parsed record (ints as int32) to the features the task wants (e.g. a check
   of the ids, or a reshape). `bucket_boundaries` (ascending, the last one the records' length)
-  pads each batch's `sequence_features` only to the boundary that holds its longest row.
+  pads each batch's `sequence_features` (default: `sequence_features_of(schema)`, every feature
+  as long as `input_mask`) only to the boundary that holds its longest row.
   `finalize` maps each batch (e.g. multiple-choice rows [B, C, S] back to the records' [B, C*S]).
   """
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
   files = list(files)
   spec = parse_spec(schema)
+  if sequence_features is None:
+    sequence_features = sequence_features_of(schema)
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline = input_context.input_pipeline_id if input_context else 0
   replicas = input_context.num_replicas_in_sync if input_context else 1
@@ -278,6 +291,6 @@ def _bucketed_batches(d: tf.data.Dataset, batch_size: int, boundaries: Sequence[
   def batch(key, window):
     length = tf.gather(boundaries, key)
     return window.batch(batch_size, drop_remainder=True).map(
-        lambda f: {n: (v[:, :length] if n in sequence_features else v) for n, v in f.items()})
+        lambda f: _cut(f, length, sequence_features))
 
   return d.group_by_window(bucket, batch, window_size=batch_size)

@@ -111,6 +111,7 @@ class TrainerConfig:
   mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
   seed: int = 12345
   clip_norm: float = 1.0
+  steps_flag: str = "num_train_steps"  # the flag num_train_steps came from (run_race: train_step)
 
   def validate(self) -> None:
     for key in ("train_batch_size", "eval_batch_size", "save_checkpoints_steps",
@@ -121,7 +122,7 @@ class TrainerConfig:
       if getattr(self, key) is not None and getattr(self, key) <= 0:
         raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
     if self.num_train_steps is not None and self.num_train_steps < 0:
-      raise TrainingError(f"--num_train_steps must not be negative, got {self.num_train_steps}")
+      raise TrainingError(f"--{self.steps_flag} must not be negative, got {self.num_train_steps}")
     if self.num_train_epochs is not None and not self.num_train_epochs > 0:
       raise TrainingError(f"--num_train_epochs must be positive, got {self.num_train_epochs}")
     if self.mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
@@ -177,6 +178,11 @@ class Trainer(Evaluation):
   def _check(self, do_train: bool, do_eval: bool, do_predict: bool) -> None:
     """Every check that needs no output: settings, inputs, init checkpoint, run directory."""
     c = self.config
+    if do_train and c.num_train_epochs is None and not (self.num_train_steps or 0) > 0:
+      raise TrainingError(f"--{c.steps_flag}={self.num_train_steps}: --do_train needs at least "
+                          "one training step")
+    if do_predict and not do_train:
+      self._predict_source()  # a checkpoint to predict with, or the error naming what is missing
     for name, size in (("train_batch_size", c.train_batch_size),
                        ("eval_batch_size", c.eval_batch_size),
                        ("predict_batch_size", self._predict_batch_size)):
@@ -222,6 +228,10 @@ class Trainer(Evaluation):
         raise TrainingError(f"task {self.task.name} cannot count its training examples: give "
                             "--num_train_steps instead of --num_train_epochs")
       self.num_train_steps = int(examples / c.train_batch_size * c.num_train_epochs)
+      if self.num_train_steps < 1:
+        raise TrainingError(f"--num_train_epochs={c.num_train_epochs:g} of {examples:,} examples "
+                            f"at batch {c.train_batch_size} is no training step: train longer "
+                            "or with a smaller --train_batch_size")
       if o.warmup_proportion is not None:
         self.num_warmup_steps = int(self.num_train_steps * o.warmup_proportion)
       self.log(f"Training {c.num_train_epochs:g} epoch(s) of {examples:,} examples at batch "

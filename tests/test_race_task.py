@@ -89,6 +89,7 @@ def test_run_race_fits_the_questions_it_trained_on(memorise):
 @pytest.mark.parametrize("damage, message", [
     ("not json", "middle/2.txt"),
     ("bad answer", "answer"),
+    ("no training step", "--train_step=0: --do_train needs at least one training step"),
 ])
 def test_bad_race_files_give_one_clear_line(memorise, tmp_path, damage, message):
   data = tmp_path / "data" / "RACE"
@@ -96,17 +97,20 @@ def test_bad_race_files_give_one_clear_line(memorise, tmp_path, damage, message)
   path = data / "train" / "middle" / "2.txt"
   if damage == "not json":
     path.write_text("this is not RACE JSON")
-  else:
+  elif damage == "bad answer":
     article = json.loads(path.read_text())
     article["answers"][0] = "E"
     path.write_text(json.dumps(article))
+  steps = "--train_step=0" if damage == "no training step" else "--train_step=2"
   args = [a.replace(str(memorise / "data"), str(tmp_path / "data")) for a in
-          _command(memorise, tmp_path / "out", "--train_step=2")]
+          _command(memorise, tmp_path / "out", steps)]
   result = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   assert message in result.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "out" / "train_state").exists()
+  if damage == "no training step":  # refused before anything is written
+    assert not (tmp_path / "out").exists()
 
 
 def test_length_buckets_give_the_predictions_of_fixed_padding(tmp_path):

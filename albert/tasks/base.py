@@ -50,6 +50,9 @@ class Task(abc.ABC):
   # original's fine-tuning scripts, whose eval job chose the best); pretraining prunes.
   keep_unscored_checkpoints: bool = False
   extra_eval_splits: Tuple[str, ...] = ()
+  # Set by the trainer when it predicts: the checkpoint the predictions come from (a TF1 prefix
+  # or a directory), for a `postprocess` that reads what was stored with it.
+  weights_source: Optional[str] = None
 
   @property
   def albert_config(self) -> Optional[AlbertConfig]:
