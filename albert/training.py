@@ -193,6 +193,8 @@ class Trainer(Evaluation):
     for source in (c.init_checkpoint, c.predict_checkpoint):
       if source:
         checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
+    self.run_dir.check_claim(self.task.albert_config, self.task.run_identity(),
+                             c.albert_config_file)
     if do_train and self.num_train_steps is not None and self.num_train_steps > 0 and (
         self.optimizer_config.start_warmup_step >= self.num_train_steps):
       self.log(f"warning: --start_warmup_step={self.optimizer_config.start_warmup_step} is at "
@@ -203,13 +205,32 @@ class Trainer(Evaluation):
   def _predict_batch_size(self) -> int:
     return self.config.predict_batch_size or self.config.eval_batch_size
 
+  def _claim(self) -> None:
+    """The run really starts (its weights are loaded): the chief writes albert_config.json and
+    the run's identity (`RunDir.claim`), with the fingerprint of the training data it reads."""
+    if self._claimed:
+      return
+    if self.chief:
+      train_data = self.task.data_fingerprint("train") if "train" in self._prepared else None
+      self.run_dir.claim(self.task.albert_config, self.task.run_identity(),
+                         self.config.albert_config_file, train_data=train_data)
+    self._claimed = True
+
+  def _check_train_data(self) -> None:
+    """A resume state saved while training on other data is refused: its input position would
+    be restored over another feature file."""
+    recorded = (self.run_dir.identity() or {}).get("train_data")
+    current = self.task.data_fingerprint("train")
+    if self._state_steps() and recorded and current and recorded != current:
+      raise TrainingError(
+          f"the training data changed since the resume state in {self.state_dir} was saved "
+          f"(features {recorded[:16]} there, {current[:16]} now: another train file, or other "
+          "settings that shape its features): resuming would continue its input position over "
+          "other records. Use a new --output_dir (its --init_checkpoint may be a model.ckpt-N "
+          "of this one), or the training data of the run")
+
   def _prepare(self, splits) -> None:
-    """Claims the run directory, lets the task build its inputs, resolves epochs into steps."""
-    if self.chief and not self._claimed:
-      files.make_dirs(self.config.output_dir)
-      if self.task.albert_config is not None:
-        self.run_dir.claim(self.task.albert_config, self.config.albert_config_file)
-      self._claimed = True
+    """Lets the task build its inputs, resolves epochs into steps."""
     for split in splits:
       if split not in self._prepared:
         self.task.prepare(split)
@@ -282,8 +303,36 @@ class Trainer(Evaluation):
     """
     if not (do_train or do_eval or do_predict):
       raise TrainingError("nothing to do: set --do_train, --do_eval and/or --do_predict")
-    c = self.config
     self._check(do_train, do_eval, do_predict)
+    if not self.chief:
+      return self._run(do_train, do_eval, do_predict)
+    output_dir = self.config.output_dir
+    before = None if files.is_remote(output_dir) or not os.path.isdir(output_dir) else set(
+        os.listdir(output_dir))
+    with self.run_dir.lock():  # another run of this output_dir is refused until this one ends
+      try:
+        return self._run(do_train, do_eval, do_predict)
+      except BaseException:
+        if not self._claimed:  # a failed start leaves nothing behind
+          self._remove_new(before)
+        raise
+
+  def _remove_new(self, before) -> None:
+    """Removes what this run added to output_dir (`before`: its entries then, None: absent)."""
+    output_dir = self.config.output_dir
+    if files.is_remote(output_dir) or not os.path.isdir(output_dir):
+      return
+    for name in sorted(set(os.listdir(output_dir)) - (before or set())):
+      path = os.path.join(output_dir, name)
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+    if before is None and not os.listdir(output_dir):
+      os.rmdir(output_dir)
+
+  def _run(self, do_train: bool, do_eval: bool, do_predict: bool) -> Dict[str, float]:
+    c = self.config
     splits = [s for s, wanted in (("train", do_train), ("eval", do_eval),
                                   ("predict", do_predict)) if wanted]
     self._prepare(splits)
@@ -300,6 +349,7 @@ class Trainer(Evaluation):
       source = None if do_train and not do_eval else "auto"
       for split in self.task.predict_splits:
         predictions = self.predict(split, checkpoint_path=source)
+        self._claim()
         metrics = self.task.postprocess(split, predictions, c.output_dir)
         results.update({f"{split}/{k}": v for k, v in (metrics or {}).items()})
     for writer in self._writers.values():
@@ -333,12 +383,12 @@ class Trainer(Evaluation):
 
   def _train(self, do_eval: bool) -> Dict[str, float]:
     c = self.config
+    self._check_train_data()
     initial = None
-    if do_eval:  # checkpoints an earlier (killed) run saved but did not score
-      scored = self.run_dir.scored_steps()
-      if any(s not in scored for s in self.run_dir.steps()):
-        initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
-        self.evaluate_checkpoints()
+    # Checkpoints an earlier (killed) run saved but did not score, or scored on other eval data.
+    if do_eval and self._unscored_steps():
+      initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
+      self.evaluate_checkpoints()
     # The input position is part of the resume state. On one device (the default strategy) the
     # iterator itself is checkpointed; tf.distribute's iterators cannot be, so there the input
     # is rebuilt and the batches of the steps already done are skipped (exact, but read again).
@@ -362,6 +412,7 @@ class Trainer(Evaluation):
       else:
         self.log(self.task.initial_weights_note() or
                  "Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
+    self._claim()
     if not single:
       iterator = iter(self._distributed("train", c.train_batch_size, skip_steps=self.global_step))
 
@@ -400,9 +451,9 @@ class Trainer(Evaluation):
                             f"{self.run_dir.prefix(step)} is saved; rerun the same command to "
                             "resume")
     if do_eval and not results:  # nothing left to train: the results recorded for this step
-      results = dict(self.run_dir.scored_steps().get(self.global_step, {}))
+      results = dict(self._scored().get(self.global_step, {}))
       if results:
-        self._log_eval(results)
+        self._log_eval(results, recorded=self.global_step)
     return results
 
   def _state_steps(self):
