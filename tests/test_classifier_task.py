@@ -17,7 +17,7 @@ import pytest
 
 from albert import checkpoint
 from albert.config import AlbertConfig
-from albert.errors import CheckpointError, DataError, FlagError, InputError
+from albert.errors import CheckpointError, DataError, FlagError, InputError, TrainingError
 from albert.run_dir import parse_results
 from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
 from albert.tasks.finetune import FinetuneConfig, default_buckets
@@ -368,3 +368,19 @@ def test_another_max_seq_length_is_refused_naming_the_flag(rte_run):
   assert last.startswith(f"error: {out} already holds a run of another task or other settings")
   assert "max_seq_length: 64 there, 32 now" in last
   assert _snapshot(out) == before
+
+
+def test_resuming_on_other_training_data_is_refused(tmp_path):
+  """The resume state holds the input position in the old training features: continuing it
+  over a changed train.tsv would read other records from that position."""
+  data = tmp_path / "glue"
+  shutil.copytree(GLUE, data)
+  out = tmp_path / "run"
+  make_trainer(out, "RTE", data_dir=data, num_train_steps=4, save_checkpoints_steps=4).run()
+  train = data / "RTE" / "train.tsv"
+  train.write_text("\n".join(_lines(train)[:-3]) + "\n")  # three rows fewer
+  with pytest.raises(TrainingError, match=r"the training data changed since the resume state "
+                     rf"in {out}/train_state was saved \(features [0-9a-f]{{16}} there, "
+                     r"[0-9a-f]{16} now"):
+    make_trainer(out, "RTE", data_dir=data, num_train_steps=8, save_checkpoints_steps=4).run()
+  assert not (out / "model.ckpt-8.index").exists()

@@ -241,7 +241,7 @@ def test_a_second_run_of_a_directory_is_refused_while_the_first_holds_it(tmp_pat
       def hold(self, *args):
         open({str(holding)!r}, "w").close()
         time.sleep(600)
-      training.Trainer._run = hold  # holds the directory, as a long run does
+      training.Trainer._build = hold  # holds the directory, as a long run does
       make_trainer({str(out)!r}, {list(records)!r}).run()
   """)
   process = subprocess.Popen([sys.executable, "-c", first], env=environment(),
