@@ -189,9 +189,10 @@ class Evaluation:
     scored = self._scored()
     return [s for s in self.run_dir.steps() if s not in scored]
 
-  def _rescoring_notes(self, pending: List[int], data: Optional[str]) -> None:
-    """Says which pending checkpoints have results on other eval data (scored again), and
-    restores `model.ckpt-best`'s source if it was pruned, so that the best is chosen again."""
+  def _before_rescoring(self, pending: List[int], data: Optional[str]) -> None:
+    """Restores `model.ckpt-best`'s source if the best was chosen on other eval data and its
+    source pruned since (so that the best is chosen again among all), and says which pending
+    checkpoints have results on other eval data."""
     metric = self.task.best_metric
     stale = self.run_dir.stale_best(metric, data) if metric else None
     if stale is not None and self.chief and int(stale["step"]) not in self.run_dir.steps():
@@ -219,7 +220,7 @@ class Evaluation:
     self._prepare(["eval"])
     self._build()
     pending = self._unscored_steps()
-    self._rescoring_notes(pending, self._eval_data_key())
+    self._before_rescoring(pending, self._eval_data_key())
     if pending:
       self._claim()
       self.log(f"Scoring {len(pending)} checkpoint(s) without a result: "

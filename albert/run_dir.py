@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 from typing import Any, Dict, Iterator, List, Optional
 
 from albert import files
@@ -276,7 +277,40 @@ class RunDir:
     if identity != self.identity():
       files.write_text(self.identity_file, json.dumps(identity, indent=1, sort_keys=True) + "\n")
 
-  # ----------------------------------------------------------------------------------- lock
+  def check_train_data(self, current: Optional[str]) -> None:
+    """Refuses to resume on training features other than those the run recorded: the resume
+    state's input position would be restored over other records."""
+    recorded = (self.identity() or {}).get("train_data")
+    if recorded and current and recorded != current:
+      raise TrainingError(
+          f"the training data changed since the resume state in {self.state_dir} was saved "
+          f"(features {recorded[:16]} there, {current[:16]} now: another train file, or other "
+          "settings that shape its features): resuming would continue its input position over "
+          "other records. Use a new --output_dir (its --init_checkpoint may be a model.ckpt-N "
+          "of this one), or the training data of the run")
+
+  # ------------------------------------------------------------------- lock, failed starts
+  def entries(self) -> Optional[set]:
+    """The names in the directory (None: it does not exist, or is remote)."""
+    if files.is_remote(self.path) or not os.path.isdir(self.path):
+      return None
+    return set(os.listdir(self.path))
+
+  def remove_added(self, before: Optional[set]) -> None:
+    """After a run that failed before it started: removes what it added (`before`: `entries()`
+    then), and the directory if it made it."""
+    now = self.entries()
+    if now is None:
+      return
+    for name in sorted(now - (before or set())):
+      path = os.path.join(self.path, name)
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+    if before is None and not os.listdir(self.path):
+      os.rmdir(self.path)
+
   @contextlib.contextmanager
   def lock(self) -> Iterator[None]:
     """Holds the directory for this process: another run of it is refused while this one runs.

@@ -1,9 +1,11 @@
 """The one training loop of every task: the original TPUEstimator batch job, in TF2.
 
 `Trainer(task, TrainerConfig, OptimizerConfig, strategy).run(do_train, do_eval, do_predict)`:
-- checks the settings, the task's inputs, the init checkpoint and the run directory (a run
-  with another albert config is refused) before anything is written; then lets the task build
-  its feature caches, and turns an epoch-based length into steps (printed);
+- checks the settings, the task's inputs, the init checkpoint and the run directory (another
+  albert config, task or settings that shape the model or data are refused) before anything is
+  written; holds the directory (a second run is refused); lets the task build its feature
+  caches; turns an epoch-based length into steps (printed); claims the directory only once the
+  weights are loaded (a failed start leaves nothing);
 - builds the task's model and the optimizer inside the strategy's scope;
 - resumes from `output_dir/train_state/` (model, optimizer slots and step, input position and
   dropout random state, so that a killed and resumed run ends with the weights of an
@@ -16,8 +18,9 @@
   it, a weights-only checkpoint in the original TF1 names, `output_dir/model.ckpt-N`; with
   `do_eval`, scores it (`evaluate`), appends the results to `eval_results.txt` and keeps the
   best (task's `best_metric`) as `model.ckpt-best` + `best_trial.txt`, deleting nothing;
-- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result (after a
-  kill between a save and its evaluation, and in eval-only runs);
+- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result on the
+  current eval data (after a kill between a save and its evaluation, in eval-only runs, after
+  the dev set changed);
 - `evaluate()` is one pass over every eval example (padding rows weigh 0), or, for a task
   whose eval input streams, `max_eval_steps` batches; `predict(split)` returns the task's
   per-example outputs for a whole split in input order, on any strategy, and the task's
@@ -206,8 +209,7 @@ class Trainer(Evaluation):
     return self.config.predict_batch_size or self.config.eval_batch_size
 
   def _claim(self) -> None:
-    """The run really starts (its weights are loaded): the chief writes albert_config.json and
-    the run's identity (`RunDir.claim`), with the fingerprint of the training data it reads."""
+    """The run really starts (weights loaded): the chief writes the config and identity."""
     if self._claimed:
       return
     if self.chief:
@@ -215,19 +217,6 @@ class Trainer(Evaluation):
       self.run_dir.claim(self.task.albert_config, self.task.run_identity(),
                          self.config.albert_config_file, train_data=train_data)
     self._claimed = True
-
-  def _check_train_data(self) -> None:
-    """A resume state saved while training on other data is refused: its input position would
-    be restored over another feature file."""
-    recorded = (self.run_dir.identity() or {}).get("train_data")
-    current = self.task.data_fingerprint("train")
-    if self._state_steps() and recorded and current and recorded != current:
-      raise TrainingError(
-          f"the training data changed since the resume state in {self.state_dir} was saved "
-          f"(features {recorded[:16]} there, {current[:16]} now: another train file, or other "
-          "settings that shape its features): resuming would continue its input position over "
-          "other records. Use a new --output_dir (its --init_checkpoint may be a model.ckpt-N "
-          "of this one), or the training data of the run")
 
   def _prepare(self, splits) -> None:
     """Lets the task build its inputs, resolves epochs into steps."""
@@ -306,30 +295,14 @@ class Trainer(Evaluation):
     self._check(do_train, do_eval, do_predict)
     if not self.chief:
       return self._run(do_train, do_eval, do_predict)
-    output_dir = self.config.output_dir
-    before = None if files.is_remote(output_dir) or not os.path.isdir(output_dir) else set(
-        os.listdir(output_dir))
+    before = self.run_dir.entries()
     with self.run_dir.lock():  # another run of this output_dir is refused until this one ends
       try:
         return self._run(do_train, do_eval, do_predict)
       except BaseException:
         if not self._claimed:  # a failed start leaves nothing behind
-          self._remove_new(before)
+          self.run_dir.remove_added(before)
         raise
-
-  def _remove_new(self, before) -> None:
-    """Removes what this run added to output_dir (`before`: its entries then, None: absent)."""
-    output_dir = self.config.output_dir
-    if files.is_remote(output_dir) or not os.path.isdir(output_dir):
-      return
-    for name in sorted(set(os.listdir(output_dir)) - (before or set())):
-      path = os.path.join(output_dir, name)
-      if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-      else:
-        os.remove(path)
-    if before is None and not os.listdir(output_dir):
-      os.rmdir(output_dir)
 
   def _run(self, do_train: bool, do_eval: bool, do_predict: bool) -> Dict[str, float]:
     c = self.config
@@ -383,7 +356,8 @@ class Trainer(Evaluation):
 
   def _train(self, do_eval: bool) -> Dict[str, float]:
     c = self.config
-    self._check_train_data()
+    if self._state_steps():  # its input position must not be restored over other features
+      self.run_dir.check_train_data(self.task.data_fingerprint("train"))
     initial = None
     # Checkpoints an earlier (killed) run saved but did not score, or scored on other eval data.
     if do_eval and self._unscored_steps():
