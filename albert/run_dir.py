@@ -3,18 +3,19 @@
 `RunDir(output_dir)` owns the files a run shares with its users and with later runs:
 * `model.ckpt-N` (TF1 names, weights only): `steps()`, `prefix(step)`, `prune(keep)`;
 * `eval_results.txt`: per evaluation, the sorted `key = value` lines of its results (the
-  original's format; `global_step` among them), appended; `results()` reads them back, which is
-  how a rerun knows which checkpoints were already scored;
+  original's format; `global_step` among them), appended; `results()` reads them back;
 * `model.ckpt-best` + `best_trial.txt` (the original's one line `global_step:best_step:value`,
   which its scripts read back with `split(":")`) and `train_state/best_checkpoint.json` (the
-  metric, its value and where the copy came from): `update_best(step, value)`;
+  metric, its value, where the copy came from and the data it was chosen on):
+  `update_best(step, value)`;
 * `albert_config.json` and `train_state/run_identity.json` (the task and the settings that shape
   the model or its data: task name, labels, max_seq_length, tokenizer; and the fingerprint of
   the training data): `check_claim` refuses a run with another config or other settings,
   naming both, before anything is written; `claim` writes them when the run really starts;
 * `train_state/eval_records.jsonl`: each evaluation of a checkpoint with the fingerprint of the
-  data it was scored on (`record_eval`, `scored(data)`): a checkpoint counts as scored only on
-  the same data, so a changed dev set scores every checkpoint again;
+  data it was scored on (`record_eval`, `scored(data)`), which is how a rerun knows which
+  checkpoints were already scored: only on the same data, so a changed dev set scores every
+  checkpoint again (and a best chosen on other data is beaten by any score);
 * `train_state/lock`: `lock()` holds the directory for one run at a time (`flock`, released by
   the kernel when the process dies, even by SIGKILL).
 
@@ -335,16 +336,19 @@ class RunDir:
         raise TrainingError(
             f"{self.path} is in use by another run (process {holder or 'unknown'}, which holds "
             f"{path}): wait for it to end, or use another --output_dir") from None
-      except OSError:  # no flock on this file system: run unlocked
+      except OSError:  # no flock on this file system: the run goes on unlocked
         os.close(fd)
-        yield
-        return
+        fd = None
+        break
       try:  # the holder may have removed the file between our open and our flock
         if os.fstat(fd).st_ino == os.stat(path).st_ino:
           break
       except FileNotFoundError:
         pass
       os.close(fd)
+    if fd is None:
+      yield
+      return
     try:
       os.ftruncate(fd, 0)
       os.write(fd, f"{os.getpid()}\n".encode("ascii"))
