@@ -1,9 +1,11 @@
 """The one training loop of every task: the original TPUEstimator batch job, in TF2.
 
 `Trainer(task, TrainerConfig, OptimizerConfig, strategy).run(do_train, do_eval, do_predict)`:
-- checks the settings, the task's inputs, the init checkpoint and the run directory (a run
-  with another albert config is refused) before anything is written; then lets the task build
-  its feature caches, and turns an epoch-based length into steps (printed);
+- checks the settings, the task's inputs, the init checkpoint and the run directory (another
+  albert config, task or settings that shape the model or data are refused) before anything is
+  written; holds the directory (a second run is refused); lets the task build its feature
+  caches; turns an epoch-based length into steps (printed); claims the directory only once the
+  weights are loaded (a failed start leaves nothing);
 - builds the task's model and the optimizer inside the strategy's scope;
 - resumes from `output_dir/train_state/` (model, optimizer slots and step, input position and
   dropout random state, so that a killed and resumed run ends with the weights of an
@@ -16,8 +18,9 @@
   it, a weights-only checkpoint in the original TF1 names, `output_dir/model.ckpt-N`; with
   `do_eval`, scores it (`evaluate`), appends the results to `eval_results.txt` and keeps the
   best (task's `best_metric`) as `model.ckpt-best` + `best_trial.txt`, deleting nothing;
-- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result (after a
-  kill between a save and its evaluation, and in eval-only runs);
+- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result on the
+  current eval data (after a kill between a save and its evaluation, in eval-only runs, after
+  the dev set changed);
 - `evaluate()` is one pass over every eval example (padding rows weigh 0), or, for a task
   whose eval input streams, `max_eval_steps` batches; `predict(split)` returns the task's
   per-example outputs for a whole split in input order, on any strategy, and the task's
@@ -199,6 +202,8 @@ class Trainer(Evaluation):
     for source in (c.init_checkpoint, c.predict_checkpoint):
       if source:
         checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
+    self.run_dir.check_claim(self.task.albert_config, self.task.run_identity(),
+                             c.albert_config_file)
     if do_train and self.num_train_steps is not None and self.num_train_steps > 0 and (
         self.optimizer_config.start_warmup_step >= self.num_train_steps):
       self.log(f"warning: --start_warmup_step={self.optimizer_config.start_warmup_step} is at "
@@ -209,13 +214,18 @@ class Trainer(Evaluation):
   def _predict_batch_size(self) -> int:
     return self.config.predict_batch_size or self.config.eval_batch_size
 
+  def _claim(self) -> None:
+    """The run really starts (weights loaded): the chief writes the config and identity."""
+    if self._claimed:
+      return
+    if self.chief:
+      train_data = self.task.data_fingerprint("train") if "train" in self._prepared else None
+      self.run_dir.claim(self.task.albert_config, self.task.run_identity(),
+                         self.config.albert_config_file, train_data=train_data)
+    self._claimed = True
+
   def _prepare(self, splits) -> None:
-    """Claims the run directory, lets the task build its inputs, resolves epochs into steps."""
-    if self.chief and not self._claimed:
-      files.make_dirs(self.config.output_dir)
-      if self.task.albert_config is not None:
-        self.run_dir.claim(self.task.albert_config, self.config.albert_config_file)
-      self._claimed = True
+    """Lets the task build its inputs, resolves epochs into steps."""
     for split in splits:
       if split not in self._prepared:
         self.task.prepare(split)
@@ -292,8 +302,20 @@ class Trainer(Evaluation):
     """
     if not (do_train or do_eval or do_predict):
       raise TrainingError("nothing to do: set --do_train, --do_eval and/or --do_predict")
-    c = self.config
     self._check(do_train, do_eval, do_predict)
+    if not self.chief:
+      return self._run(do_train, do_eval, do_predict)
+    before = self.run_dir.entries()
+    with self.run_dir.lock():  # another run of this output_dir is refused until this one ends
+      try:
+        return self._run(do_train, do_eval, do_predict)
+      except BaseException:
+        if not self._claimed:  # a failed start leaves nothing behind
+          self.run_dir.remove_added(before)
+        raise
+
+  def _run(self, do_train: bool, do_eval: bool, do_predict: bool) -> Dict[str, float]:
+    c = self.config
     splits = [s for s, wanted in (("train", do_train), ("eval", do_eval),
                                   ("predict", do_predict)) if wanted]
     self._prepare(splits)
@@ -310,6 +332,7 @@ class Trainer(Evaluation):
       source = None if do_train and not do_eval else "auto"
       for split in self.task.predict_splits:
         predictions = self.predict(split, checkpoint_path=source)
+        self._claim()
         metrics = self.task.postprocess(split, predictions, c.output_dir)
         results.update({f"{split}/{k}": v for k, v in (metrics or {}).items()})
     for writer in self._writers.values():
@@ -343,12 +366,13 @@ class Trainer(Evaluation):
 
   def _train(self, do_eval: bool) -> Dict[str, float]:
     c = self.config
+    if self._state_steps():  # its input position must not be restored over other features
+      self.run_dir.check_train_data(self.task.data_fingerprint("train"))
     initial = None
-    if do_eval:  # checkpoints an earlier (killed) run saved but did not score
-      scored = self.run_dir.scored_steps()
-      if any(s not in scored for s in self.run_dir.steps()):
-        initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
-        self.evaluate_checkpoints()
+    # Checkpoints an earlier (killed) run saved but did not score, or scored on other eval data.
+    if do_eval and self._unscored_steps():
+      initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
+      self.evaluate_checkpoints()
     # The input position is part of the resume state. On one device (the default strategy) the
     # iterator itself is checkpointed; tf.distribute's iterators cannot be, so there the input
     # is rebuilt and the batches of the steps already done are skipped (exact, but read again).
@@ -372,6 +396,7 @@ class Trainer(Evaluation):
       else:
         self.log(self.task.initial_weights_note() or
                  "Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
+    self._claim()
     if not single:
       iterator = iter(self._distributed("train", c.train_batch_size, skip_steps=self.global_step))
 
@@ -410,9 +435,9 @@ class Trainer(Evaluation):
                             f"{self.run_dir.prefix(step)} is saved; rerun the same command to "
                             "resume")
     if do_eval and not results:  # nothing left to train: the results recorded for this step
-      results = dict(self.run_dir.scored_steps().get(self.global_step, {}))
+      results = dict(self._scored().get(self.global_step, {}))
       if results:
-        self._log_eval(results)
+        self._log_eval(results, recorded=self.global_step)
     return results
 
   def _state_steps(self):

@@ -41,6 +41,7 @@ from albert import files  # noqa: E402
 from albert.data import glue_recipe, glue_submission  # noqa: E402
 from albert.data.glue_recipe import RecipeOverrides, TaskRecipe  # noqa: E402
 from albert.errors import FlagError, InputError  # noqa: E402
+from albert.run_dir import describe_differences  # noqa: E402
 
 STATE_FILE = "recipe.json"
 SUMMARY = "glue_summary"
@@ -170,8 +171,7 @@ def _read_state(path: str) -> Optional[Dict]:
 def _check_same(path: str, state: Dict, settings: Dict) -> None:
   before = state.get("settings", {})
   if before != settings:
-    changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-    shown = "; ".join(f"{k}: {before.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
+    shown = describe_differences(before, settings)
     raise FlagError(f"{path}: this task was run with other settings ({shown}). Use another "
                     f"--output_dir, or remove {os.path.dirname(path)} to run it again")
 

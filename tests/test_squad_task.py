@@ -378,3 +378,36 @@ def test_stored_threshold_is_read_without_writing(tmp_path):
   (copy / "null_threshold.json").write_text("{")
   with pytest.raises(DataError, match=r"null_threshold.json: not a null threshold file"):
     task.stored_threshold(str(copy / "model.ckpt-best"))
+
+
+def test_predict_on_a_changed_file_reports_its_own_scores(tmp_path):
+  """--do_predict on another file with answers scores the checkpoints again on it: the plain
+  exact_match / f1 printed and recorded are the new file's, not those of the first file."""
+  train = _slice(V1, tmp_path / "train.json", 1, 2, questions=4)
+  out = tmp_path / "out"
+  first = subprocess.run(_command(tmp_path, out, "--do_train", "--do_predict",
+                                  f"--train_file={train}", f"--predict_file={train}",
+                                  "--num_train_epochs=4", "--save_checkpoints_steps=1000"),
+                         env=_env(), capture_output=True, text=True, timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  (before,) = parse_results((out / "eval_results.txt").read_text())
+  assert before["exact_match"] < 100.0  # a few steps from scratch
+  # The same questions, each answered by what the model predicted: a perfect score.
+  predictions = json.load(open(out / "predictions.json"))
+  data = json.load(open(train))
+  for article in data["data"]:
+    for paragraph in article["paragraphs"]:
+      for qa in paragraph["qas"]:
+        text = predictions[qa["id"]]
+        qa["answers"] = [{"text": text, "answer_start": max(paragraph["context"].find(text), 0)}]
+  changed = tmp_path / "changed.json"
+  changed.write_text(json.dumps(data))
+  again = subprocess.run(_command(tmp_path, out, "--do_predict", f"--predict_file={changed}"),
+                         env=_env(), capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert ("SQuAD 1.1: exact_match 100.000, f1 100.000, predict/exact_match 100.000, "
+          "predict/f1 100.000") in again.stdout
+  assert "The eval data changed since model.ckpt-" in again.stdout
+  after = parse_results((out / "eval_results.txt").read_text())
+  assert len(after) == 2 and after[0] == before
+  assert (after[1]["exact_match"], after[1]["f1"]) == (100.0, 100.0)

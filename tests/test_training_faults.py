@@ -226,3 +226,36 @@ def test_a_late_warmup_start_is_warned(tmp_path, records):
   trainer.run()
   assert any(l.startswith("warning: --start_warmup_step=5 is at or past --num_train_steps=2")
              for l in lines)
+
+
+def test_a_second_run_of_a_directory_is_refused_while_the_first_holds_it(tmp_path, records):
+  """Two runs into one output_dir at once would both train and score every checkpoint twice:
+  the second is refused while the first runs; a lock left by a killed run does not block."""
+  out = tmp_path / "run"
+  holding = tmp_path / "holding"
+  first = textwrap.dedent(f"""
+      import sys, time
+      sys.path.insert(0, {os.path.join(REPO_DIR, "tests")!r})
+      from albert import training
+      from test_training import make_trainer
+      def hold(self, *args):
+        open({str(holding)!r}, "w").close()
+        time.sleep(600)
+      training.Trainer._build = hold  # holds the directory, as a long run does
+      make_trainer({str(out)!r}, {list(records)!r}).run()
+  """)
+  process = subprocess.Popen([sys.executable, "-c", first], env=environment(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    _wait_for(holding, process)
+    with pytest.raises(TrainingError, match=rf"{out} is in use by another run \(process "
+                       rf"{process.pid}, which holds {out}/train_state/lock\): wait for it"):
+      make_trainer(out, records).run()
+  finally:
+    process.kill()  # SIGKILL: no clean-up
+    process.wait()
+  assert (out / "train_state" / "lock").exists()
+  lines = []
+  make_trainer(out, records, lines=lines).run()
+  assert (out / "model.ckpt-6.index").exists()
+  assert not (out / "train_state" / "lock").exists()

@@ -62,6 +62,10 @@ class ClassifierTask(FinetuneTask):
       self.extra_eval_splits = ("eval_mismatched",)
     self._log = log or (lambda line: print(line, flush=True))
 
+  def run_identity(self):
+    return dict(super().run_identity(), task_name=self.task_name,
+                labels=list(self.processor.labels))
+
   def _where(self, split: str) -> Tuple[str, str]:
     """(GLUE task, GLUE split) of a Trainer split."""
     if split in _MNLI_EXTRA or split in _MNLI_EVAL:

@@ -31,6 +31,7 @@ import tf_keras
 
 from albert import checkpoint, input_pipeline
 from albert.config import AlbertConfig
+from albert.data import cache as cache_lib
 from albert.data.corpus import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
 from albert.tasks.base import Task
@@ -213,6 +214,18 @@ class FinetuneTask(Task):
   def metadata(self, split: str) -> Dict[str, Any]:
     self.prepare(split)
     return self._caches[split][1]
+
+  def data_fingerprint(self, split: str) -> Optional[str]:
+    return self.metadata(split).get("fingerprint")
+
+  def run_identity(self) -> Dict[str, Any]:
+    """The task, max_seq_length and the tokenizer (lower-casing and its file's digest)."""
+    spec = self.tokenizer_spec()
+    model_file = spec.spm_model_file or spec.vocab_file
+    digest = (cache_lib.file_digest(model_file)[:16]
+              if model_file and os.path.isfile(model_file) else model_file)
+    return {"task": self.name, "max_seq_length": self.config.max_seq_length,
+            "do_lower_case": bool(spec.do_lower_case), "tokenizer_sha256": digest}
 
   def input_files(self, split: str) -> List[str]:
     return [self._caches[split][0]] if split in self._caches else []

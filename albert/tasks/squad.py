@@ -185,7 +185,19 @@ class SquadTask(FinetuneTask):
         num_workers=self._workers(path), path_override=override,
         multiple_answers="first", log=self._log)
     return record_path, {"cache": cache, "num_examples": cache.info["num_examples"],
-                         "num_records": cache.num_features}
+                         "num_records": cache.num_features,
+                         "fingerprint": cache.info.get("fingerprint")}
+
+  def run_identity(self):
+    return dict(super().run_identity(), version_2_with_negative=self.v2)
+
+  def data_fingerprint(self, split):
+    """The cache's; for the scored splits also the decoding settings, which change scores."""
+    key = super().data_fingerprint(split)
+    if split == "train" or key is None:
+      return key
+    return f"{key} n_best_size={self.squad.n_best_size} " \
+           f"max_answer_length={self.squad.max_answer_length}"
 
   def _workers(self, path: str) -> int:
     """--num_workers, else one process for files under 8 MB (dev-v1.1 converts in 2 s of CPU,
