@@ -191,6 +191,21 @@ def test_a_corrupted_record_file_is_named(tmp_path, records):
                  save_checkpoints_steps=20).run()
 
 
+def test_a_corrupted_first_record_file_is_named_by_the_upfront_check(tmp_path):
+  """The up-front vocabulary check reads the first file's first 200 records: a broken record
+  there is named with its file and byte (not a DataLossError traceback), before any output."""
+  corrupt = str(tmp_path / "corrupt.tfrecord")
+  write_records(corrupt, 60, seed=5)
+  data = bytearray(open(corrupt, "rb").read())
+  middle = len(data) // 2
+  data[middle:middle + 8] = b"\xff" * 8
+  open(corrupt, "wb").write(bytes(data))
+  with pytest.raises(InputError, match=r"corrupt.tfrecord: corrupted or truncated TFRecord data "
+                     r"\((corrupted|truncated) record at byte \d+\b[^{]*\); replace the file"):
+    make_trainer(tmp_path / "run", [corrupt], num_train_steps=4).run()
+  assert not (tmp_path / "run").exists()
+
+
 def test_a_truncated_init_checkpoint_is_named_before_any_work(tmp_path, records):
   copy = tmp_path / "ckpt"
   copy.mkdir()

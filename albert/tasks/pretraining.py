@@ -97,10 +97,14 @@ class PretrainingTask(Task):
     vocab_size = self.config.albert_config.vocab_size
     spec = input_pipeline.parse_spec(data.schema())
     largest = 0
-    for record in tf.data.TFRecordDataset(path).take(records):
-      example = tf.io.parse_single_example(record, spec)
-      largest = max(largest, int(tf.reduce_max(example["input_ids"])),
-                    int(tf.reduce_max(example["masked_lm_ids"])))
+    try:
+      for record in tf.data.TFRecordDataset(path).take(records):
+        example = tf.io.parse_single_example(record, spec)
+        largest = max(largest, int(tf.reduce_max(example["input_ids"])),
+                      int(tf.reduce_max(example["masked_lm_ids"])))
+    except tf.errors.DataLossError as error:
+      raise input_pipeline.corrupted_records_error(
+          path, error, "; replace the file (nothing was written)") from None
     if largest >= vocab_size:
       raise InputError(f"{path}: the records hold token id {largest}, but the albert config's "
                        f"vocab_size is {vocab_size}: were they made with another vocabulary? "

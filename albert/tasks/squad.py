@@ -33,7 +33,7 @@ from albert import files, losses
 from albert.data import cache as cache_lib
 from albert.data import squad as squad_data
 from albert.data import squad_cache, squad_features, squad_metrics, squad_postprocess
-from albert.errors import FlagError
+from albert.errors import FlagError, InputError
 from albert.models import build_squad_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
 
@@ -134,6 +134,9 @@ class SquadTask(FinetuneTask):
       if not path:
         raise FlagError("--predict_file is required for --do_predict")
     data = squad_data.load_squad_json(path)
+    if not has_questions(data):
+      raise InputError(f"{path}: no question (its {len(data['data'])} article(s) hold no "
+                       "\"qas\" entry): nothing to train on or predict")
     is_v2, why = squad_data.is_v2_dataset(data)
     if is_v2 and not self.v2:
       raise FlagError(f"{path} is a SQuAD 2.0 file ({why}): pass --version_2_with_negative")
@@ -289,6 +292,13 @@ class SquadTask(FinetuneTask):
         {"null_score_diff_threshold": threshold, "global_step": int(best["step"]),
          "checkpoint": best["copy"], "tuned_on": "held-out training articles"}) + "\n")
     return threshold
+
+
+def has_questions(data: Dict[str, Any]) -> bool:
+  """Whether a loaded SQuAD file holds a question (malformed entries are the reader's to name)."""
+  listed = squad_data._list  # pylint: disable=protected-access  (the reader's tolerant getter)
+  return any(listed(paragraph, "qas") for article in data["data"]
+             for paragraph in listed(article, "paragraphs"))
 
 
 def has_answers(source: Any) -> bool:
