@@ -11,7 +11,8 @@ ids as int32, and `next_sentence_labels` holds the SOP label. `check_inputs` rea
 record before any work, so that a `max_seq_length` or `max_predictions_per_seq` that does not
 match the files is a clear error, and every record's ids are checked against the config's
 `vocab_size` as it is read (an id out of range is an error naming the files: on GPU an
-out-of-range embedding lookup would silently give zeros).
+out-of-range embedding lookup would silently give zeros); the first file's first 200 records
+are checked up front, and a corrupted one there is named with its file and byte.
 """
 
 from __future__ import annotations
