@@ -1,6 +1,7 @@
 """Fine-tunes ALBERT on RACE (multiple-choice reading comprehension): the original's run_race.py.
 
-Flags keep the original's names, defaults and meanings (do_train and do_eval default to True;
+Flags keep the original's names, defaults and meanings (do_train and do_eval default to True:
+a run given --do_eval or --do_predict but not --do_train says first that it trains;
 the optimizer is AdamW; `--train_file` / `--eval_file` / `--predict_file` name the feature
 caches, built when absent); `--data_dir` holds `RACE/{train,dev,test}/{middle,high}/` in the
 official layout (one `N.txt` per passage) or the original's `all.txt`. TF2 additions as in
@@ -72,6 +73,10 @@ def _main():
   from albert.tasks.race import RaceTask, RaceTaskConfig
   from albert.training import Trainer
 
+  if FLAGS.do_train and not FLAGS["do_train"].present and (
+      FLAGS["do_eval"].present or FLAGS["do_predict"].present):
+    print("note: run_race.py trains by default (--do_train=true, as the original); pass "
+          "--nodo_train to only evaluate or predict", flush=True)
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir
           or FLAGS.prepare_only):
     raise FlagError("nothing to do: give --do_train, --do_eval, --do_predict, --export_dir or "

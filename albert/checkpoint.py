@@ -307,7 +307,8 @@ def save_tf1_checkpoint(model_or_variables, prefix: Union[str, os.PathLike],
         os.remove(os.path.join(directory, leftover))
     if isinstance(error, OSError):
       raise output_error(error) from None
-    raise OutputError(None, f"cannot write checkpoint {prefix}: {_describe(error)}") from None
+    raise files.tf_write_error(error, prefix) or OutputError(
+        None, f"cannot write checkpoint {prefix}: {_describe(error)}") from None
   if update_checkpoint_state:
     write_checkpoint_state(directory, os.path.basename(prefix))
   return prefix

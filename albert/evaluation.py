@@ -11,6 +11,8 @@ top to bottom); it uses the Trainer's `task`, `config`, `strategy`, `model`, `op
   scored by `predict` + its `postprocess`.
 * `predict(split, checkpoint_path)`: the task's per-example outputs for every real example, in
   input order (rows carry `row_index`), gathered from every replica.
+* Both stop after the current batch on Ctrl-C or SIGTERM (`train_loop.StopRequest`, the
+  training loop's mechanism), before anything of theirs is written: one `stopped:` line.
 * `evaluate_checkpoints()`: every `model.ckpt-N` of output_dir without a result recorded on
   the current eval data (`_eval_data_key`: a changed dev set scores every checkpoint again and
   chooses the best again), in step order; each result is appended to eval_results.txt and may
@@ -29,9 +31,10 @@ import tensorflow as tf
 
 from albert import checkpoint
 from albert.data import cache as cache_lib
-from albert.errors import InputError, TrainingError
+from albert.errors import InputError, Interrupted, TrainingError
 from albert.input_pipeline import IS_REAL, ROW_INDEX
 from albert.run_dir import TF1_PREFIX
+from albert.train_loop import StopRequest
 
 
 class Evaluation:
@@ -83,11 +86,13 @@ class Evaluation:
     if split not in self._datasets:
       self._datasets[split] = self._distributed(split, self.config.eval_batch_size)
     cap = self.config.max_eval_steps if self.task.eval_streams else None
-    with self._named_input_errors(split):
+    with self._named_input_errors(split), StopRequest("batch") as stop:
       for steps, features in enumerate(self._datasets[split]):  # the same batches every time
         if cap is not None and steps >= cap:
           break
         self._eval_step(features)
+        if stop.requested:
+          raise self._stopped(f"evaluating the {split} split", steps + 1)
     results = {"global_step": self.global_step}
     results.update({k: float(m.result().numpy()) for k, m in self.eval_metrics.items()})
     return results
@@ -136,16 +141,23 @@ class Evaluation:
       batch = self._predict_batch_size if split == "predict" else self.config.eval_batch_size
       self._datasets[key] = self._distributed(split, batch)
     chunks: Dict[str, List[np.ndarray]] = {}
-    with self._named_input_errors(split):
-      for features in self._datasets[key]:
+    with self._named_input_errors(split), StopRequest("batch") as stop:
+      for batches, features in enumerate(self._datasets[key], 1):
         for name, value in step(features).items():
           chunks.setdefault(name, []).append(value.numpy())
+        if stop.requested:
+          raise self._stopped(f"predicting the {split} split", batches)
     if not chunks:
       raise InputError(f"{split}: the input has no example")
     merged = {name: np.concatenate(parts, axis=0) for name, parts in chunks.items()}
     real = merged[IS_REAL] > 0
     order = np.argsort(merged[ROW_INDEX][real], kind="stable")
     return {name: value[real][order] for name, value in merged.items()}
+
+  def _stopped(self, doing: str, batches: int) -> Interrupted:
+    """The error of an evaluation or prediction stopped by Ctrl-C or SIGTERM (see StopRequest)."""
+    return Interrupted(f"at step {self.global_step}, while {doing} ({batches} batch(es) done); "
+                       "none of its results was written; rerun the same command to resume")
 
   def _predict_source(self) -> Optional[str]:
     """Where `--do_predict` reads weights: explicit, else best, else latest, else init."""

@@ -28,7 +28,9 @@ is cut to the boundary: by default those whose schema length is `input_mask`'s
 rows are grouped into per-bucket batches after the shuffle.
 
 `expand_files` and `check_first_record` turn bad paths and records written with other flags into
-errors that name the file and the flag, before any work starts.
+errors that name the file and the flag, before any work starts; an input without any record is
+an error naming its files (`check_not_empty`: repeated, it would never yield a batch), and a
+broken record file is named with the byte where it breaks (`corrupted_records_error`).
 """
 
 from __future__ import annotations
@@ -78,11 +80,21 @@ def parse_spec(schema: Schema) -> Dict[str, tf.io.FixedLenFeature]:
           for name, (dtype, length) in schema.items()}
 
 
+def corrupted_records_error(path: str, error: tf.errors.OpError, then: str = "") -> InputError:
+  """The error for a record file whose TFRecord framing or checksum is broken: names the file and
+  where (`corrupted record at byte N`, without TensorFlow's node text); `then` says what now."""
+  from albert.data.inspection import describe_read_error  # pylint: disable=g-import-not-at-top
+  return InputError(f"{path}: corrupted or truncated TFRecord data "
+                    f"({describe_read_error(error.message)}){then}")
+
+
 def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[str, str]] = None,
                        written_by: str = "this task's data preparation") -> None:
   """Reads the first record of `path` and checks every feature's presence, kind and length."""
   try:
     record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+  except tf.errors.DataLossError as error:
+    raise corrupted_records_error(path, error) from None
   except tf.errors.OpError as error:
     raise InputError(f"{path}: not a readable TFRecord file ({error.message})") from None
   if record is None:
@@ -104,15 +116,28 @@ def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[st
                        "flag must equal the value the records were created with")
 
 
+def check_not_empty(files: Sequence[str], what: str = "the input") -> None:
+  """An error naming `files` when none of them holds a record (a repeated empty input would
+  never yield a batch: tf.data would loop over it forever)."""
+  for path in files:
+    try:
+      if next(iter(tf.data.TFRecordDataset(path).take(1)), None) is not None:
+        return
+    except tf.errors.DataLossError as error:
+      raise corrupted_records_error(path, error) from None
+  shown = ", ".join(files) if len(files) <= 3 else f"{', '.join(files[:3])}, ..."
+  raise InputError(f"{shown or '(no file)'}: no record in {what}: nothing to read")
+
+
 _COUNTS: Dict[Tuple[str, ...], int] = {}
 
 
 def count_records(files: Sequence[str]) -> int:
   """The number of records in `files` (one fast pass, remembered for the process)."""
   key = tuple(files)
-  if key not in _COUNTS:
-    dataset = tf.data.TFRecordDataset(list(files))
-    _COUNTS[key] = int(dataset.reduce(np.int64(0), lambda count, _: count + 1).numpy())
+  if key not in _COUNTS:  # counted by batches: fast, and each step returns to Python (Ctrl-C)
+    batches = tf.data.TFRecordDataset(list(files)).batch(4096)
+    _COUNTS[key] = sum(int(batch.shape[0]) for batch in batches)
   return _COUNTS[key]
 
 
@@ -163,6 +188,7 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
                   bucket_boundaries, sequence_features)
     return d.map(finalize) if finalize else d
 
+  check_not_empty(files, f"the {mode} input")  # an empty repeated input would spin forever
   d = tf.data.Dataset.from_tensor_slices(files)
   shard_records = pipelines > 1 and len(files) < pipelines
   if pipelines > 1 and not shard_records:
@@ -212,6 +238,8 @@ def _one_pass(files, schema, parse, batch_size, pipelines, pipeline, replicas,
   """Every record once, padded per bucket to whole global batches, then sharded and batched."""
   global_batch = batch_size * replicas
   count = count_records(files)
+  if not count:
+    check_not_empty(files, "the evaluation or prediction input")
   rows = tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
                                             deterministic=True)
 

@@ -27,8 +27,9 @@
   `postprocess` turns them into files and metrics;
 - prints a progress line per loop (examples/s and tokens/s from the batches actually seen) and
   writes TensorBoard summaries; a non-finite loss stops the run with an error naming the step,
-  and nothing after the last good checkpoint is saved; Ctrl-C saves the resume state at the
-  step reached and stops with one line; a corrupted record file is named.
+  and nothing after the last good checkpoint is saved; Ctrl-C (or SIGTERM) saves the resume
+  state at the step reached and stops with one line (an evaluation or prediction stops after
+  its current batch, writing nothing); a corrupted record file is named.
 
 Differences from the original, on purpose: gradients are summed over replicas before clipping
 (the original clipped each TPU core's gradient, then averaged), so that N replicas compute what
@@ -57,6 +58,7 @@ import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint, distribute, files, optimization
+from albert.data.inspection import describe_read_error
 from albert.errors import Interrupted, OutputError, TrainingError
 from albert.run_dir import STATE_DIR, TF1_PREFIX, RunDir
 from albert.evaluation import Evaluation
@@ -302,17 +304,18 @@ class Trainer(Evaluation):
     """
     if not (do_train or do_eval or do_predict):
       raise TrainingError("nothing to do: set --do_train, --do_eval and/or --do_predict")
-    self._check(do_train, do_eval, do_predict)
-    if not self.chief:
-      return self._run(do_train, do_eval, do_predict)
-    before = self.run_dir.entries()
-    with self.run_dir.lock():  # another run of this output_dir is refused until this one ends
-      try:
+    with StopRequest():  # Ctrl-C and SIGTERM: the loops stop at a safe point, the rest at once
+      self._check(do_train, do_eval, do_predict)
+      if not self.chief:
         return self._run(do_train, do_eval, do_predict)
-      except BaseException:
-        if not self._claimed:  # a failed start leaves nothing behind
-          self.run_dir.remove_added(before)
-        raise
+      before = self.run_dir.entries()
+      with self.run_dir.lock():  # another run of this output_dir is refused until this one ends
+        try:
+          return self._run(do_train, do_eval, do_predict)
+        except BaseException:
+          if not self._claimed:  # a failed start leaves nothing behind
+            self.run_dir.remove_added(before)
+          raise
 
   def _run(self, do_train: bool, do_eval: bool, do_predict: bool) -> Dict[str, float]:
     c = self.config
@@ -402,7 +405,7 @@ class Trainer(Evaluation):
 
     train_loop = self._make_train_loop()
     results: Dict[str, float] = {}
-    with StopRequest() as stop, self._named_input_errors("train"):
+    with StopRequest("loop") as stop, self._named_input_errors("train"):
       while self.global_step < self.num_train_steps:
         step = self.global_step
         to_save = c.save_checkpoints_steps - step % c.save_checkpoints_steps
@@ -490,8 +493,13 @@ class Trainer(Evaluation):
         self._checkpoint.write(os.path.join(scratch, "ckpt"))
         shutil.rmtree(scratch, ignore_errors=True)
     except tf.errors.OpError as error:
-      raise OutputError(None, f"cannot write the resume state in {self.state_dir}: "
-                              f"{error.message.splitlines()[0][:300]}") from None
+      target = self._state_path(step)
+      # TensorFlow writes into `ckpt-N_temp/` and renames it when complete: a failed save
+      # leaves it behind (a full disk stays full of it).
+      shutil.rmtree(target + "_temp", ignore_errors=True)
+      raise files.tf_write_error(error, target) or OutputError(
+          None, f"cannot write the resume state {target}: "
+                f"{describe_read_error(error.message)[:300]}") from None
     prefix = self.run_dir.prefix(step)
     if self.chief:
       output_dir = self.config.output_dir

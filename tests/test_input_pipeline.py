@@ -167,3 +167,14 @@ def test_every_per_position_feature_of_every_task_is_cut_to_the_bucket(tmp_path,
                                         full[:, :width], err_msg=f"{name} {feature}")
           assert not full[:, width:].any()
     assert min(widths) < seq, (name, widths)  # a bucket below the cap was used
+
+
+@pytest.mark.parametrize("mode, buckets", [("train", None), ("stream", None),
+                                           ("one_pass", None), ("one_pass", [2, 4])])
+def test_an_input_without_record_is_named_not_looped_over(tmp_path, mode, buckets):
+  """Repeated, an empty input never yields a batch (tf.data spun at 100% CPU for ever); in one
+  pass with buckets, there was no bucket to batch (AttributeError)."""
+  empty = tmp_path / "empty.tfrecord"
+  empty.write_bytes(b"")
+  with pytest.raises(input_pipeline.InputError, match=r"empty.tfrecord: no record in the "):
+    input_pipeline.make_dataset([str(empty)], SCHEMA, 4, mode, bucket_boundaries=buckets)

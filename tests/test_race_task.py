@@ -113,6 +113,24 @@ def test_bad_race_files_give_one_clear_line(memorise, tmp_path, damage, message)
     assert not (tmp_path / "out").exists()
 
 
+def test_an_eval_only_looking_run_says_first_that_it_trains(tmp_path):
+  """do_train defaults to True, as in the original: a run given --do_eval (or --do_predict) but
+  not --do_train trains; its first line says so (here it then stops: no data)."""
+  base = [sys.executable, SCRIPT, f"--data_dir={tmp_path / 'nowhere'}",
+          f"--output_dir={tmp_path / 'out'}", f"--spm_model_file={SPM}", "--max_seq_length=64",
+          f"--albert_config_file={_config(str(tmp_path / 'albert_config.json'))}"]
+  looks = subprocess.run(base + ["--do_eval"], env=_env(), capture_output=True, text=True,
+                         timeout=300)
+  assert looks.stdout.splitlines()[0] == (
+      "note: run_race.py trains by default (--do_train=true, as the original); pass "
+      "--nodo_train to only evaluate or predict")
+  assert looks.returncode == 1 and "RACE train split not found" in looks.stderr
+  explicit = subprocess.run(base + ["--nodo_train", "--do_eval"], env=_env(),
+                            capture_output=True, text=True, timeout=300)
+  assert explicit.returncode == 1 and "note:" not in explicit.stdout
+  assert "RACE dev split not found" in explicit.stderr
+
+
 def test_length_buckets_give_the_predictions_of_fixed_padding(tmp_path):
   from albert.tasks.finetune import FinetuneConfig, default_buckets
   from albert.tasks.race import RaceTask, RaceTaskConfig

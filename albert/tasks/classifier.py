@@ -82,6 +82,7 @@ class ClassifierTask(FinetuneTask):
     if not os.path.isfile(path):
       raise InputError(f"{path}: no such file; --data_dir must be the GLUE root with the "
                             f"official task folders ({processor.task_dir}/...)")
+    processor.check_has_example(path, glue_split)
 
   def build_cache(self, split):
     task, glue_split = self._where(split)

@@ -38,7 +38,7 @@ from albert import checkpoint, files, losses
 from albert.data import cache as cache_lib
 from albert.data import squad as squad_data
 from albert.data import squad_cache, squad_features, squad_metrics, squad_postprocess
-from albert.errors import DataError, FlagError
+from albert.errors import DataError, FlagError, InputError
 from albert.models import build_squad_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
 
@@ -155,6 +155,9 @@ class SquadTask(FinetuneTask):
       if not path:
         raise FlagError("--predict_file is required for --do_predict")
     data = squad_data.load_squad_json(path)
+    if not has_questions(data):
+      raise InputError(f"{path}: no question (its {len(data['data'])} article(s) hold no "
+                       "\"qas\" entry): nothing to train on or predict")
     is_v2, why = squad_data.is_v2_dataset(data)
     if is_v2 != self.v2:
       raise FlagError(f"{path} {'is a SQuAD 2.0' if is_v2 else 'looks like a SQuAD 1.1'} file "
@@ -387,6 +390,13 @@ class SquadTask(FinetuneTask):
         {"null_score_diff_threshold": stored["threshold"],
          "global_step": stored["global_step"], "checkpoint": stored["checkpoint"],
          "tuned_on": "held-out training articles"}) + "\n")
+
+
+def has_questions(data: Dict[str, Any]) -> bool:
+  """Whether a loaded SQuAD file holds a question (malformed entries are the reader's to name)."""
+  listed = squad_data._list  # pylint: disable=protected-access  (the reader's tolerant getter)
+  return any(listed(paragraph, "qas") for article in data["data"]
+             for paragraph in listed(article, "paragraphs"))
 
 
 def has_answers(source: Any) -> bool:
