@@ -71,12 +71,13 @@ def _main():
   startup.start_tensorflow()
   from albert.export import encoder as export
   from albert.export import job as export_job
+  from albert.errors import FlagError
 
   for name in ("output_dir", "albert_hub_module_handle"):
     if FLAGS[name].present:
-      raise app.UsageError(f"--{name} is not used by export_to_tfhub.py")
+      raise FlagError(f"--{name} is not used by export_to_tfhub.py")
   if not FLAGS.export_path:
-    raise app.UsageError("--export_path is required")
+    raise FlagError("--export_path is required")
   if FLAGS["use_einsum"].present:
     print("note: --use_einsum has no effect in TF2.")
   config = export.ExportConfig.from_albert_directory(

@@ -5,8 +5,9 @@ official task folders (`SST-2/train.tsv`, `MNLI/dev_matched.tsv`, ...), as `run_
 it. `--do_eval` without `--do_train` scores the checkpoints in `--output_dir` (or
 `--init_checkpoint` when there are none); `--do_predict` alone uses `model.ckpt-best` of
 `--output_dir` (or `--init_checkpoint`). TF2 additions as in run_pretraining.py, plus
-`--cached_dir` (now fingerprinted), `--length_buckets`, `--num_workers`. This file only turns
-flags into typed configs and calls `albert.train.trainer.Trainer` (and the export).
+`--cached_dir` (now fingerprinted), `--length_buckets`, `--num_workers`, `--prepare_only` (the
+feature caches alone: no model config needed). This file only turns flags into typed configs
+and calls `albert.train.trainer.Trainer` (and the export).
 """
 
 from absl import app, flags
@@ -45,6 +46,9 @@ flags.DEFINE_integer("train_step", 1000, "Total number of training steps to perf
 flags.DEFINE_integer("warmup_step", 0, "number of steps to perform linear learning rate warmup "
                      "for.")
 flags.DEFINE_string("optimizer", "adamw", "Optimizer to use")
+flags.DEFINE_bool("prepare_only", False, "Build the feature caches of the splits the --do_* "
+                  "flags name (default: train and eval) and stop: data preparation as its own "
+                  "batch job (needs the tokenizer and data flags, no model).")
 
 FLAGS = flags.FLAGS
 
@@ -56,18 +60,29 @@ def main(argv):
 
 
 def _main():
+  from albert.errors import FlagError
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
   from albert.train.trainer import Trainer
 
   for name in ("data_dir", "task_name", "output_dir"):
     if not FLAGS[name].value:
-      raise app.UsageError(f"--{name} is required")
-  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
-    raise app.UsageError("At least one of `do_train`, `do_eval`, `do_predict' or `export_dir` "
-                         "must be given.")
+      raise FlagError(f"--{name} is required")
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir
+          or FLAGS.prepare_only):
+    raise FlagError("nothing to do: give --do_train, --do_eval, --do_predict, --export_dir "
+                    "or --prepare_only")
   task = ClassifierTask(ClassifierTaskConfig(
-      finetune=albert_flags.finetune_config(), task_name=FLAGS.task_name,
-      data_dir=FLAGS.data_dir))
+      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
+      task_name=FLAGS.task_name, data_dir=FLAGS.data_dir))
+  if FLAGS.prepare_only:
+    task.prepare_only(albert_flags.prepare_only_splits(("train", "eval")))
+    return
+  export_settings = None
+  if FLAGS.export_dir:
+    from albert.export.serving import ExportSettings, check_export_dir
+    export_settings = ExportSettings(export_dir=FLAGS.export_dir,
+                                     threshold=FLAGS.threshold_to_export)
+    check_export_dir(task, export_settings)  # before the training: it may take hours
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs()
   trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
   if FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict:
@@ -76,10 +91,9 @@ def _main():
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items()) if k != "global_step")
     if shown:
       print(f"{task.task_name}: {shown}")
-  if FLAGS.export_dir:
-    from albert.export.serving import ExportSettings, export_classifier
-    export_classifier(trainer, ExportSettings(  # logs "Exported <export_dir>/<version> ..."
-        export_dir=FLAGS.export_dir, threshold=FLAGS.threshold_to_export))
+  if export_settings:
+    from albert.export.serving import export_classifier
+    export_classifier(trainer, export_settings)  # logs "Exported <export_dir>/<version> ..."
 
 
 if __name__ == "__main__":

@@ -50,17 +50,18 @@ def main(argv):
 
 def _main():
   from albert.config import AlbertConfig
+  from albert.errors import FlagError
   from albert.tasks.pretraining import (PretrainingDataConfig, PretrainingTask,
                                         PretrainingTaskConfig)
   from albert.train.trainer import Trainer
 
   if not FLAGS.do_train and not FLAGS.do_eval:
-    raise app.UsageError("At least one of `do_train` or `do_eval` must be True.")
+    raise FlagError("nothing to do: give --do_train, --do_eval or both")
   for name in ("albert_config_file", "input_file", "output_dir"):
     if not FLAGS[name].value:
-      raise app.UsageError(f"--{name} is required")
+      raise FlagError(f"--{name} is required")
   if FLAGS.masked_lm_budget > 0:
-    raise app.UsageError(
+    raise FlagError(
         "--masked_lm_budget > 0 (dynamic masking during training) is not supported: the "
         "original crashes with it too. Mask offline with create_pretraining_data.py and keep "
         "--masked_lm_budget=0.")

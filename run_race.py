@@ -1,11 +1,13 @@
 """Fine-tunes ALBERT on RACE (multiple-choice reading comprehension): the original's run_race.py.
 
-Flags keep the original's names, defaults and meanings (do_train and do_eval default to True;
+Flags keep the original's names, defaults and meanings (do_train and do_eval default to True:
+a run given --do_eval or --do_predict but not --do_train says first that it trains;
 the optimizer is AdamW; `--train_file` / `--eval_file` / `--predict_file` name the feature
 caches, built when absent); `--data_dir` holds `RACE/{train,dev,test}/{middle,high}/` in the
 official layout (one `N.txt` per passage) or the original's `all.txt`. TF2 additions as in
-run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--truncation`. This file only
-turns flags into typed configs and calls `albert.train.trainer.Trainer`.
+run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--truncation`, `--prepare_only`
+(the feature caches alone: no model config needed). This file only turns flags into typed
+configs and calls `albert.train.trainer.Trainer`.
 """
 
 from absl import app, flags
@@ -49,6 +51,9 @@ flags.DEFINE_enum("truncation", "original", ["original", "keep_option"],
                   "tokens (as the original; can cut the option away), `keep_option` cuts the "
                   "question first.")
 
+flags.DEFINE_bool("prepare_only", False, "Build the feature caches of the splits the --do_* "
+                  "flags name and stop: data preparation as its own batch job (needs the "
+                  "tokenizer and data flags, no model).")
 flags.DEFINE_string("export_dir", None, "If set, a SavedModel of the fine-tuned model (the "
                     "best checkpoint, else the latest) with named token-id signatures is written "
                     "to <export_dir>/<global step>/.")
@@ -64,23 +69,36 @@ def main(argv):
 
 def _main():
   from albert.data.race import levels_from_flags
+  from albert.errors import FlagError
   from albert.tasks.race import RaceTask, RaceTaskConfig
   from albert.train.trainer import Trainer
 
-  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
-    raise app.UsageError("At least one of `do_train`, `do_eval`, `do_predict' or `export_dir` "
-                         "must be given.")
+  if FLAGS.do_train and not FLAGS["do_train"].present and (
+      FLAGS["do_eval"].present or FLAGS["do_predict"].present):
+    print("note: run_race.py trains by default (--do_train=true, as the original); pass "
+          "--nodo_train to only evaluate or predict", flush=True)
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir
+          or FLAGS.prepare_only):
+    raise FlagError("nothing to do: give --do_train, --do_eval, --do_predict, --export_dir or "
+                    "--prepare_only")
   for name in ("data_dir", "output_dir"):
     if not FLAGS[name].value:
-      raise app.UsageError(f"--{name} is required")
+      raise FlagError(f"--{name} is required")
   task = RaceTask(RaceTaskConfig(
-      finetune=albert_flags.finetune_config(), data_dir=FLAGS.data_dir,
+      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
+      data_dir=FLAGS.data_dir,
       max_qa_length=FLAGS.max_qa_length, dropout_prob=FLAGS.dropout_prob,
       levels=levels_from_flags(FLAGS.high_only, FLAGS.middle_only),
       truncation=FLAGS.truncation,
       cache_files={split: path for split, path in (("train", FLAGS.train_file),
                                                    ("eval", FLAGS.eval_file),
                                                    ("predict", FLAGS.predict_file)) if path}))
+  if FLAGS.prepare_only:
+    task.prepare_only(albert_flags.prepare_only_splits(("train", "eval")))
+    return
+  if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
+    from albert.export.versioned import check_export_dir
+    check_export_dir(task, "race", FLAGS.export_dir)
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       optimizer="adamw", keep_checkpoint_max=FLAGS.num_keep_checkpoint)
   trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)

@@ -5,10 +5,14 @@ the flags of both originals, their names, defaults and meanings. `--do_predict` 
 answers scores every checkpoint (the best by dev F1 becomes model.ckpt-best) and writes the
 best's predictions.json, nbest_predictions.json (and null_odds.json); on a file without answers
 (or alone, with a trained --output_dir or --init_checkpoint) it only predicts. `--prepare_only`
-builds the feature caches and stops. TF2 additions as in run_pretraining.py, plus
-`--cached_dir`, `--length_buckets`, `--num_workers`, `--heldout_fraction`. This file only
-turns flags into typed configs and calls `albert.train.trainer.Trainer`.
+builds the feature caches and stops (no model config needed). TF2 additions as in
+run_pretraining.py, plus `--cached_dir`, `--length_buckets`, `--num_workers`,
+`--heldout_fraction`. This file only turns flags into typed configs and calls
+`albert.train.trainer.Trainer`.
 """
+
+import os
+import sys
 
 from absl import app, flags
 
@@ -78,16 +82,18 @@ def main(argv):
 
 
 def _main():
+  from albert.errors import FlagError
   from albert.tasks.squad import SquadTask, SquadTaskConfig, has_answers
   from albert.train.trainer import Trainer
 
   if not FLAGS.output_dir:
-    raise app.UsageError("--output_dir is required")
+    raise FlagError("--output_dir is required")
   if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.prepare_only or FLAGS.export_dir):
-    raise app.UsageError("At least one of `do_train`, `do_predict` or `export_dir` must be "
-                         "given.")
+    raise FlagError("nothing to do: give --do_train, --do_predict, --export_dir or "
+                    "--prepare_only")
   task = SquadTask(SquadTaskConfig(
-      finetune=albert_flags.finetune_config(), train_file=FLAGS.train_file,
+      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
+      train_file=FLAGS.train_file,
       predict_file=FLAGS.predict_file, version_2_with_negative=FLAGS.version_2_with_negative,
       doc_stride=FLAGS.doc_stride, max_query_length=FLAGS.max_query_length,
       n_best_size=FLAGS.n_best_size, max_answer_length=FLAGS.max_answer_length,
@@ -95,13 +101,15 @@ def _main():
       dropout_prob=FLAGS.dropout_prob,
       heldout_fraction=FLAGS.heldout_fraction if FLAGS.version_2_with_negative else 0.0,
       train_feature_file=FLAGS.train_feature_file,
-      predict_feature_file=FLAGS.predict_feature_file))
-  if FLAGS.prepare_only:
-    for split, wanted in (("train", FLAGS.train_file), ("predict", FLAGS.predict_file)):
-      if wanted:  # the cache logs its summary: counts, where, built or reused, time
-        task.check_inputs(split)
-        task.prepare(split)
+      predict_feature_file=FLAGS.predict_feature_file, command=os.path.basename(sys.argv[0])))
+  if FLAGS.prepare_only:  # each cache logs its summary: counts, where, built or reused, time
+    task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
+                                                   ("predict", FLAGS.predict_file)) if wanted])
     return
+  kind = "squad_v2" if FLAGS.version_2_with_negative else "squad_v1"
+  if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
+    from albert.export.versioned import check_export_dir
+    check_export_dir(task, kind, FLAGS.export_dir)
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       num_train_steps=None if FLAGS.do_train else 0)
   scored = bool(FLAGS.do_predict and FLAGS.predict_file and has_answers(FLAGS.predict_file))
@@ -110,10 +118,15 @@ def _main():
   if FLAGS.do_train or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
   if FLAGS.export_dir:
+    from albert.errors import TrainingError
     from albert.export.versioned import export_from_trainer
-    threshold = task.stored_threshold(FLAGS.output_dir)
+    try:  # the weights the export reads (when there are none, the export says so)
+      stored = task.stored_threshold(trainer._predict_source())  # pylint: disable=protected-access
+    except TrainingError:
+      stored = None
+    threshold = stored["threshold"] if stored else None
     export_from_trainer(
-        trainer, "squad_v2" if FLAGS.version_2_with_negative else "squad_v1", FLAGS.export_dir,
+        trainer, kind, FLAGS.export_dir,
         assets={"sp_model_file": task.tokenizer_spec().spm_model_file},
         info={"do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
               "doc_stride": FLAGS.doc_stride, "max_query_length": FLAGS.max_query_length,

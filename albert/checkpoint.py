@@ -33,13 +33,27 @@ _GROUP = re.compile(r"/group_\d+/")
 
 @dataclasses.dataclass
 class LoadReport:
-  """What a load did. `loaded` maps model variable name -> checkpoint name it was read from."""
+  """What a load did. `loaded` maps model variable name -> checkpoint name it was read from.
+
+  `missing`: model variables the checkpoint lacks; `new`: model variables left out of the load
+  on purpose although the checkpoint has the name (a head of another shape, a part that starts
+  fresh), name -> why. Both start from their initial values. `unused`: checkpoint variables
+  that nothing read and that are not the checkpoint's side of a `new` one.
+  """
 
   checkpoint: str
   loaded: Dict[str, str]
   missing: List[str]
   unused: List[str]
   skipped: List[str]
+  new: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+  def mark_new(self, reasons: Dict[str, str]) -> "LoadReport":
+    """Records model variables deliberately not read (name -> why): reported as new, and their
+    checkpoint namesakes no longer as unused."""
+    self.new.update(reasons)
+    self.unused = [n for n in self.unused if n not in self.new]
+    return self
 
   def format(self, max_names: int = 20) -> str:
     """A human-readable summary, listing up to `max_names` missing and unused names."""
@@ -53,8 +67,9 @@ class LoadReport:
     remapped = sum(1 for k, v in self.loaded.items() if k != v)
     lines = [f"Loaded {len(self.loaded)} variables from {self.checkpoint}"
              + (f" ({remapped} read from another name, e.g. group_0)" if remapped else ""),
-             f"  missing from the checkpoint (kept their initial values): {len(self.missing)}"]
-    lines += listing(self.missing)
+             "  new or missing from the checkpoint (start from their initial values): "
+             f"{len(self.missing) + len(self.new)}"]
+    lines += listing(self.missing + [f"{n} ({why})" for n, why in sorted(self.new.items())])
     lines.append(f"  in the checkpoint but unused: {len(self.unused)}")
     lines += listing(self.unused)
     lines.append(f"  skipped (optimizer slots, global_step): {len(self.skipped)}")
@@ -292,7 +307,8 @@ def save_tf1_checkpoint(model_or_variables, prefix: Union[str, os.PathLike],
         os.remove(os.path.join(directory, leftover))
     if isinstance(error, OSError):
       raise output_error(error) from None
-    raise OutputError(None, f"cannot write checkpoint {prefix}: {_describe(error)}") from None
+    raise files.tf_write_error(error, prefix) or OutputError(
+        None, f"cannot write checkpoint {prefix}: {_describe(error)}") from None
   if update_checkpoint_state:
     write_checkpoint_state(directory, os.path.basename(prefix))
   return prefix

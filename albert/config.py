@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from albert import files
 from albert.errors import ConfigError
@@ -202,6 +202,13 @@ class AlbertConfig:
   def to_json_file(self, path: str) -> None:
     """Writes atomically (a temporary name, then rename)."""
     files.write_text(os.fspath(path), self.to_json_string())
+
+  def differences(self, other: "AlbertConfig") -> Dict[str, Tuple[Any, Any]]:
+    """key -> (this config's value, `other`'s) for each key the model reads that differs (the
+    passive keys of released files are not compared)."""
+    mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+    return {k: (mine[k], theirs[k]) for k in sorted(mine)
+            if k not in _PASSIVE_KEYS and mine[k] != theirs[k]}
 
   def replace(self, **changes: Any) -> "AlbertConfig":
     """A validated copy with some keys changed."""

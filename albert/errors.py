@@ -72,6 +72,16 @@ class Interrupted(AlbertError):
   """The user stopped the run (Ctrl-C); the message says where it stopped and how to resume."""
 
 
+def leave_interrupts_to_parent() -> None:
+  """In a worker process of a pool: Ctrl-C (which a terminal sends to the whole process group)
+  is ignored, so that the parent alone stops (it ends its pool and prints the one `stopped:`
+  line) instead of every worker printing a KeyboardInterrupt traceback; SIGTERM (what the parent
+  ends its pool with) keeps its default action."""
+  import signal  # pylint: disable=g-import-not-at-top
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 # OS error numbers of ordinary faults while writing output: not bugs, reported in one line.
 ORDINARY_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
                              errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENAMETOOLONG,

@@ -183,8 +183,35 @@ def _tf2_do_lower_case(path: str, variables: Mapping[str, Any]) -> Optional[bool
               .get_tensor(key))
 
 
-def inspect_handle(handle: str, albert_config_file: Optional[str] = None) -> HubModuleInfo:
-  """Resolves, validates and classifies a handle (see the module docstring)."""
+def _other_saved_model(path: str, children) -> Optional[str]:
+  """What a TF2 SavedModel that is not an encoder is, when it can be told: one of our fine-tuned
+  task exports (its `export_info.json`), or a preprocessing model (our record, or the TF-Hub
+  convention's `tokenize` and `bert_pack_inputs`); None otherwise."""
+  from albert.export import state as export_state  # pylint: disable=g-import-not-at-top
+  from albert.export import versioned as finetune_export
+  info = finetune_export.read_info(path)
+  if info is not None and info.get("task_kind"):
+    model = info.get("task_name") or info["task_kind"]
+    source = info.get("checkpoint")
+    return (f"{path} is a fine-tuned {model} export for serving (version "
+            f"{info.get('version')}), not an encoder: it answers requests (TF Serving, "
+            "tf.saved_model.load). To fine-tune from its weights, give the checkpoint it was "
+            f"exported from{f' ({source})' if source else ''} as --init_checkpoint; "
+            "--albert_hub_module_handle takes an encoder (export_to_tfhub.py --export_path)")
+  record = export_state.read_record(path) or {}
+  if record.get("kind") == "preprocessing" or {"tokenize", "bert_pack_inputs"} <= set(children):
+    return (f"{path} is a preprocessing model (text -> the encoder's inputs), not an encoder: "
+            "--albert_hub_module_handle takes the encoder (export_to_tfhub.py --export_path, "
+            "not --preprocessing_export_path)")
+  return None
+
+
+def inspect_handle(handle: str, albert_config_file: Optional[str] = None,
+                   albert_config: Optional[AlbertConfig] = None) -> HubModuleInfo:
+  """Resolves, validates and classifies a handle (see the module docstring).
+
+  The config is `albert_config_file`, else the module's `assets/albert_config.json`, else
+  `albert_config` (the explicit config of a module that carries none)."""
   path = resolve_handle(handle)
   saved_model = _read_saved_model(path)
   variables = _check_variables(path)
@@ -194,9 +221,12 @@ def inspect_handle(handle: str, albert_config_file: Optional[str] = None) -> Hub
     kind = TF1
   elif is_tf2:
     root = saved_model.meta_graphs[0].object_graph_def.nodes[0]
-    if "__call__" not in {c.local_name for c in root.children}:
-      raise HubHandleError(f"{path} is a TF2 SavedModel without __call__, not an encoder "
-                           "(a preprocessing model? it goes before the encoder)")
+    children = {c.local_name for c in root.children}
+    other = _other_saved_model(path, children)
+    if other:
+      raise HubHandleError(other)
+    if "__call__" not in children:
+      raise HubHandleError(f"{path} is a TF2 SavedModel without __call__, not an encoder")
     kind = TF2
   else:
     raise HubHandleError(
@@ -204,12 +234,12 @@ def inspect_handle(handle: str, albert_config_file: Optional[str] = None) -> Hub
         f"{TF1_MARKER_VARIABLE!r}; it has e.g. {sorted(variables)[:3]}): neither a TF2 "
         "encoder nor an original ALBERT hub module")
   config_file = albert_config_file or _asset(path, [CONFIG_ASSET])
-  if kind == TF1 and not config_file:
+  if kind == TF1 and not config_file and albert_config is None:
     raise HubHandleError(f"{path} is an original (TF1) ALBERT hub module without "
                          f"assets/{CONFIG_ASSET}; pass --albert_config_file")
   return HubModuleInfo(
       handle=handle, path=path, format=kind,
-      albert_config=AlbertConfig.from_json_file(config_file) if config_file else None,
+      albert_config=AlbertConfig.from_json_file(config_file) if config_file else albert_config,
       sp_model_file=_asset(path, ["30k-clean.model", "*.model"]),
       vocab_file=_asset(path, ["*.vocab", "vocab*.txt"]),
       do_lower_case=(_tf1_do_lower_case(saved_model) if kind == TF1
@@ -277,7 +307,7 @@ def _check_encoder_inputs(path: str, loaded) -> None:
     raise HubHandleError(
         f"{path} is a TF2 SavedModel but not an encoder: its __call__ takes "
         f"{functions[0].structured_input_signature[0][0]!r}, not a dict with input_word_ids, "
-        "input_mask, input_type_ids (a preprocessing model? it goes before the encoder)")
+        "input_mask, input_type_ids")
 
 
 def _load_tf1(info: HubModuleInfo, trainable: bool) -> tf_keras.layers.Layer:
@@ -293,7 +323,8 @@ def _load_tf1(info: HubModuleInfo, trainable: bool) -> tf_keras.layers.Layer:
 
 
 def load_encoder(handle: str, trainable: bool = True, albert_config_file: Optional[str] = None,
-                 name: str = "albert_hub_encoder") -> HubEncoder:
+                 name: str = "albert_hub_encoder",
+                 albert_config: Optional[AlbertConfig] = None) -> HubEncoder:
   """The encoder of a hub handle as a `HubEncoder` layer (weights loaded, `trainable` set).
 
   Args:
@@ -302,11 +333,12 @@ def load_encoder(handle: str, trainable: bool = True, albert_config_file: Option
     trainable: fine-tune the encoder's weights.
     albert_config_file: the config of a TF1 module without `assets/albert_config.json`.
     name: the layer name.
+    albert_config: the same as an `AlbertConfig` (the module's own config comes first).
 
   Raises:
     HubHandleError: not found, neither kind, incomplete or corrupted (the message says which).
   """
-  info = inspect_handle(handle, albert_config_file)
+  info = inspect_handle(handle, albert_config_file, albert_config)
   encoder = _load_tf2(info, trainable) if info.format == TF2 else _load_tf1(info, trainable)
   return HubEncoder(encoder, info, name=name, trainable=trainable)
 

@@ -88,10 +88,11 @@ def _encoder_layer(config: Optional[AlbertConfig],
                    encoder: Union[tf_keras.layers.Layer, str, None]) -> tf_keras.layers.Layer:
   """The encoder of a fine-tuning model: `encoder` itself, the encoder of a hub handle (a str:
   `--albert_hub_module_handle`, loaded trainable by `albert.hub.load_encoder`; its variables
-  keep the `bert/...` names), or a fresh backbone `bert` from `config`."""
+  keep the `bert/...` names; `config` serves a TF1 module that carries none), or a fresh
+  backbone `bert` from `config`."""
   if isinstance(encoder, str):
     from albert import hub  # pylint: disable=g-import-not-at-top
-    return hub.load_encoder(encoder, trainable=True)
+    return hub.load_encoder(encoder, trainable=True, albert_config=config)
   if encoder is not None:
     return encoder
   if config is None:

@@ -42,6 +42,7 @@ from albert.data.glue import recipe as glue_recipe  # noqa: E402
 from albert.data.glue import submission as glue_submission
 from albert.data.glue.recipe import RecipeOverrides, TaskRecipe  # noqa: E402
 from albert.errors import FlagError, InputError  # noqa: E402
+from albert.train.run_dir import describe_differences  # noqa: E402
 
 STATE_FILE = "recipe.json"
 SUMMARY = "glue_summary"
@@ -171,8 +172,7 @@ def _read_state(path: str) -> Optional[Dict]:
 def _check_same(path: str, state: Dict, settings: Dict) -> None:
   before = state.get("settings", {})
   if before != settings:
-    changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-    shown = "; ".join(f"{k}: {before.get(k)!r} there, {settings.get(k)!r} now" for k in changed)
+    shown = describe_differences(before, settings)
     raise FlagError(f"{path}: this task was run with other settings ({shown}). Use another "
                     f"--output_dir, or remove {os.path.dirname(path)} to run it again")
 
@@ -323,6 +323,8 @@ def _run(args: argparse.Namespace) -> None:
   def get_strategy():
     if not strategy:
       # pylint: disable=g-import-not-at-top
+      from albert.cli import startup
+      startup.start_tensorflow()  # before TensorFlow's first import: no cuInit false alarm
       from absl import logging
       from albert.train.distribute import DistributeConfig, make_strategy
       logging.set_verbosity(logging.WARNING)

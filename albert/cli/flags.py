@@ -120,7 +120,8 @@ def trainer_configs(**overrides):
       max_eval_steps=_value("max_eval_steps"), init_checkpoint=_value("init_checkpoint"),
       init_from_group0=_value("init_from_group0", False),
       albert_config_file=_value("albert_config_file"), enable_xla=_value("enable_xla", False),
-      mixed_precision=_value("mixed_precision", "float32"), seed=_value("seed", 12345))
+      mixed_precision=_value("mixed_precision", "float32"), seed=_value("seed", 12345),
+      steps_flag="num_train_steps" if "num_train_steps" in FLAGS else "train_step")
   optimizer = dict(
       optimizer=_value("optimizer", "adamw"), learning_rate=_value("learning_rate", 5e-5),
       num_warmup_steps=warmup, start_warmup_step=_value("start_warmup_step", 0),
@@ -154,14 +155,24 @@ def define_finetune_flags() -> None:
           "Processes for feature conversion (default: every core).")
 
 
+def prepare_only_splits(default=("train", "eval")):
+  """The splits `--prepare_only` builds: those the --do_* flags name, else `default`."""
+  named = tuple(split for split, flag in (("train", "do_train"), ("eval", "do_eval"),
+                                          ("predict", "do_predict")) if _value(flag, False))
+  return named or tuple(default)
+
+
 def finetune_config(albert_config_required: bool = True):
-  """The shared fine-tuning settings (`albert.tasks.finetune.FinetuneConfig`) from the flags."""
+  """The shared fine-tuning settings (`albert.tasks.finetune.FinetuneConfig`) from the flags.
+
+  `albert_config_required=False` (`--prepare_only`): only the features are built, so neither
+  --albert_config_file nor a hub handle is needed (one given is still read and checked)."""
   from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
+  from albert.errors import FlagError  # pylint: disable=g-import-not-at-top
   from albert.tasks.finetune import FinetuneConfig, default_buckets  # pylint: disable=g-import-not-at-top
   config_file = _value("albert_config_file")
   if not config_file and (albert_config_required and not _value("albert_hub_module_handle")):
-    raise flags.ValidationError("--albert_config_file is required (or "
-                                "--albert_hub_module_handle)")
+    raise FlagError("--albert_config_file is required (or --albert_hub_module_handle)")
   albert_config = AlbertConfig.from_json_file(config_file) if config_file else None
   max_seq_length = _value("max_seq_length", 512)
   return FinetuneConfig(
@@ -170,4 +181,5 @@ def finetune_config(albert_config_required: bool = True):
       do_lower_case=_value("do_lower_case", True), max_seq_length=max_seq_length,
       cache_dir=_value("cached_dir"), hub_module_handle=_value("albert_hub_module_handle"),
       bucket_boundaries=default_buckets(max_seq_length) if _value("length_buckets") else None,
-      num_workers=_value("num_workers"), seed=_value("seed", 12345))
+      num_workers=_value("num_workers"), seed=_value("seed", 12345),
+      features_only=not albert_config_required)

@@ -42,6 +42,16 @@ def file_digest(path: str) -> str:
   return _HASHED[key]
 
 
+def files_identity(paths: Sequence[str]) -> str:
+  """A hex digest of the files' absolute paths, sizes and modification times (not their bytes:
+  for inputs too large to hash at each run, such as pretraining records)."""
+  blob = []
+  for path in paths:
+    stat = os.stat(path)
+    blob.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
+  return hashlib.sha256(json.dumps(blob).encode()).hexdigest()
+
+
 def fingerprint(input_files: Sequence[str], settings: Dict[str, Any],
                 model_files: Sequence[Optional[str]] = ()) -> str:
   """A hex digest of the inputs' and model files' contents and of `settings`."""

@@ -16,7 +16,8 @@ replaced by the option, or `question + " " + option` when it has no `_`; label
 `ord(answer) - ord("A")`; `example_id` is the passage's JSON `id` (shared by its questions,
 so a question is named `question_id` = `<id>-<question index>`). A file that is not RACE JSON,
 a key missing, an answer outside A-D, a question without exactly four options, a missing
-directory: a `DataError` naming the file (and question) and the expected layout.
+directory, a split without any question: a `DataError` naming the file or folder (and question)
+and the expected layout.
 
 Features (`convert_example`): the original's packing, per choice
 `[CLS] context [SEP] ending [SEP]` with segment 1 = ending + the last `[SEP]`; the ending keeps
@@ -235,6 +236,10 @@ def read_examples(data_dir: str, split: str, levels: Sequence[str] = LEVELS,
             endings=tuple(make_ending(question, option) for option in options),
             label=ord(data["answers"][i]) - ord("A"), question=question, options=options,
             source=source))
+  if not examples:
+    raise DataError(f"{split_dir(data_dir, split)}: no question in the RACE {split} split "
+                    f"({', '.join(_check_levels(levels))}): every passage's \"questions\" list "
+                    "is empty")
   return examples
 
 

@@ -327,20 +327,32 @@ def export_glue_model(model: tf_keras.Model, serving: GlueServing, export_dir: s
       trackables=trackables, overwrite=overwrite, log=log)
 
 
+def glue_serving(task, settings: ExportSettings) -> GlueServing:
+  """What the export of a GLUE task (`ClassifierTask`) with these settings serves."""
+  spec = task.tokenizer_spec()
+  spm_model = spec.spm_model_file if settings.raw_text else None
+  if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
+    raise FlagError(f"--spm_model_file={spm_model}: no such file")
+  return GlueServing.for_task(task.task_name, task.config.max_seq_length, spm_model,
+                              spec.do_lower_case, settings.threshold)
+
+
+def check_export_dir(task, settings: ExportSettings) -> None:
+  """Before the training starts: refuses an --export_dir whose versions serve another model
+  (`finetune_export.check_export_base`), so that a long run is not wasted."""
+  serving = glue_serving(task, settings)
+  kind = "regression" if serving.regression else "classification"
+  fx.check_export_base(settings.export_dir, {"task_kind": kind, **serving.info()})
+
+
 def export_classifier(trainer, settings: ExportSettings,
                       log: Optional[Callable[[str], None]] = None) -> fx.ExportResult:
   """run_classifier.py's `--export_dir`: the Trainer's GLUE task, weights as --do_predict picks."""
-  task = trainer.task
   log = log or trainer.log
-  spec = task.tokenizer_spec()
-  spm_model = spec.spm_model_file if settings.raw_text else None
-  if settings.raw_text and not spm_model:
+  serving = glue_serving(trainer.task, settings)
+  if settings.raw_text and not serving.spm_model_file:
     log("note: no SentencePiece model (--spm_model_file): the export has no raw-text "
         "signatures (the in-graph pipeline is SentencePiece only)")
-  if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
-    raise FlagError(f"--spm_model_file={spm_model}: no such file")
-  serving = GlueServing.for_task(task.task_name, task.config.max_seq_length, spm_model,
-                                 spec.do_lower_case, settings.threshold)
   model, prefix, step = fx.load_for_export(trainer, settings.checkpoint)
   return export_glue_model(model, serving, settings.export_dir, version=settings.version,
                            step=step, source=prefix, overwrite=settings.overwrite, log=log)

@@ -18,6 +18,10 @@ This module owns what the fine-tuning tasks share when they export a model:
   they are) to `export_dir/<version>/` with the signatures `serving_default` and `token_ids`;
   `write_export` is the same with any signature functions (the GLUE export adds tf.Example and
   raw-text ones, `albert.export.serving`).
+* `check_export_base(export_dir, info)`: one base path serves one model: a new version whose
+  task, labels, max_seq_length or raw-text signatures differ from those of the versions
+  already there is refused, naming both (checked from the flags before the training starts,
+  and again before writing).
 * `load_for_export(trainer)`: a fresh float32 copy of a Trainer's task model with the weights
   `--do_predict` would use (`model.ckpt-best`, else the latest `model.ckpt-N`, else
   `--init_checkpoint`), and the checkpoint's global step.
@@ -159,7 +163,8 @@ def fingerprint(variables: Sequence[tf.Variable], settings: Mapping) -> str:
   return digest.hexdigest()
 
 
-def _read_info(path: str) -> Optional[dict]:
+def read_info(path: str) -> Optional[dict]:
+  """The recorded settings (`assets.extra/export_info.json`) of a fine-tuned export, or None."""
   info = os.path.join(path, INFO_FILE)
   if not tf.io.gfile.exists(info):
     return None
@@ -182,6 +187,53 @@ def signature_io(function) -> Dict[str, Dict[str, List[str]]]:
   args, kwargs = function.structured_input_signature
   inputs = [spec.name for spec in args] + list(kwargs)
   return {"inputs": sorted(inputs), "outputs": sorted(function.structured_outputs)}
+
+
+# What a version serves, as its clients see it: another value in a new version of the same
+# base path would answer the old model's clients with another model.
+SERVED_KEYS = ("task_kind", "task_name", "labels", "max_seq_length", "raw_text")
+
+
+def served(info: Mapping) -> Dict[str, object]:
+  """The SERVED_KEYS of an export's recorded settings (those it records)."""
+  return {k: info[k] for k in SERVED_KEYS if info.get(k) is not None}
+
+
+def _model_of(serves: Mapping) -> str:
+  shown = str(serves.get("task_name") or serves.get("task_kind"))
+  if serves.get("labels"):
+    shown += f" (labels {', '.join(map(str, serves['labels']))})"
+  return shown
+
+
+def check_export_base(export_dir: str, info: Mapping, replacing: Optional[int] = None) -> None:
+  """Refuses to add a version to `export_dir` that serves another model than its versions.
+
+  `info` holds the settings the new export records (`task_kind`, and `task_name`, `labels`,
+  `max_seq_length`, `raw_text` where they apply); every version folder of the base with our
+  `export_info.json` must serve the same (keys one of them does not record are not compared).
+  TF Serving serves the highest version of a base path: a version of another task would
+  answer the first model's clients. `replacing`: the version an overwrite replaces (skipped).
+  Called before the training starts (from the flags) and again before writing.
+  """
+  if not export_dir or not tf.io.gfile.isdir(export_dir):
+    return
+  mine = served(info)
+  versions = sorted((n.rstrip("/") for n in tf.io.gfile.listdir(export_dir)
+                     if n.rstrip("/").isdigit()), key=int)
+  for version in versions:
+    found = read_info(os.path.join(export_dir, version))
+    if found is None or (replacing is not None and int(version) == replacing):
+      continue
+    theirs = served(found)
+    differ = [k for k in SERVED_KEYS if k in theirs and k in mine and theirs[k] != mine[k]]
+    if differ:
+      shown = "; ".join(f"{k} {theirs[k]!r} there, {mine[k]!r} now" for k in differ)
+      raise ExportError(
+          f"--export_dir={export_dir} already serves another model: version {version} is "
+          f"{_model_of(theirs)}, this run exports {_model_of(mine)} ({shown}). TF Serving "
+          "serves the highest version of a base path, so the first model's clients would get "
+          "this one: export to another --export_dir (one base path per model)")
 
 
 def write_export(export_dir: str, version: int, variables: Sequence[tf.Variable],
@@ -214,7 +266,7 @@ def write_export(export_dir: str, version: int, variables: Sequence[tf.Variable]
   settings["assets"] = {k: _file_digest(v) for k, v in (assets or {}).items()}
   digest = fingerprint(variables, settings)
   if tf.io.gfile.exists(path):
-    existing = _read_info(path)
+    existing = read_info(path)
     if existing is not None and existing.get("fingerprint") == digest:
       result = ExportResult(path=path, version=version, signatures=sorted(signatures),
                             reused=True, source=settings.get("checkpoint"))
@@ -230,6 +282,7 @@ def write_export(export_dir: str, version: int, variables: Sequence[tf.Variable]
       raise ExportError(f"version folder {path} already holds {what}; remove it, export to "
                         "another --export_dir, or give another version (TF Serving serves the "
                         "highest version)")
+  check_export_base(export_dir, settings, replacing=version if overwrite else None)
   result = ExportResult(path=path, version=version, signatures=sorted(signatures),
                         source=settings.get("checkpoint"))
 
@@ -398,5 +451,19 @@ def export_from_trainer(trainer, task_kind_name: str, export_dir: str,
                         **kwargs) -> ExportResult:
   """`export_finetuned` of the weights `load_for_export` picks (run_squad.py, run_race.py)."""
   model, prefix, step = load_for_export(trainer, checkpoint_path)
+  kwargs["info"] = served_info(trainer.task, kwargs.get("info"))
   return export_finetuned(task_kind_name, model, export_dir, version=version, step=step,
                           source=prefix, log=kwargs.pop("log", trainer.log), **kwargs)
+
+
+def served_info(task, info: Optional[Mapping] = None) -> Dict[str, object]:
+  """The settings an export of `task` records: `info`, with the task's max_seq_length."""
+  return {"max_seq_length": task.config.max_seq_length, **(info or {})}
+
+
+def check_export_dir(task, task_kind_name: str, export_dir: str,
+                     info: Optional[Mapping] = None) -> None:
+  """Before the training starts: `check_export_base` for the export `export_from_trainer`
+  will write (run_squad.py, run_race.py), so that a long run is not wasted."""
+  check_export_base(export_dir, {"task_kind": task_kind(task_kind_name).name,
+                                 **served_info(task, info)})

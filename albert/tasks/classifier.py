@@ -64,6 +64,10 @@ class ClassifierTask(FinetuneTask):
       self.extra_eval_splits = ("eval_mismatched",)
     self._log = log or (lambda line: print(line, flush=True))
 
+  def run_identity(self):
+    return dict(super().run_identity(), task_name=self.task_name,
+                labels=list(self.processor.labels))
+
   def _where(self, split: str) -> Tuple[str, str]:
     """(GLUE task, GLUE split) of a Trainer split."""
     if split in _MNLI_EXTRA or split in _MNLI_EVAL:
@@ -80,6 +84,7 @@ class ClassifierTask(FinetuneTask):
     if not os.path.isfile(path):
       raise InputError(f"{path}: no such file; --data_dir must be the GLUE root with the "
                             f"official task folders ({processor.task_dir}/...)")
+    processor.check_has_example(path, glue_split)
 
   def build_cache(self, split):
     task, glue_split = self._where(split)

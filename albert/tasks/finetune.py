@@ -32,6 +32,7 @@ import tf_keras
 from albert import checkpoint
 from albert.train import input_pipeline
 from albert.config import AlbertConfig
+from albert.data import cache as cache_lib
 from albert.data.pretraining.corpus import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
 from albert.train.task import Task
@@ -57,6 +58,8 @@ class FinetuneConfig:
   # Variable-name prefixes not read from --init_checkpoint (they keep their fresh
   # initialisation), e.g. ("bert/pooler/",) for a model whose sentence-order head never learned.
   init_skip: Tuple[str, ...] = ()
+  # --prepare_only: the task only builds feature caches (no model), so it needs no albert config.
+  features_only: bool = False
 
 
 def default_buckets(max_seq_length: int) -> Tuple[int, ...]:
@@ -81,10 +84,22 @@ class FinetuneTask(Task):
     self._hub_info = None
     if config.hub_module_handle:
       from albert import hub  # pylint: disable=g-import-not-at-top
-      self._hub_info = hub.inspect_handle(config.hub_module_handle)
-      if config.albert_config is None and self._hub_info.albert_config is not None:
-        config.albert_config = self._hub_info.albert_config
-    elif config.albert_config is None:
+      # The module's own config; the explicit one only for a module that carries none.
+      self._hub_info = hub.inspect_handle(config.hub_module_handle,
+                                          albert_config=config.albert_config)
+      module_config = self._hub_info.albert_config
+      if config.albert_config is not None and module_config is not None:
+        differences = config.albert_config.differences(module_config)
+        if differences:
+          shown = "; ".join(f"{k}: {a!r} in the file, {b!r} in the module"
+                            for k, (a, b) in differences.items())
+          raise FlagError(
+              f"--albert_config_file disagrees with the albert config of the hub module "
+              f"{config.hub_module_handle} ({shown}): the module's encoder is what runs. Leave "
+              "out --albert_config_file (a hub module's config comes from the module)")
+      if module_config is not None:
+        config.albert_config = module_config
+    elif config.albert_config is None and not config.features_only:
       raise FlagError("--albert_config_file is required (or --albert_hub_module_handle)")
 
   # ------------------------------------------------------------------------------- tokenizer
@@ -106,13 +121,46 @@ class FinetuneTask(Task):
                                                                    "--vocab_file")):
       if path and "://" not in path and not os.path.isfile(path):
         raise InputError(f"{flag}={path}: no such file")
-    size = len(spec.build().vocab)
+    tokenizer = spec.build()
+    size = len(tokenizer.vocab)
+    self._check_hub_tokenizer(spec, tokenizer)
     albert_config = self.config.albert_config
     if albert_config is not None and size > albert_config.vocab_size:
       raise FlagError(f"the tokenizer ({spec.spm_model_file or spec.vocab_file}) has {size} "
                       f"pieces, but the albert config's vocab_size is "
                       f"{albert_config.vocab_size}: the model would see ids it has no "
                       "embedding for. Use the vocabulary the model was pretrained with")
+
+  def _check_hub_tokenizer(self, spec: TokenizerSpec, tokenizer) -> None:
+    """An explicit tokenizer beside a hub module must be the module's own vocabulary."""
+    info = self._hub_info
+    if info is None or not (self.config.spm_model_file or self.config.vocab_file):
+      return
+    flag = "--spm_model_file" if spec.spm_model_file else "--vocab_file"
+    given = f"{flag}={spec.spm_model_file or spec.vocab_file}"
+    size = len(tokenizer.vocab)
+    if info.sp_model_file or info.vocab_file:
+      module_file = info.sp_model_file or info.vocab_file
+      module_vocab = TokenizerSpec(spm_model_file=info.sp_model_file,
+                                   vocab_file=None if info.sp_model_file else info.vocab_file,
+                                   do_lower_case=spec.do_lower_case).build().vocab
+      if module_vocab == tokenizer.vocab:
+        return
+      what = f"{len(module_vocab)} pieces, {os.path.basename(module_file)}"
+      if len(module_vocab) == size:
+        piece, index = min(set(tokenizer.vocab.items()) - set(module_vocab.items()),
+                           key=lambda item: item[1])
+        what += f"; other pieces: e.g. id {index} is {piece!r} in {flag}"
+      advice = "Leave it out (a hub module's tokenizer comes from the module)"
+    elif info.albert_config is not None and info.albert_config.vocab_size != size:
+      what = f"vocab_size {info.albert_config.vocab_size} in its albert config"
+      advice = "Give the vocabulary the module was pretrained with"
+    else:
+      return
+    raise FlagError(
+        f"{given} ({size} pieces) is not the vocabulary of the hub module "
+        f"{self.config.hub_module_handle} ({what}): the encoder would embed the ids of one "
+        f"vocabulary as those of the other. {advice}")
 
   # ---------------------------------------------------------------------------------- checks
   def check_inputs(self, split: str) -> None:
@@ -128,6 +176,17 @@ class FinetuneTask(Task):
   def check_data(self, split: str) -> None:
     """Raises a clear error naming the file or flag if `split`'s data cannot be read."""
     raise NotImplementedError
+
+  def prepare_only(self, splits) -> None:
+    """`--prepare_only`: checks the inputs of every split in `splits`, then builds their
+    feature caches (with their extra splits, e.g. MNLI's mismatched ones); builds no model."""
+    for split in splits:
+      self.check_inputs(split)
+    for split in splits:
+      extra = (self.extra_eval_splits if split == "eval" else
+               self.predict_splits[1:] if split == "predict" else ())
+      for name in (split,) + tuple(extra):
+        self.prepare(name)
 
   # ----------------------------------------------------------------------------------- data
   @property
@@ -156,6 +215,18 @@ class FinetuneTask(Task):
   def metadata(self, split: str) -> Dict[str, Any]:
     self.prepare(split)
     return self._caches[split][1]
+
+  def data_fingerprint(self, split: str) -> Optional[str]:
+    return self.metadata(split).get("fingerprint")
+
+  def run_identity(self) -> Dict[str, Any]:
+    """The task, max_seq_length and the tokenizer (lower-casing and its file's digest)."""
+    spec = self.tokenizer_spec()
+    model_file = spec.spm_model_file or spec.vocab_file
+    digest = (cache_lib.file_digest(model_file)[:16]
+              if model_file and os.path.isfile(model_file) else model_file)
+    return {"task": self.name, "max_seq_length": self.config.max_seq_length,
+            "do_lower_case": bool(spec.do_lower_case), "tokenizer_sha256": digest}
 
   def input_files(self, split: str) -> List[str]:
     return [self._caches[split][0]] if split in self._caches else []
@@ -208,5 +279,9 @@ class FinetuneTask(Task):
           f"--init_checkpoint={init_checkpoint} lacks {len(missing)} of the encoder's "
           f"{len(encoder)} variables (e.g. {', '.join(missing[:3])}): is it a checkpoint of "
           "this albert config? (--init_from_group0 reads every group from group_0)")
-    # Head variables of another shape stay out of the load: the report lists them as unused.
-    return report
+    # Head variables of another shape and skipped prefixes stay out of the load: new variables.
+    return report.mark_new({
+        n: ("not read from the checkpoint: fine-tuning starts it fresh" if skip and
+            n.startswith(skip) else f"another shape in the checkpoint: {list(shapes[n])}, "
+            f"the model's {list(v.shape)}")
+        for n, v in variables.items() if n in shapes and n not in report.loaded})

@@ -11,7 +11,8 @@ ids as int32, and `next_sentence_labels` holds the SOP label. `check_inputs` rea
 record before any work, so that a `max_seq_length` or `max_predictions_per_seq` that does not
 match the files is a clear error, and every record's ids are checked against the config's
 `vocab_size` as it is read (an id out of range is an error naming the files: on GPU an
-out-of-range embedding lookup would silently give zeros).
+out-of-range embedding lookup would silently give zeros); the first file's first 200 records
+are checked up front, and a corrupted one there is named with its file and byte.
 """
 
 from __future__ import annotations
@@ -98,10 +99,14 @@ class PretrainingTask(Task):
     vocab_size = self.config.albert_config.vocab_size
     spec = input_pipeline.parse_spec(data.schema())
     largest = 0
-    for record in tf.data.TFRecordDataset(path).take(records):
-      example = tf.io.parse_single_example(record, spec)
-      largest = max(largest, int(tf.reduce_max(example["input_ids"])),
-                    int(tf.reduce_max(example["masked_lm_ids"])))
+    try:
+      for record in tf.data.TFRecordDataset(path).take(records):
+        example = tf.io.parse_single_example(record, spec)
+        largest = max(largest, int(tf.reduce_max(example["input_ids"])),
+                      int(tf.reduce_max(example["masked_lm_ids"])))
+    except tf.errors.DataLossError as error:
+      raise input_pipeline.corrupted_records_error(
+          path, error, "; replace the file (nothing was written)") from None
     if largest >= vocab_size:
       raise InputError(f"{path}: the records hold token id {largest}, but the albert config's "
                        f"vocab_size is {vocab_size}: were they made with another vocabulary? "

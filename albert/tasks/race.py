@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from albert import files, losses
+from albert.train import input_pipeline
 from albert.data import race as race_data
 from albert.models import build_race_model
 from albert.train.run_dir import format_results
@@ -71,15 +72,17 @@ class RaceTask(FinetuneTask):
   def schema(self, split):
     return race_data.record_schema(self.config.max_seq_length)
 
-  # Choices as rows [C, S] so that length buckets see the longest choice; flat again per batch.
+  # Every per-position feature as rows [C, S], so that length buckets see the longest choice and
+  # cut each one alike; flat again per batch.
   def decode(self, split, features):
     choices = race_data.NUM_CHOICES
-    return {k: (tf.reshape(v, [choices, -1]) if k in ("input_ids", "input_mask", "segment_ids")
-                else v) for k, v in features.items()}
+    per_position = input_pipeline.sequence_features_of(self.schema(split))
+    return {k: (tf.reshape(v, [choices, -1]) if k in per_position else v)
+            for k, v in features.items()}
 
   def finalize(self, split, batch):
-    return {k: (tf.reshape(v, [tf.shape(v)[0], -1]) if k in ("input_ids", "input_mask",
-                                                               "segment_ids") else v)
+    per_position = input_pipeline.sequence_features_of(self.schema(split))
+    return {k: (tf.reshape(v, [tf.shape(v)[0], -1]) if k in per_position else v)
             for k, v in batch.items()}
 
   def build_model(self):

@@ -15,8 +15,13 @@ them with the official SQuAD v1.1 / v2.0 evaluation:
   tuned on the very dev set it reports (comparable with the published table), plus the
   `HasAns_*` / `NoAns_*` splits; and, with a held-out slice, the honest figure
   `heldout_exact`, `heldout_f1` with the threshold tuned on the held-out training articles
-  (`heldout_threshold`, also written to `null_threshold.json` beside the checkpoints); the best
-  checkpoint is then chosen by `heldout_f1`.
+  (`heldout_threshold`, also written to `null_threshold.json` beside the checkpoints when the
+  best one predicts); the best checkpoint is then chosen by `heldout_f1`. The held-out slice
+  comes from `--train_file`: a predict-only run without it scores new checkpoints by `f1`.
+* v2 prediction uses the held-out threshold stored with the checkpoint it predicts with (its
+  run's eval_results.txt, else the `null_threshold.json` beside it); without one it says which
+  threshold predictions.json has: the original's, tuned on the predict file itself, or none on
+  a file without answers (every question answered; null_odds.json holds the null scores).
 The number of training steps is `int(examples / batch * epochs)`, as the original counts it.
 """
 
@@ -29,14 +34,14 @@ from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from albert import files, losses
+from albert import checkpoint, files, losses
 from albert.data import cache as cache_lib
 from albert.data.squad import examples as squad_data
 from albert.data.squad import cache as squad_cache
 from albert.data.squad import features as squad_features
 from albert.data.squad import metrics as squad_metrics
 from albert.data.squad import postprocess as squad_postprocess
-from albert.errors import FlagError
+from albert.errors import DataError, FlagError, InputError
 from albert.models import build_squad_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
 
@@ -59,6 +64,7 @@ class SquadTaskConfig:
   heldout_fraction: float = 0.0  # v2: training articles left out to tune the null threshold
   train_feature_file: Optional[str] = None  # the original's fixed cache names
   predict_feature_file: Optional[str] = None
+  command: str = "run_squad.py"  # the program the user ran (named when the version is wrong)
 
 
 class SquadTask(FinetuneTask):
@@ -71,13 +77,28 @@ class SquadTask(FinetuneTask):
     self.squad = config
     super().__init__(config.finetune)
     self.v2 = config.version_2_with_negative
-    self.heldout = self.v2 and config.heldout_fraction > 0
+    # The held-out slice comes from the training file: without one (predict-only), none.
+    self.heldout = self.v2 and config.heldout_fraction > 0 and bool(config.train_file)
     self.best_metric = "heldout_f1" if self.heldout else "f1"
     self.extra_eval_splits = ("heldout",) if self.heldout else ()
     self._log = log or (lambda line: print(line, flush=True))
     self._eval_state: Dict[str, Any] = {}
-    if not 0 <= config.heldout_fraction < 1:
-      raise FlagError(f"--heldout_fraction must be in [0, 1), got {config.heldout_fraction}")
+    self._check_settings()
+
+  def _check_settings(self) -> None:
+    """The numeric flags, before any work: each must leave something to compute."""
+    s = self.squad
+    counts = [("n_best_size", s.n_best_size), ("max_answer_length", s.max_answer_length)]
+    if self.v2:
+      counts += [("start_n_top", s.start_n_top), ("end_n_top", s.end_n_top)]
+    for flag, value in counts:
+      if value < 1:
+        raise FlagError(f"--{flag} must be at least 1, got {value}")
+    if not 0 <= s.dropout_prob < 1:
+      raise FlagError(f"--dropout_prob must be in [0, 1), got {s.dropout_prob}")
+    if not 0 <= s.heldout_fraction < 1:
+      raise FlagError(f"--heldout_fraction must be in [0, 1), got {s.heldout_fraction}")
+    self._settings()  # --max_seq_length, --doc_stride, --max_query_length
 
   # ----------------------------------------------------------------------------------- data
   def _settings(self) -> squad_features.FeatureSettings:
@@ -137,14 +158,28 @@ class SquadTask(FinetuneTask):
       if not path:
         raise FlagError("--predict_file is required for --do_predict")
     data = squad_data.load_squad_json(path)
+    if not has_questions(data):
+      raise InputError(f"{path}: no question (its {len(data['data'])} article(s) hold no "
+                       "\"qas\" entry): nothing to train on or predict")
     is_v2, why = squad_data.is_v2_dataset(data)
-    if is_v2 and not self.v2:
-      raise FlagError(f"{path} is a SQuAD 2.0 file ({why}): pass --version_2_with_negative")
+    if is_v2 != self.v2:
+      raise FlagError(f"{path} {'is a SQuAD 2.0' if is_v2 else 'looks like a SQuAD 1.1'} file "
+                      f"({why}): {self._version_advice(is_v2)}")
+    squad_data.check_unique_ids(data, path)
     if split == "eval" and not has_answers(data):
-      raise FlagError(f"{path} has no answers to score: use --do_predict without --do_eval")
+      raise FlagError(f"{path} has no answers to score (a file without answers is only "
+                      "predicted)")
     self._spec()
     for extra in (self.extra_eval_splits if split == "eval" else ()):
       self.check_data(extra)
+
+  def _version_advice(self, want_v2: bool) -> str:
+    """How to read the other SQuAD version, in the terms of the command that was run."""
+    command = self.squad.command
+    if command in ("run_squad_v1.py", "run_squad_v2.py"):
+      return f"use run_squad_v{2 if want_v2 else 1}.py"
+    return ("pass --version_2_with_negative" if want_v2 else
+            "drop --version_2_with_negative (it is for SQuAD 2.0 files)")
 
   def build_cache(self, split):
     path, is_training = self._source(split)
@@ -156,7 +191,19 @@ class SquadTask(FinetuneTask):
         num_workers=self._workers(path), path_override=override,
         multiple_answers="first", log=self._log)
     return record_path, {"cache": cache, "num_examples": cache.info["num_examples"],
-                         "num_records": cache.num_features}
+                         "num_records": cache.num_features,
+                         "fingerprint": cache.info.get("fingerprint")}
+
+  def run_identity(self):
+    return dict(super().run_identity(), version_2_with_negative=self.v2)
+
+  def data_fingerprint(self, split):
+    """The cache's; for the scored splits also the decoding settings, which change scores."""
+    key = super().data_fingerprint(split)
+    if split == "train" or key is None:
+      return key
+    return f"{key} n_best_size={self.squad.n_best_size} " \
+           f"max_answer_length={self.squad.max_answer_length}"
 
   def _workers(self, path: str) -> int:
     """--num_workers, else one process for files under 8 MB (dev-v1.1 converts in 2 s of CPU,
@@ -239,13 +286,16 @@ class SquadTask(FinetuneTask):
     if split == "heldout":
       return self._heldout_scores(cache, results)
     dataset = cache.dataset()
+    stored = self.stored_threshold(self.weights_source) if split == "predict" else None
     if not has_answers(dataset):  # an unlabelled file: the stored threshold decides
       first, nbest, null_odds = squad_postprocess.decode_v2(
           cache.examples, cache.features, results, s.n_best_size, s.max_answer_length)
-      threshold = self.stored_threshold(output_dir)
-      final = (squad_metrics.apply_threshold(first, null_odds, threshold)
-               if threshold is not None else first)
+      final = first
+      if stored:
+        final = squad_metrics.apply_threshold(first, null_odds, stored["threshold"])
+      self._say_threshold(stored, None, cache.input_file)
       squad_postprocess.write_prediction_files(output_dir, final, nbest, null_odds)
+      self._keep_threshold(stored, output_dir)
       return {}
     original = squad_postprocess.evaluate_v2_as_original(
         dataset, cache.examples, cache.features, results, s.n_best_size, s.max_answer_length)
@@ -256,9 +306,11 @@ class SquadTask(FinetuneTask):
     scores.update({k: float(v) for k, v in pass1.items() if k.startswith(("HasAns", "NoAns"))})
     self._eval_state = {"dataset": dataset, "first": original["pass1_predictions"],
                         "null_odds": original["null_odds"]}
-    threshold = self.stored_threshold(output_dir) if split == "predict" else None
-    if threshold is not None:
-      scores.update(self._honest(threshold))
+    if split == "predict":
+      self._say_threshold(stored, scores["null_score_diff_threshold"], cache.input_file)
+      if stored:
+        scores.update(self._honest(stored["threshold"]))
+      self._keep_threshold(stored, output_dir)
     return scores
 
   def _honest(self, threshold: float) -> Dict[str, float]:
@@ -275,23 +327,79 @@ class SquadTask(FinetuneTask):
     _, threshold = squad_metrics.best_threshold(null_odds, first, cache.dataset())
     return self._honest(threshold) if self._eval_state else {"heldout_threshold": threshold}
 
-  def stored_threshold(self, output_dir: str) -> Optional[float]:
-    """The held-out threshold of the checkpoint predict uses (model.ckpt-best's scored step).
+  def stored_threshold(self, weights: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The held-out null threshold stored with a checkpoint (a prefix or a directory), or None.
 
-    It is recorded in eval_results.txt with that step's scores, and written beside the
-    checkpoints as `null_threshold.json` for users and exports.
+    Read only: the scores its run recorded for its step in eval_results.txt (model.ckpt-best:
+    the best step's), else the `null_threshold.json` beside it when that names this checkpoint
+    or its step. Returns {"threshold", "global_step", "checkpoint", "source"}.
     """
-    from albert.train.run_dir import RunDir  # pylint: disable=g-import-not-at-top
-    run = RunDir(output_dir)
-    best = run.best()
-    recorded = run.scored_steps().get(best["step"]) if best else None
-    if not recorded or "heldout_threshold" not in recorded:
+    from albert.train.run_dir import TF1_PREFIX, RunDir  # pylint: disable=g-import-not-at-top
+    if not weights or not self.v2:
       return None
-    threshold = float(recorded["heldout_threshold"])
+    prefix = checkpoint.resolve_checkpoint(weights)
+    directory, name = os.path.split(prefix)
+    run = RunDir(directory)
+    step = None
+    if name == f"{TF1_PREFIX}-best":
+      best = run.best()
+      step = int(best["step"]) if best else None
+    elif name.startswith(f"{TF1_PREFIX}-") and name[len(TF1_PREFIX) + 1:].isdigit():
+      step = int(name[len(TF1_PREFIX) + 1:])
+    recorded = run.scored_steps().get(step) if step is not None else None
+    if recorded and "heldout_threshold" in recorded:
+      return {"threshold": float(recorded["heldout_threshold"]), "global_step": step,
+              "checkpoint": name, "source": run.results_file}
+    path = os.path.join(directory, THRESHOLD_FILE)
+    if not os.path.exists(path):
+      return None
+    try:
+      with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+      threshold = float(stored["null_score_diff_threshold"])
+    except (ValueError, KeyError, TypeError) as error:
+      raise DataError(f"{path}: not a null threshold file ({type(error).__name__}: {error}); "
+                      "expected JSON with \"null_score_diff_threshold\"") from None
+    if stored.get("checkpoint") != name and (step is None or stored.get("global_step") != step):
+      return None  # the threshold of another checkpoint of that run
+    return {"threshold": threshold, "global_step": stored.get("global_step", step),
+            "checkpoint": name, "source": path}
+
+  def _say_threshold(self, stored: Optional[Dict[str, Any]], original: Optional[float],
+                     predict_file: str) -> None:
+    """One line: which null threshold predictions.json has, and where it comes from."""
+    where = self.weights_source or "these weights"
+    if original is not None:
+      honest = (f"; heldout_exact/heldout_f1 use the held-out threshold {stored['threshold']:.4f} "
+                f"stored with {where} ({stored['source']})" if stored else
+                f"; no held-out threshold is stored with {where}, so no heldout_f1")
+      self._log(f"SQuAD 2.0: predictions.json, exact and f1 use the original's null threshold "
+                f"{original:.4f}, tuned on {predict_file} itself{honest}")
+    elif stored:
+      self._log(f"SQuAD 2.0: predictions.json uses the null threshold {stored['threshold']:.4f} "
+                f"tuned on held-out training articles, stored with {where} ({stored['source']})")
+    else:
+      self._log(f"SQuAD 2.0: no null threshold is stored with {where} and {predict_file} has no "
+                "answers to tune one: predictions.json answers every question (no null "
+                "answers); null_odds.json holds each question's null score to apply one")
+
+  def _keep_threshold(self, stored: Optional[Dict[str, Any]], output_dir: str) -> None:
+    """Writes a threshold recorded by this run (eval_results.txt) to its null_threshold.json."""
+    if not stored or os.path.basename(stored["source"]) == THRESHOLD_FILE:
+      return
+    if os.path.abspath(os.path.dirname(stored["source"])) != os.path.abspath(output_dir):
+      return  # another run's checkpoint: its own files say where the threshold came from
     files.write_text(os.path.join(output_dir, THRESHOLD_FILE), json.dumps(
-        {"null_score_diff_threshold": threshold, "global_step": int(best["step"]),
-         "checkpoint": best["copy"], "tuned_on": "held-out training articles"}) + "\n")
-    return threshold
+        {"null_score_diff_threshold": stored["threshold"],
+         "global_step": stored["global_step"], "checkpoint": stored["checkpoint"],
+         "tuned_on": "held-out training articles"}) + "\n")
+
+
+def has_questions(data: Dict[str, Any]) -> bool:
+  """Whether a loaded SQuAD file holds a question (malformed entries are the reader's to name)."""
+  listed = squad_data._list  # pylint: disable=protected-access  (the reader's tolerant getter)
+  return any(listed(paragraph, "qas") for article in data["data"]
+             for paragraph in listed(article, "paragraphs"))
 
 
 def has_answers(source: Any) -> bool:

@@ -11,12 +11,18 @@ top to bottom); it uses the Trainer's `task`, `config`, `strategy`, `model`, `op
   scored by `predict` + its `postprocess`.
 * `predict(split, checkpoint_path)`: the task's per-example outputs for every real example, in
   input order (rows carry `row_index`), gathered from every replica.
-* `evaluate_checkpoints()`: every `model.ckpt-N` of output_dir without a recorded result, in
-  step order; each result is appended to eval_results.txt and may become `model.ckpt-best`.
+* Both stop after the current batch on Ctrl-C or SIGTERM (`train_loop.StopRequest`, the
+  training loop's mechanism), before anything of theirs is written: one `stopped:` line.
+* `evaluate_checkpoints()`: every `model.ckpt-N` of output_dir without a result recorded on
+  the current eval data (`_eval_data_key`: a changed dev set scores every checkpoint again and
+  chooses the best again), in step order; each result is appended to eval_results.txt and may
+  become `model.ckpt-best`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -24,9 +30,11 @@ import numpy as np
 import tensorflow as tf
 
 from albert import checkpoint
-from albert.errors import InputError, TrainingError
+from albert.data import cache as cache_lib
+from albert.errors import InputError, Interrupted, TrainingError
 from albert.train.input_pipeline import IS_REAL, ROW_INDEX
 from albert.train.run_dir import TF1_PREFIX
+from albert.train.loop import StopRequest
 
 
 class Evaluation:
@@ -78,11 +86,13 @@ class Evaluation:
     if split not in self._datasets:
       self._datasets[split] = self._distributed(split, self.config.eval_batch_size)
     cap = self.config.max_eval_steps if self.task.eval_streams else None
-    with self._named_input_errors(split):
+    with self._named_input_errors(split), StopRequest("batch") as stop:
       for steps, features in enumerate(self._datasets[split]):  # the same batches every time
         if cap is not None and steps >= cap:
           break
         self._eval_step(features)
+        if stop.requested:
+          raise self._stopped(f"evaluating the {split} split", steps + 1)
     results = {"global_step": self.global_step}
     results.update({k: float(m.result().numpy()) for k, m in self.eval_metrics.items()})
     return results
@@ -122,6 +132,7 @@ class Evaluation:
     if checkpoint_path:
       self._load_weights(checkpoint_path)
       self.log(f"Predicting {split} with {checkpoint_path} (step {self.global_step})")
+    self.task.weights_source = self._weights_source or self.run_dir.prefix(self.global_step)
     if self._predict_step is None:
       self._predict_step = self._make_predict_step()
     step = self._predict_step
@@ -130,16 +141,23 @@ class Evaluation:
       batch = self._predict_batch_size if split == "predict" else self.config.eval_batch_size
       self._datasets[key] = self._distributed(split, batch)
     chunks: Dict[str, List[np.ndarray]] = {}
-    with self._named_input_errors(split):
-      for features in self._datasets[key]:
+    with self._named_input_errors(split), StopRequest("batch") as stop:
+      for batches, features in enumerate(self._datasets[key], 1):
         for name, value in step(features).items():
           chunks.setdefault(name, []).append(value.numpy())
+        if stop.requested:
+          raise self._stopped(f"predicting the {split} split", batches)
     if not chunks:
       raise InputError(f"{split}: the input has no example")
     merged = {name: np.concatenate(parts, axis=0) for name, parts in chunks.items()}
     real = merged[IS_REAL] > 0
     order = np.argsort(merged[ROW_INDEX][real], kind="stable")
     return {name: value[real][order] for name, value in merged.items()}
+
+  def _stopped(self, doing: str, batches: int) -> Interrupted:
+    """The error of an evaluation or prediction stopped by Ctrl-C or SIGTERM (see StopRequest)."""
+    return Interrupted(f"at step {self.global_step}, while {doing} ({batches} batch(es) done); "
+                       "none of its results was written; rerun the same command to resume")
 
   def _predict_source(self) -> Optional[str]:
     """Where `--do_predict` reads weights: explicit, else best, else latest, else init."""
@@ -157,13 +175,67 @@ class Evaluation:
                         f"({c.output_dir}) and no --init_checkpoint")
 
   # ----------------------------------------------------------------- scoring checkpoints
+  def _eval_data_key(self) -> Optional[str]:
+    """A fingerprint of what `evaluate()` scores: the eval split and the task's extra eval
+    splits (each's `data_fingerprint`, else the path, size and time of its files), and for a
+    streaming eval the batches it takes. Results are recorded with it."""
+    self._prepare(["eval"])
+    splits = ("eval",) + (tuple(self.task.extra_eval_splits) if self.task.eval_by_predict
+                          else ())
+    parts = []
+    for split in splits:
+      key = self.task.data_fingerprint(split)
+      if key is None and self.task.input_files(split):
+        key = cache_lib.files_identity(self.task.input_files(split))
+      parts.append(key)
+    if all(part is None for part in parts):
+      return None
+    if self.task.eval_streams:
+      parts.append(f"{self.config.max_eval_steps} batches of {self.config.eval_batch_size}")
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+  def _scored(self) -> Dict[int, Dict[str, float]]:
+    """global_step -> its results recorded on the current eval data."""
+    return self.run_dir.scored(self._eval_data_key())
+
+  def _unscored_steps(self) -> List[int]:
+    scored = self._scored()
+    return [s for s in self.run_dir.steps() if s not in scored]
+
+  def _before_rescoring(self, pending: List[int], data: Optional[str]) -> None:
+    """Restores `model.ckpt-best`'s source if the best was chosen on other eval data and its
+    source pruned since (so that the best is chosen again among all), and says which pending
+    checkpoints have results on other eval data."""
+    metric = self.task.best_metric
+    stale = self.run_dir.stale_best(metric, data) if metric else None
+    if stale is not None and self.chief and int(stale["step"]) not in self.run_dir.steps():
+      self._claim()
+      restored = self.run_dir.restore_from_best(int(stale["step"]))
+      self.log(f"{self.run_dir.best_prefix} was chosen on other eval data, and its source was "
+               f"pruned since: restored {restored} from it, to score it again")
+      pending[:] = self._unscored_steps()
+    names = lambda steps: ", ".join(f"{TF1_PREFIX}-{s}" for s in steps)  # noqa: E731
+    other = {int(r["global_step"]) for r in self.run_dir.eval_records()}
+    changed = [s for s in pending if s in other]
+    unknown = [s for s in pending if s in self.run_dir.scored_steps() and s not in other]
+    if changed:
+      self.log(f"The eval data changed since {names(changed)} "
+               f"{'was' if len(changed) == 1 else 'were'} scored: scoring again on the current "
+               "data, and choosing the best checkpoint again")
+    if unknown:
+      self.log(f"{names(unknown)} {'was' if len(unknown) == 1 else 'were'} scored on eval data "
+               "that was not recorded (an earlier version's run): scoring again, and choosing "
+               "the best checkpoint again")
+
   def evaluate_checkpoints(self) -> List[Dict[str, float]]:
-    """Scores, in step order, every `model.ckpt-N` of output_dir without a recorded result."""
+    """Scores, in step order, every `model.ckpt-N` of output_dir without a result recorded on
+    the current eval data."""
     self._prepare(["eval"])
     self._build()
-    scored = self.run_dir.scored_steps()
-    pending = [s for s in self.run_dir.steps() if s not in scored]
+    pending = self._unscored_steps()
+    self._before_rescoring(pending, self._eval_data_key())
     if pending:
+      self._claim()
       self.log(f"Scoring {len(pending)} checkpoint(s) without a result: "
                + ", ".join(f"{TF1_PREFIX}-{s}" for s in pending))
     results = []
@@ -181,10 +253,14 @@ class Evaluation:
     if not self.chief:
       return
     metric = self.task.best_metric
+    data = self._eval_data_key()
     if metric and step is not None and metric in results:
       self.run_dir.update_best(step, metric, results[metric],
-                               self.task.best_metric_higher_is_better, log=self.log)
-    self.run_dir.append_results(results)
+                               self.task.best_metric_higher_is_better, log=self.log, data=data)
+    if step is None:
+      self.run_dir.append_results(results)
+    else:
+      self.run_dir.record_eval(step, results, data)
     with self._writer("eval").as_default():
       for key, value in results.items():
         if key != "global_step":
@@ -197,24 +273,29 @@ class Evaluation:
           os.path.join(self.config.output_dir, "summaries", name))
     return self._writers[name]
 
-  def _log_eval(self, results: Dict[str, float]) -> None:
-    self.log("***** Eval results *****")
+  def _log_eval(self, results: Dict[str, float], recorded: Optional[int] = None) -> None:
+    """The original's block; `recorded`: the step of results read back, not scored now."""
+    if recorded is None:
+      self.log("***** Eval results *****")
+    else:
+      self.log(f"***** Recorded eval results of {TF1_PREFIX}-{recorded} (scored earlier on "
+               "the same eval data) *****")
     for key in sorted(results):
       self.log(f"  {key} = {results[key]}")
 
   def _evaluate_only(self) -> Dict[str, float]:
     if self.run_dir.steps():
-      self.evaluate_checkpoints()
-      scored = self.run_dir.scored_steps()
+      fresh = {int(r["global_step"]) for r in self.evaluate_checkpoints()}
       latest = self.run_dir.steps()[-1]
-      results = scored.get(latest, {})
-      if results:
-        self._log_eval(results)
+      results = self._scored().get(latest, {})
+      if results and latest not in fresh:
+        self._log_eval(results, recorded=latest)
       return dict(results)
     if not self.config.init_checkpoint:
       raise TrainingError(f"--do_eval without --do_train needs a checkpoint in --output_dir "
                           f"({self.config.output_dir}) or --init_checkpoint")
     self._load_weights(self.config.init_checkpoint)
+    self._claim()
     self.log(f"Evaluating {self.config.init_checkpoint} (step {self.global_step})")
     results = self.evaluate()
     self._record_eval(results, None)

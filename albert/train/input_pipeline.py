@@ -21,12 +21,16 @@ or "float32"; the original's feature names) and picks a mode:
 Optionally (`bucket_boundaries`), batches are padded only to the smallest boundary that holds
 their longest row (length = number of non-zero `input_mask` entries along the last axis; the
 longest choice for multiple-choice rows of shape [C, S]), so that short examples do
-not pay for `max_seq_length`: XLA compiles one shape per boundary. Row order is kept in
+not pay for `max_seq_length`: XLA compiles one shape per boundary. Every per-position feature
+is cut to the boundary: by default those whose schema length is `input_mask`'s
+(`sequence_features_of(schema)`: SQuAD's `p_mask` as well as the ids). Row order is kept in
 `one_pass` mode (within each bucket; `row_index` restores the input order); in `train` mode
 rows are grouped into per-bucket batches after the shuffle.
 
 `expand_files` and `check_first_record` turn bad paths and records written with other flags into
-errors that name the file and the flag, before any work starts.
+errors that name the file and the flag, before any work starts; an input without any record is
+an error naming its files (`check_not_empty`: repeated, it would never yield a batch), and a
+broken record file is named with the byte where it breaks (`corrupted_records_error`).
 """
 
 from __future__ import annotations
@@ -62,10 +66,26 @@ def expand_files(patterns: str, flag: str = "--input_file") -> List[str]:
   return sorted(dict.fromkeys(found))
 
 
+def sequence_features_of(schema: Schema) -> Tuple[str, ...]:
+  """The per-position features of a schema: those as long as `input_mask` (which buckets cut)."""
+  if "input_mask" not in schema:
+    return ()
+  length = schema["input_mask"][1]
+  return tuple(name for name, (_, size) in schema.items() if size == length)
+
+
 def parse_spec(schema: Schema) -> Dict[str, tf.io.FixedLenFeature]:
   """`tf.io.parse_single_example` spec of a schema."""
   return {name: tf.io.FixedLenFeature([length], _DTYPES[dtype])
           for name, (dtype, length) in schema.items()}
+
+
+def corrupted_records_error(path: str, error: tf.errors.OpError, then: str = "") -> InputError:
+  """The error for a record file whose TFRecord framing or checksum is broken: names the file and
+  where (`corrupted record at byte N`, without TensorFlow's node text); `then` says what now."""
+  from albert.data.pretraining.inspection import describe_read_error  # pylint: disable=g-import-not-at-top
+  return InputError(f"{path}: corrupted or truncated TFRecord data "
+                    f"({describe_read_error(error.message)}){then}")
 
 
 def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[str, str]] = None,
@@ -73,6 +93,8 @@ def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[st
   """Reads the first record of `path` and checks every feature's presence, kind and length."""
   try:
     record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+  except tf.errors.DataLossError as error:
+    raise corrupted_records_error(path, error) from None
   except tf.errors.OpError as error:
     raise InputError(f"{path}: not a readable TFRecord file ({error.message})") from None
   if record is None:
@@ -94,15 +116,28 @@ def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[st
                        "flag must equal the value the records were created with")
 
 
+def check_not_empty(files: Sequence[str], what: str = "the input") -> None:
+  """An error naming `files` when none of them holds a record (a repeated empty input would
+  never yield a batch: tf.data would loop over it forever)."""
+  for path in files:
+    try:
+      if next(iter(tf.data.TFRecordDataset(path).take(1)), None) is not None:
+        return
+    except tf.errors.DataLossError as error:
+      raise corrupted_records_error(path, error) from None
+  shown = ", ".join(files) if len(files) <= 3 else f"{', '.join(files[:3])}, ..."
+  raise InputError(f"{shown or '(no file)'}: no record in {what}: nothing to read")
+
+
 _COUNTS: Dict[Tuple[str, ...], int] = {}
 
 
 def count_records(files: Sequence[str]) -> int:
   """The number of records in `files` (one fast pass, remembered for the process)."""
   key = tuple(files)
-  if key not in _COUNTS:
-    dataset = tf.data.TFRecordDataset(list(files))
-    _COUNTS[key] = int(dataset.reduce(np.int64(0), lambda count, _: count + 1).numpy())
+  if key not in _COUNTS:  # counted by batches: fast, and each step returns to Python (Ctrl-C)
+    batches = tf.data.TFRecordDataset(list(files)).batch(4096)
+    _COUNTS[key] = sum(int(batch.shape[0]) for batch in batches)
   return _COUNTS[key]
 
 
@@ -123,20 +158,23 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
                  seed: int = 12345, shuffle_buffer_size: int = 100, cycle_length: int = 4,
                  decode: Optional[Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]] = None,
                  bucket_boundaries: Optional[Sequence[int]] = None,
-                 sequence_features: Sequence[str] = ("input_ids", "input_mask", "segment_ids"),
+                 sequence_features: Optional[Sequence[str]] = None,
                  finalize: Optional[Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]] = None,
                  ) -> tf.data.Dataset:
   """Batches of `batch_size` (per replica) feature dicts; see the module docstring for `mode`.
 
   `decode` maps each parsed record (ints as int32) to the features the task wants (e.g. a check
   of the ids, or a reshape). `bucket_boundaries` (ascending, the last one the records' length)
-  pads each batch's `sequence_features` only to the boundary that holds its longest row.
+  pads each batch's `sequence_features` (default: `sequence_features_of(schema)`, every feature
+  as long as `input_mask`) only to the boundary that holds its longest row.
   `finalize` maps each batch (e.g. multiple-choice rows [B, C, S] back to the records' [B, C*S]).
   """
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
   files = list(files)
   spec = parse_spec(schema)
+  if sequence_features is None:
+    sequence_features = sequence_features_of(schema)
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline = input_context.input_pipeline_id if input_context else 0
   replicas = input_context.num_replicas_in_sync if input_context else 1
@@ -150,6 +188,7 @@ def make_dataset(files: Sequence[str], schema: Schema, batch_size: int, mode: st
                   bucket_boundaries, sequence_features)
     return d.map(finalize) if finalize else d
 
+  check_not_empty(files, f"the {mode} input")  # an empty repeated input would spin forever
   d = tf.data.Dataset.from_tensor_slices(files)
   shard_records = pipelines > 1 and len(files) < pipelines
   if pipelines > 1 and not shard_records:
@@ -199,6 +238,8 @@ def _one_pass(files, schema, parse, batch_size, pipelines, pipeline, replicas,
   """Every record once, padded per bucket to whole global batches, then sharded and batched."""
   global_batch = batch_size * replicas
   count = count_records(files)
+  if not count:
+    check_not_empty(files, "the evaluation or prediction input")
   rows = tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
                                             deterministic=True)
 
@@ -278,6 +319,6 @@ def _bucketed_batches(d: tf.data.Dataset, batch_size: int, boundaries: Sequence[
   def batch(key, window):
     length = tf.gather(boundaries, key)
     return window.batch(batch_size, drop_remainder=True).map(
-        lambda f: {n: (v[:, :length] if n in sequence_features else v) for n, v in f.items()})
+        lambda f: _cut(f, length, sequence_features))
 
   return d.group_by_window(bucket, batch, window_size=batch_size)

@@ -5,8 +5,10 @@
   Each step on every replica: forward, loss / replicas, gradients summed over replicas (dense:
   the norm is that of the true gradient on every device), clipped to a global norm, applied; the
   task's metrics updated; examples and real tokens counted from the batches actually seen.
-* `StopRequest`: while a loop runs, the first Ctrl-C only asks the run to stop after the current
-  loop (so that the state can be saved); a second one stops at once.
+* `StopRequest`: Ctrl-C and SIGTERM. While a loop runs (training, evaluation, prediction), the
+  first one only asks the run to stop after the current host loop or batch (so that the state
+  can be saved, and nothing half-done is written); a second one stops at once; elsewhere in a
+  run, at once.
 * `NamedInputErrors`: tf.data's DataLossError names only a byte offset; this finds and names the
   corrupted record file. An input check inside the pipeline (`input_pipeline.check_ids_below`)
   becomes an InputError instead of a bug-shaped InvalidArgumentError.
@@ -23,7 +25,7 @@ import tf_keras
 
 from albert import optimization
 from albert.errors import InputError
-from albert.train.input_pipeline import INPUT_CHECK_MARK
+from albert.train.input_pipeline import INPUT_CHECK_MARK, corrupted_records_error
 from albert.train.task import Task
 
 
@@ -116,30 +118,70 @@ def make_train_loop(strategy: tf.distribute.Strategy,
 
 
 class StopRequest:
-  """While active, the first Ctrl-C only asks the training loop to stop after its current loop."""
+  """Ctrl-C (SIGINT) and SIGTERM while the Trainer works: one mechanism for every loop.
 
-  def __init__(self):
+  `with StopRequest(unit) as stop:` around a loop that looks at `stop.requested` at its safe
+  points (training: after each host loop, where the state can be saved; evaluation and
+  prediction: after each batch, before anything is written): the first signal only sets
+  `requested` and says so; the loop then stops and raises `Interrupted` (one `stopped:` line,
+  exit status 130). A second signal stops at once (KeyboardInterrupt). A stop is never lost:
+  one requested as the last such loop ends (or a KeyboardInterrupt that something swallowed)
+  raises KeyboardInterrupt when the request is left.
+
+  `with StopRequest() as stop:` (no unit) around a whole run: outside those loops (feature
+  conversion, model building, post-processing) a signal stops at once, as Ctrl-C does by
+  default, SIGTERM included (atomic files then remove their temporary names, worker pools end).
+
+  Nested uses share the outermost request, so the evaluation inside a training run sees the
+  training's. The handlers are installed in the main thread only, over an inherited "ignore" too
+  (a job a script starts in the background must still stop on Ctrl-C), and the previous ones are
+  restored when the outermost use ends.
+  """
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+  _active: Optional["StopRequest"] = None  # the outermost request in use
+
+  def __init__(self, unit: Optional[str] = None):
+    self.unit = unit  # what a checking loop finishes before it stops: "loop", "batch"
     self.requested = False
-    self._previous = None
+    self._shared: Optional[StopRequest] = None
+    self._units: List[str] = []  # the checking loops running now, innermost last
+    self._previous: Dict[int, object] = {}
 
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.getsignal(signal.SIGINT)
+  def __enter__(self) -> "StopRequest":
+    shared = StopRequest._active
+    if shared is None:
+      shared = self
+      if threading.current_thread() is threading.main_thread():
+        for signum in self.SIGNALS:
+          self._previous[signum] = signal.getsignal(signum)
+          signal.signal(signum, self._handle)
+        StopRequest._active = self
+    self._shared = shared
+    if self.unit:
+      shared._units.append(self.unit)  # pylint: disable=protected-access
+    return shared
 
-      def handler(signum, frame):
-        if self.requested:  # a second Ctrl-C: stop at once
-          raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after the current loop (press again to stop at once)",
-              flush=True)
-
-      signal.signal(signal.SIGINT, handler)
-    return self
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
+  def __exit__(self, exc_type, exc, tb):
+    shared = self._shared
+    if self.unit:
+      shared._units.pop()  # pylint: disable=protected-access
+    if shared is self and StopRequest._active is self:
+      for signum, previous in self._previous.items():
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+      StopRequest._active = None
+    if exc_type is None and shared.requested and not shared._units:  # pylint: disable=protected-access
+      raise KeyboardInterrupt  # asked for as the last checking loop ended, or swallowed
     return False
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    # Set in every case: a KeyboardInterrupt raised inside a finalizer is swallowed by Python.
+    again, self.requested = self.requested, True
+    if again or not self._units:
+      raise KeyboardInterrupt
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f"\n{name}: stopping after the current {self._units[-1]} (press Ctrl-C again to stop "
+          "at once)", flush=True)
 
 
 class NamedInputErrors:
@@ -160,9 +202,8 @@ class NamedInputErrors:
       return False
     bad = find_corrupted_record_file(self.paths)
     where = bad or (", ".join(self.paths) if self.paths else f"the {self.split} input")
-    raise InputError(f"{where}: corrupted or truncated TFRecord data ({exc.message.splitlines()[0]}"
-                     f"); the run stopped there; replace the file and rerun the same command "
-                     "to resume") from None
+    raise corrupted_records_error(where, exc, "; the run stopped there; replace the file and "
+                                  "rerun the same command to resume") from None
 
 
 def find_corrupted_record_file(paths: List[str]) -> Optional[str]:

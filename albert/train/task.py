@@ -16,13 +16,16 @@ defaults fit pretraining:
   (metrics that cannot stream, such as MCC or SQuAD's F1);
 * `prediction_outputs(features, outputs)`: the tensors `predict` returns per example;
 * `postprocess(split, predictions, output_dir)`: turns predictions into files and metrics;
-* `predict_splits`, `extra_eval_splits`: more than one split to predict or to score (MNLI).
+* `predict_splits`, `extra_eval_splits`: more than one split to predict or to score (MNLI);
+* `run_identity()`: what binds a run directory besides the albert config (a later run with
+  other values is refused); `data_fingerprint(split)`: a digest of a split's content (results
+  are keyed by the eval data's, a resume is refused on other training data).
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -50,6 +53,9 @@ class Task(abc.ABC):
   # original's fine-tuning scripts, whose eval job chose the best); pretraining prunes.
   keep_unscored_checkpoints: bool = False
   extra_eval_splits: Tuple[str, ...] = ()
+  # Set by the trainer when it predicts: the checkpoint the predictions come from (a TF1 prefix
+  # or a directory), for a `postprocess` that reads what was stored with it.
+  weights_source: Optional[str] = None
 
   @property
   def albert_config(self) -> Optional[AlbertConfig]:
@@ -95,6 +101,18 @@ class Task(abc.ABC):
   def input_files(self, split: str) -> List[str]:
     """The record files `split` reads (to name a corrupted one); empty when unknown."""
     return []
+
+  def run_identity(self) -> Dict[str, Any]:
+    """The task and the settings that shape its model or data, keyed by flag name (JSON
+    values), recorded in `output_dir/train_state/run_identity.json` by the first run: a later
+    run with other values is refused, naming them. The default: the task's name."""
+    return {"task": self.name}
+
+  def data_fingerprint(self, split: str) -> Optional[str]:
+    """A digest of the content `split` feeds the model (a feature cache's fingerprint), or None
+    when the task has none (pretraining's records are not hashed: reading gigabytes would cost
+    minutes; the Trainer keys their evaluations by the files' path, size and time instead)."""
+    return None
 
   def prediction_outputs(self, features: Dict[str, tf.Tensor],
                          outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -1,9 +1,11 @@
 """The one training loop of every task: the original TPUEstimator batch job, in TF2.
 
 `Trainer(task, TrainerConfig, OptimizerConfig, strategy).run(do_train, do_eval, do_predict)`:
-- checks the settings, the task's inputs, the init checkpoint and the run directory (a run
-  with another albert config is refused) before anything is written; then lets the task build
-  its feature caches, and turns an epoch-based length into steps (printed);
+- checks the settings, the task's inputs, the init checkpoint and the run directory (another
+  albert config, task or settings that shape the model or data are refused) before anything is
+  written; holds the directory (a second run is refused); lets the task build its feature
+  caches; turns an epoch-based length into steps (printed); claims the directory only once the
+  weights are loaded (a failed start leaves nothing);
 - builds the task's model and the optimizer inside the strategy's scope;
 - resumes from `output_dir/train_state/` (model, optimizer slots and step, input position and
   dropout random state, so that a killed and resumed run ends with the weights of an
@@ -16,16 +18,18 @@
   it, a weights-only checkpoint in the original TF1 names, `output_dir/model.ckpt-N`; with
   `do_eval`, scores it (`evaluate`), appends the results to `eval_results.txt` and keeps the
   best (task's `best_metric`) as `model.ckpt-best` + `best_trial.txt`, deleting nothing;
-- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result (after a
-  kill between a save and its evaluation, and in eval-only runs);
+- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result on the
+  current eval data (after a kill between a save and its evaluation, in eval-only runs, after
+  the dev set changed);
 - `evaluate()` is one pass over every eval example (padding rows weigh 0), or, for a task
   whose eval input streams, `max_eval_steps` batches; `predict(split)` returns the task's
   per-example outputs for a whole split in input order, on any strategy, and the task's
   `postprocess` turns them into files and metrics;
 - prints a progress line per loop (examples/s and tokens/s from the batches actually seen) and
   writes TensorBoard summaries; a non-finite loss stops the run with an error naming the step,
-  and nothing after the last good checkpoint is saved; Ctrl-C saves the resume state at the
-  step reached and stops with one line; a corrupted record file is named.
+  and nothing after the last good checkpoint is saved; Ctrl-C (or SIGTERM) saves the resume
+  state at the step reached and stops with one line (an evaluation or prediction stops after
+  its current batch, writing nothing); a corrupted record file is named.
 
 Differences from the original, on purpose: gradients are summed over replicas before clipping
 (the original clipped each TPU core's gradient, then averaged), so that N replicas compute what
@@ -55,6 +59,7 @@ import tf_keras
 
 from albert import checkpoint, files, optimization
 from albert.train import distribute
+from albert.data.pretraining.inspection import describe_read_error
 from albert.errors import Interrupted, OutputError, TrainingError
 from albert.train.run_dir import STATE_DIR, TF1_PREFIX, RunDir
 from albert.train.evaluator import Evaluation
@@ -112,6 +117,7 @@ class TrainerConfig:
   mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
   seed: int = 12345
   clip_norm: float = 1.0
+  steps_flag: str = "num_train_steps"  # the flag num_train_steps came from (run_race: train_step)
 
   def validate(self) -> None:
     for key in ("train_batch_size", "eval_batch_size", "save_checkpoints_steps",
@@ -122,7 +128,7 @@ class TrainerConfig:
       if getattr(self, key) is not None and getattr(self, key) <= 0:
         raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
     if self.num_train_steps is not None and self.num_train_steps < 0:
-      raise TrainingError(f"--num_train_steps must not be negative, got {self.num_train_steps}")
+      raise TrainingError(f"--{self.steps_flag} must not be negative, got {self.num_train_steps}")
     if self.num_train_epochs is not None and not self.num_train_epochs > 0:
       raise TrainingError(f"--num_train_epochs must be positive, got {self.num_train_epochs}")
     if self.mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
@@ -178,6 +184,11 @@ class Trainer(Evaluation):
   def _check(self, do_train: bool, do_eval: bool, do_predict: bool) -> None:
     """Every check that needs no output: settings, inputs, init checkpoint, run directory."""
     c = self.config
+    if do_train and c.num_train_epochs is None and not (self.num_train_steps or 0) > 0:
+      raise TrainingError(f"--{c.steps_flag}={self.num_train_steps}: --do_train needs at least "
+                          "one training step")
+    if do_predict and not do_train:
+      self._predict_source()  # a checkpoint to predict with, or the error naming what is missing
     for name, size in (("train_batch_size", c.train_batch_size),
                        ("eval_batch_size", c.eval_batch_size),
                        ("predict_batch_size", self._predict_batch_size)):
@@ -194,6 +205,8 @@ class Trainer(Evaluation):
     for source in (c.init_checkpoint, c.predict_checkpoint):
       if source:
         checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
+    self.run_dir.check_claim(self.task.albert_config, self.task.run_identity(),
+                             c.albert_config_file)
     if do_train and self.num_train_steps is not None and self.num_train_steps > 0 and (
         self.optimizer_config.start_warmup_step >= self.num_train_steps):
       self.log(f"warning: --start_warmup_step={self.optimizer_config.start_warmup_step} is at "
@@ -204,13 +217,18 @@ class Trainer(Evaluation):
   def _predict_batch_size(self) -> int:
     return self.config.predict_batch_size or self.config.eval_batch_size
 
+  def _claim(self) -> None:
+    """The run really starts (weights loaded): the chief writes the config and identity."""
+    if self._claimed:
+      return
+    if self.chief:
+      train_data = self.task.data_fingerprint("train") if "train" in self._prepared else None
+      self.run_dir.claim(self.task.albert_config, self.task.run_identity(),
+                         self.config.albert_config_file, train_data=train_data)
+    self._claimed = True
+
   def _prepare(self, splits) -> None:
-    """Claims the run directory, lets the task build its inputs, resolves epochs into steps."""
-    if self.chief and not self._claimed:
-      files.make_dirs(self.config.output_dir)
-      if self.task.albert_config is not None:
-        self.run_dir.claim(self.task.albert_config, self.config.albert_config_file)
-      self._claimed = True
+    """Lets the task build its inputs, resolves epochs into steps."""
     for split in splits:
       if split not in self._prepared:
         self.task.prepare(split)
@@ -223,6 +241,10 @@ class Trainer(Evaluation):
         raise TrainingError(f"task {self.task.name} cannot count its training examples: give "
                             "--num_train_steps instead of --num_train_epochs")
       self.num_train_steps = int(examples / c.train_batch_size * c.num_train_epochs)
+      if self.num_train_steps < 1:
+        raise TrainingError(f"--num_train_epochs={c.num_train_epochs:g} of {examples:,} examples "
+                            f"at batch {c.train_batch_size} is no training step: train longer "
+                            "or with a smaller --train_batch_size")
       if o.warmup_proportion is not None:
         self.num_warmup_steps = int(self.num_train_steps * o.warmup_proportion)
       self.log(f"Training {c.num_train_epochs:g} epoch(s) of {examples:,} examples at batch "
@@ -283,8 +305,21 @@ class Trainer(Evaluation):
     """
     if not (do_train or do_eval or do_predict):
       raise TrainingError("nothing to do: set --do_train, --do_eval and/or --do_predict")
+    with StopRequest():  # Ctrl-C and SIGTERM: the loops stop at a safe point, the rest at once
+      self._check(do_train, do_eval, do_predict)
+      if not self.chief:
+        return self._run(do_train, do_eval, do_predict)
+      before = self.run_dir.entries()
+      with self.run_dir.lock():  # another run of this output_dir is refused until this one ends
+        try:
+          return self._run(do_train, do_eval, do_predict)
+        except BaseException:
+          if not self._claimed:  # a failed start leaves nothing behind
+            self.run_dir.remove_added(before)
+          raise
+
+  def _run(self, do_train: bool, do_eval: bool, do_predict: bool) -> Dict[str, float]:
     c = self.config
-    self._check(do_train, do_eval, do_predict)
     splits = [s for s, wanted in (("train", do_train), ("eval", do_eval),
                                   ("predict", do_predict)) if wanted]
     self._prepare(splits)
@@ -301,6 +336,7 @@ class Trainer(Evaluation):
       source = None if do_train and not do_eval else "auto"
       for split in self.task.predict_splits:
         predictions = self.predict(split, checkpoint_path=source)
+        self._claim()
         metrics = self.task.postprocess(split, predictions, c.output_dir)
         results.update({f"{split}/{k}": v for k, v in (metrics or {}).items()})
     for writer in self._writers.values():
@@ -334,12 +370,13 @@ class Trainer(Evaluation):
 
   def _train(self, do_eval: bool) -> Dict[str, float]:
     c = self.config
+    if self._state_steps():  # its input position must not be restored over other features
+      self.run_dir.check_train_data(self.task.data_fingerprint("train"))
     initial = None
-    if do_eval:  # checkpoints an earlier (killed) run saved but did not score
-      scored = self.run_dir.scored_steps()
-      if any(s not in scored for s in self.run_dir.steps()):
-        initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
-        self.evaluate_checkpoints()
+    # Checkpoints an earlier (killed) run saved but did not score, or scored on other eval data.
+    if do_eval and self._unscored_steps():
+      initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
+      self.evaluate_checkpoints()
     # The input position is part of the resume state. On one device (the default strategy) the
     # iterator itself is checkpointed; tf.distribute's iterators cannot be, so there the input
     # is rebuilt and the batches of the steps already done are skipped (exact, but read again).
@@ -363,12 +400,13 @@ class Trainer(Evaluation):
       else:
         self.log(self.task.initial_weights_note() or
                  "Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
+    self._claim()
     if not single:
       iterator = iter(self._distributed("train", c.train_batch_size, skip_steps=self.global_step))
 
     train_loop = self._make_train_loop()
     results: Dict[str, float] = {}
-    with StopRequest() as stop, self._named_input_errors("train"):
+    with StopRequest("loop") as stop, self._named_input_errors("train"):
       while self.global_step < self.num_train_steps:
         step = self.global_step
         to_save = c.save_checkpoints_steps - step % c.save_checkpoints_steps
@@ -401,9 +439,9 @@ class Trainer(Evaluation):
                             f"{self.run_dir.prefix(step)} is saved; rerun the same command to "
                             "resume")
     if do_eval and not results:  # nothing left to train: the results recorded for this step
-      results = dict(self.run_dir.scored_steps().get(self.global_step, {}))
+      results = dict(self._scored().get(self.global_step, {}))
       if results:
-        self._log_eval(results)
+        self._log_eval(results, recorded=self.global_step)
     return results
 
   def _state_steps(self):
@@ -456,8 +494,13 @@ class Trainer(Evaluation):
         self._checkpoint.write(os.path.join(scratch, "ckpt"))
         shutil.rmtree(scratch, ignore_errors=True)
     except tf.errors.OpError as error:
-      raise OutputError(None, f"cannot write the resume state in {self.state_dir}: "
-                              f"{error.message.splitlines()[0][:300]}") from None
+      target = self._state_path(step)
+      # TensorFlow writes into `ckpt-N_temp/` and renames it when complete: a failed save
+      # leaves it behind (a full disk stays full of it).
+      shutil.rmtree(target + "_temp", ignore_errors=True)
+      raise files.tf_write_error(error, target) or OutputError(
+          None, f"cannot write the resume state {target}: "
+                f"{describe_read_error(error.message)[:300]}") from None
     prefix = self.run_dir.prefix(step)
     if self.chief:
       output_dir = self.config.output_dir

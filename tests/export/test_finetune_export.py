@@ -333,6 +333,7 @@ def test_race_export_from_its_trainer_takes_choice_major_ids(tmp_path):
                     OptimizerConfig(optimizer="adamw", learning_rate=1e-5), log=QUIET)
   result = fx.export_from_trainer(trainer, "race", str(tmp_path / "export"))
   assert result.path == str(tmp_path / "export" / "3") and result.source == init
+  assert fx.served(fx.read_info(result.path)) == {"task_kind": "race", "max_seq_length": 16}
   loaded = tf.saved_model.load(result.path)
   features = fx.sample_features("race", TINY.vocab_size, batch_size=2, seq_length=16)
   assert features["input_ids"].shape == (2, 64)
@@ -398,6 +399,58 @@ def test_rerun_keeps_the_same_export_and_refuses_another(tmp_path):
     fx.export_finetuned("race", model, str(tmp_path), version=-1, log=QUIET)
 
 
+def _listing(directory):
+  return sorted(os.path.relpath(os.path.join(root, name), directory)
+                for root, dirs, names in os.walk(directory) for name in dirs + names)
+
+
+def test_an_export_base_serving_one_model_refuses_another(tmp_path):
+  """Issue 18: TF Serving serves the highest version of a base path; a version of another task
+  (or label set, or sequence length) in the same --export_dir would answer the first model's
+  clients. Refused before the training (from the flags) and before writing, naming both."""
+  base = str(tmp_path / "export")
+  mrpc = ce.GlueServing.for_task("MRPC", 32, None, True)
+  ce.export_glue_model(glue_model(2, seed=1), mrpc, base, step=5, log=QUIET)
+  before = _listing(base)
+  mnli = ce.GlueServing.for_task("MNLI", 32, None, True)
+  with pytest.raises(ExportError) as error:
+    ce.export_glue_model(glue_model(3, seed=2), mnli, base, step=9, log=QUIET)
+  assert str(error.value) == (
+      f"--export_dir={base} already serves another model: version 5 is mrpc (labels 0, 1), this "
+      "run exports mnli (labels contradiction, entailment, neutral) (task_name 'mrpc' there, "
+      "'mnli' now; labels ['0', '1'] there, ['contradiction', 'entailment', 'neutral'] now). "
+      "TF Serving serves the highest version of a base path, so the first model's clients would "
+      "get this one: export to another --export_dir (one base path per model)")
+  # Before the training: run_classifier.py's check from the flags (the task and settings).
+  trainer = make_trainer(tmp_path / "run", "MNLI")
+  with pytest.raises(ExportError, match=r"version 5 is mrpc \(labels 0, 1\), this run exports "
+                                        r"mnli"):
+    ce.check_export_dir(trainer.task, ce.ExportSettings(export_dir=base, raw_text=False))
+  # Another max_seq_length of the same task, or another kind of model: refused too.
+  with pytest.raises(ExportError, match=r"max_seq_length 32 there, 64 now"):
+    ce.export_glue_model(glue_model(2, seed=3), ce.GlueServing.for_task("MRPC", 64, None, True),
+                         base, step=7, log=QUIET)
+  with pytest.raises(ExportError, match=r"version 5 is mrpc \(labels 0, 1\), this run exports "
+                                        r"squad_v1 \(task_kind 'classification' there, "
+                                        r"'squad_v1' now\)"):
+    fx.check_export_base(base, {"task_kind": "squad_v1", "max_seq_length": 32})
+  assert _listing(base) == before
+  # The same model, a new version: what a base path is for.
+  ce.export_glue_model(glue_model(2, seed=4), mrpc, base, step=8, log=QUIET)
+  ce.check_export_dir(make_trainer(tmp_path / "run2", "MRPC").task,
+                      ce.ExportSettings(export_dir=base, raw_text=False))
+  assert sorted(os.listdir(base)) == ["5", "8"]
+  # Another kind of model in a base (RACE, as export_from_trainer records it).
+  race_base = str(tmp_path / "race")
+  fx.export_finetuned("race", build_race_model(TINY, 4), race_base, step=2,
+                      info={"max_seq_length": 16}, log=QUIET)
+  with pytest.raises(ExportError, match=r"version 2 is race, this run exports mrpc \(labels 0, "
+                                        r"1\) \(task_kind 'race' there, 'classification' now; "
+                                        r"max_seq_length 16 there, 32 now\)"):
+    ce.check_export_dir(make_trainer(tmp_path / "run3", "MRPC").task,
+                        ce.ExportSettings(export_dir=race_base, raw_text=False))
+
+
 # ------------------------------------------------------------------ run_classifier.py
 def _env():
   env = dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -429,3 +482,24 @@ def test_run_classifier_exports_stsb_with_a_threshold(tmp_path):
                training=False)
   np.testing.assert_allclose(got["predictions"], want["predictions"].numpy(), atol=1e-5)
   assert got["above_threshold"][0] == (got["predictions"][0] >= 3.0)
+
+
+def test_run_classifier_refuses_an_export_dir_of_another_model_before_training(tmp_path):
+  config = tmp_path / "albert_config.json"
+  TINY.to_json_file(str(config))
+  base = tmp_path / "export"
+  ce.export_glue_model(glue_model(2, seed=1), ce.GlueServing.for_task("MRPC", 32, None, True),
+                       str(base), step=5, log=QUIET)
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, "run_classifier.py"), f"--data_dir={GLUE}",
+       "--task_name=MNLI", f"--albert_config_file={config}", f"--spm_model_file={SPM}",
+       "--max_seq_length=32", f"--output_dir={tmp_path / 'run'}", "--do_train",
+       "--train_step=2", f"--export_dir={base}"],
+      env=_env(), capture_output=True, text=True, timeout=600)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: --export_dir={base} already serves another model: version 5 "
+                         "is mrpc (labels 0, 1), this run exports mnli"), last
+  assert not (tmp_path / "run").exists()  # refused before the training
+  assert sorted(os.listdir(base)) == ["5"]

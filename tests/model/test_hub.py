@@ -18,8 +18,10 @@ import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint, hub
+from albert.config import AlbertConfig
+from albert.errors import FlagError
 from albert.tokenization import FullTokenizer
-from conftest import GOLDEN, MODEL_A, golden_arrays
+from conftest import GOLDEN, MODEL_A, TESTDATA, golden_arrays
 from support.exports import TINY, inputs, max_diff, reference_models, tiny_export
 from support.hub_modules import write_tf1_hub_module
 
@@ -169,7 +171,8 @@ BAD_HANDLES = {
     "a_file": "is a file",
     "empty": "no saved_model.pb",
     "checkpoint_directory": "looks like a checkpoint directory",
-    "preprocessing_model": "not an encoder",
+    "preprocessing_model": r"is a preprocessing model \(text -> the encoder's inputs\), not an "
+                           "encoder",
     "no_saved_model_pb": "saved_model.pb is missing",
     "garbage_saved_model_pb": "is corrupted",
     "no_variables_index": "variables/variables.index is missing",
@@ -203,3 +206,105 @@ def test_neither_kind_of_module(tmp_path):
     builder.save()
   with pytest.raises(hub.HubHandleError, match="neither a TF2 encoder nor an original ALBERT"):
     hub.load_encoder(str(tmp_path / "tf1_other"))
+
+
+def test_a_task_export_given_as_a_hub_handle_is_named_as_such(tmp_path):
+  """A fine-tuned export for serving is not called a preprocessing model: the message says
+  what it is and which checkpoint to fine-tune from instead."""
+  from albert.export import versioned as finetune_export
+  from albert.models import build_classifier_model
+  from support.exports import TINY
+  model = build_classifier_model(TINY, 2)
+  result = finetune_export.export_finetuned("classification", model, str(tmp_path / "served"),
+                                            step=3, source="run/model.ckpt-3", log=lambda l: None)
+  with pytest.raises(hub.HubHandleError) as error:
+    hub.load_encoder(result.path)
+  message = str(error.value)
+  assert message.startswith(f"{result.path} is a fine-tuned classification export for serving "
+                            "(version 3), not an encoder")
+  assert "(run/model.ckpt-3) as --init_checkpoint" in message
+  assert "preprocessing" not in message
+
+
+# ------------------------------------------------------- a hub module and explicit files
+SPM_30K = os.path.join(TESTDATA, "albert_spm", "30k-clean.model")
+
+
+@pytest.fixture(scope="module")
+def module_30k(tmp_path_factory) -> str:
+  """A TF1 module of a 30,000-piece encoder (model_A's body, vocab_size 30000) and tokenizer."""
+  from albert.modeling import build_backbone
+  body = tmp_path_factory.mktemp("body_30k")
+  config = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json")).replace(
+      vocab_size=30000)
+  config.to_json_file(str(body / "albert_config.json"))
+  checkpoint.save_tf1_checkpoint(build_backbone(config), str(body / "model.ckpt"))
+  return write_tf1_hub_module(str(tmp_path_factory.mktemp("tf1_30k") / "hub"), str(body),
+                              spm_model=SPM_30K)
+
+
+def _glue_task(tmp_path, handle, **files):
+  from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+  from albert.tasks.finetune import FinetuneConfig
+  finetune = FinetuneConfig(output_dir=str(tmp_path), max_seq_length=32, hub_module_handle=handle,
+                            num_workers=1, **{"albert_config": None, **files})
+  return ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name="SST-2",
+                                             data_dir=os.path.join(TESTDATA, "glue")))
+
+
+def test_a_foreign_tokenizer_beside_a_hub_module_is_refused(tmp_path, module_30k):
+  """Issue 18: a 30,000-piece module with --spm_model_file of 1,000 pieces embedded the ids of
+  one vocabulary as those of the other (and the run's albert_config.json said 1000)."""
+  task = _glue_task(tmp_path, module_30k, spm_model_file=os.path.join(GOLDEN, "spm.model"))
+  with pytest.raises(FlagError) as error:
+    task.check_inputs("train")
+  assert str(error.value).startswith(
+      f"--spm_model_file={os.path.join(GOLDEN, 'spm.model')} (1000 pieces) is not the vocabulary "
+      f"of the hub module {module_30k} (30000 pieces, 30k-clean.model)")
+  assert task.albert_config.vocab_size == 30000  # the module's config
+  # The module's own tokenizer given explicitly (a copy: same pieces), or none, is fine.
+  shutil.copyfile(SPM_30K, tmp_path / "copy.model")
+  _glue_task(tmp_path, module_30k, spm_model_file=str(tmp_path / "copy.model")).check_inputs(
+      "train")
+  plain = _glue_task(tmp_path, module_30k)
+  plain.check_inputs("train")
+  assert plain.tokenizer_spec().spm_model_file.endswith("30k-clean.model")
+  # Same size, other ids: still another vocabulary (the golden pieces, two of them swapped).
+  small = write_tf1_hub_module(str(tmp_path / "hub_1k"))
+  lines = (open(os.path.join(GOLDEN, "spm.vocab"), encoding="utf-8").read().splitlines())
+  lines[10], lines[11] = lines[11], lines[10]
+  (tmp_path / "swapped.vocab").write_text("\n".join(lines) + "\n", encoding="utf-8")
+  piece = lines[10].split()[0]
+  with pytest.raises(FlagError) as error:
+    _glue_task(tmp_path, small, vocab_file=str(tmp_path / "swapped.vocab")).check_inputs("train")
+  assert str(error.value).startswith(
+      f"--vocab_file={tmp_path / 'swapped.vocab'} (1000 pieces) is not the vocabulary of the hub "
+      f"module {small} (1000 pieces, 30k-clean.model; other pieces: e.g. id 10 is {piece!r} in "
+      "--vocab_file)")
+
+
+def test_an_explicit_config_that_disagrees_with_the_hub_module_is_refused(tmp_path, module_30k):
+  model_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
+  with pytest.raises(FlagError) as error:
+    _glue_task(tmp_path, module_30k, albert_config=model_a.replace(hidden_dropout_prob=0.1))
+  assert str(error.value) == (
+      f"--albert_config_file disagrees with the albert config of the hub module {module_30k} "
+      "(hidden_dropout_prob: 0.1 in the file, 0.0 in the module; vocab_size: 1000 in the file, "
+      "30000 in the module): the module's encoder is what runs. Leave out --albert_config_file (a hub "
+      "module's config comes from the module)")
+  same = _glue_task(tmp_path, module_30k, albert_config=model_a.replace(vocab_size=30000))
+  assert same.albert_config.vocab_size == 30000
+
+
+def test_a_module_without_config_takes_the_explicit_one_in_a_task(tmp_path):
+  """A TF1 module without assets/albert_config.json fine-tunes with --albert_config_file (it
+  was refused with "pass --albert_config_file" even when given)."""
+  path = write_tf1_hub_module(str(tmp_path / "no_config"), with_config=False)
+  model_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
+  task = _glue_task(tmp_path, path, albert_config=model_a)
+  task.check_inputs("train")
+  model = task.build_model()
+  g = golden_arrays("init")
+  features = {k: g["input/" + k] for k in GOLDEN_FEATURES}
+  encoder = [l for l in model.layers if isinstance(l, hub.HubEncoder)][0]
+  assert max_diff(encoder(features)["pooled_output"], g["output/pooled_output"]) < 1e-5

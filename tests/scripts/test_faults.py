@@ -29,7 +29,7 @@ from albert.cli import startup
 from albert.export import job as export_job
 from albert.errors import CheckpointError, ExportError, OutputError
 from conftest import GOLDEN, REPO_DIR, TESTDATA, load_script
-from support.exports import TINY, tiny_export, write_albert_directory
+from support.exports import tiny_export, write_albert_directory
 from support.faults import (Done, assert_clean_error, injected_fault_env, listing, locked_directory,
                     run_on_tmpfs, run_script, script_command, tmpfs_available)
 
@@ -449,6 +449,36 @@ def test_killed_export_leaves_a_sibling_that_the_next_run_removes(tmp_path, albe
   assert sorted(os.listdir(tmp_path)) == ["hub"]
   assert export_job.export_is_complete(hub)
   assert no_cuinit_line(done.stderr), done.stderr
+
+
+# ----------------------------------------------------------------- flags the user left out
+NOTHING_TO_DO = [
+    ("run_classifier.py", ("--data_dir=glue", "--task_name=SST-2"),
+     "error: nothing to do: give --do_train, --do_eval, --do_predict, --export_dir or "
+     "--prepare_only"),
+    ("run_squad.py", (), "error: nothing to do: give --do_train, --do_predict, --export_dir or "
+                         "--prepare_only"),
+    ("run_race.py", ("--data_dir=race", "--nodo_train", "--nodo_eval"),
+     "error: nothing to do: give --do_train, --do_eval, --do_predict, --export_dir or "
+     "--prepare_only"),
+    ("run_pretraining.py", ("--input_file=x",), "error: nothing to do: give --do_train, "
+                                                "--do_eval or both"),
+    ("run_classifier.py", ("--data_dir=glue", "--task_name=SST-2", "--do_train"),
+     "error: --albert_config_file is required (or --albert_hub_module_handle)"),
+    ("run_pretraining.py", ("--do_train", "--input_file=x"),
+     "error: --albert_config_file is required"),
+]
+
+
+@pytest.mark.parametrize("script, args, line", NOTHING_TO_DO,
+                         ids=[f"{s}-{i}" for i, (s, _, _) in enumerate(NOTHING_TO_DO)])
+def test_a_missing_flag_is_one_error_line_not_the_usage(script, args, line, tmp_path):
+  """Issue 18: no --do_* flag printed 52 lines of usage (and a missing --albert_config_file a
+  traceback) instead of one line naming the flags to give."""
+  done = run_script(script, f"--output_dir={tmp_path / 'out'}", *args)
+  assert assert_clean_error(done) == line
+  assert [l for l in done.stderr.splitlines() if startup.CUINIT_MARK not in l] == [line]
+  assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------- TensorFlow start-up

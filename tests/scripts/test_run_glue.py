@@ -365,3 +365,25 @@ def test_a_task_that_cannot_start_leaves_nothing(tmp_path, capsys):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "recipe.json").write_text("{")
     run_glue._read_state(str(tmp_path / "bad" / "recipe.json"))
+
+
+def test_the_shell_command_reports_a_task_error_without_the_cuinit_line(tmp_path):
+  """Issue 18: run_glue.sh printed TensorFlow's cuInit false alarm before its error line."""
+  import subprocess
+  from albert.cli import startup
+  model = tmp_path / "model"
+  model.mkdir()
+  (model / "albert_config.json").write_text(json.dumps(
+      {"vocab_size": 1000, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+       "intermediate_size": 64, "embedding_size": 16, "max_position_embeddings": 64}))
+  result = subprocess.run(
+      ["bash", os.path.join(REPO_DIR, "scripts", "run_glue.sh"), f"--model_dir={model}",
+       f"--spm_model_file={SPM}", f"--init_checkpoint={tmp_path / 'x'}", f"--data_dir={GLUE}",
+       f"--output_dir={tmp_path / 'out'}", "--tasks=RTE", "--max_seq_length=32"],
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert lines[-1].startswith(f"error: the tokenizer ({SPM}) has 30000 pieces, but the albert "
+                              "config's vocab_size is 1000"), lines
+  if not startup.nvidia_device_present():  # where a GPU exists the line may be a real problem
+    assert lines == lines[-1:], lines

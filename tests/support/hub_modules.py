@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Optional
 
 import tensorflow as tf
 
@@ -12,13 +13,16 @@ from conftest import GOLDEN, MODEL_A
 from support.exports import tiny_export
 
 def write_tf1_hub_module(directory: str, checkpoint_dir: str = MODEL_A,
-                         do_lower_case: bool = False, with_config: bool = True) -> str:
-  """An original-style TF1 ALBERT hub module with the checkpoint's weights (see the docstring)."""
+                         do_lower_case: bool = False, with_config: bool = True,
+                         spm_model: Optional[str] = None) -> str:
+  """An original-style TF1 ALBERT hub module with the checkpoint's weights (see the docstring);
+  its tokenizer is the golden one (1,000 pieces), or `spm_model` as `30k-clean.model`."""
   _, values = checkpoint.read_checkpoint(checkpoint_dir)
   staging = directory + "_assets"
   os.makedirs(staging, exist_ok=True)
-  asset_sources = {"30k-clean.model": os.path.join(GOLDEN, "spm.model"),
-                   "30k-clean.vocab": os.path.join(GOLDEN, "spm.vocab")}
+  asset_sources = ({"30k-clean.model": spm_model} if spm_model else
+                   {"30k-clean.model": os.path.join(GOLDEN, "spm.model"),
+                    "30k-clean.vocab": os.path.join(GOLDEN, "spm.vocab")})
   if with_config:
     asset_sources["albert_config.json"] = os.path.join(checkpoint_dir, "albert_config.json")
   for name, source in asset_sources.items():

@@ -17,36 +17,13 @@ import pytest
 
 from albert import checkpoint
 from albert.config import AlbertConfig
-from albert.errors import CheckpointError, DataError, FlagError, InputError
+from albert.errors import CheckpointError, DataError, FlagError, InputError, TrainingError
 from albert.train.run_dir import parse_results
 from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
 from albert.tasks.finetune import FinetuneConfig, default_buckets
 from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
 from conftest import REPO_DIR, TESTDATA
-
-GLUE = os.path.join(TESTDATA, "glue")
-SPM = os.path.join(TESTDATA, "albert_spm", "30k-clean.model")
-TINY = AlbertConfig(vocab_size=30000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=4, intermediate_size=64, max_position_embeddings=128,
-                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-def make_trainer(output_dir, task_name, data_dir=GLUE, lines=None, buckets=True,
-                 albert_config=TINY, max_seq_length=64, init_checkpoint=None, **overrides):
-  finetune = FinetuneConfig(
-      albert_config=albert_config, output_dir=str(output_dir), spm_model_file=SPM,
-      max_seq_length=max_seq_length, num_workers=1, seed=3,
-      bucket_boundaries=default_buckets(max_seq_length) if buckets else None)
-  log = (lambda line: lines.append(line)) if lines is not None else (lambda line: None)
-  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name=task_name,
-                                             data_dir=str(data_dir)), log=log)
-  settings = dict(output_dir=str(output_dir), train_batch_size=8, eval_batch_size=8,
-                  num_train_steps=30, save_checkpoints_steps=15, iterations_per_loop=15,
-                  max_eval_steps=None, init_checkpoint=init_checkpoint, seed=3)
-  settings.update(overrides)
-  return Trainer(task, TrainerConfig(**settings),
-                 OptimizerConfig(optimizer="adamw", learning_rate=3e-3, num_warmup_steps=3),
-                 log=log)
+from support.classifier_runs import GLUE, SPM, TINY, make_trainer
 
 
 def _lines(path):
@@ -132,12 +109,12 @@ def test_init_checkpoint_must_restore_the_encoder(tmp_path):
   make_trainer(tmp_path / "b", "SST-2", lines=lines, num_train_steps=2, save_checkpoints_steps=2,
                init_checkpoint=str(tmp_path / "a" / "model.ckpt-2")).run(do_train=True)
   assert any(l.startswith("Loaded 27 variables") for l in lines)  # 25 encoder + 2 head
-  # A head of another shape (3 labels) is left out and listed as unused.
+  # A head of another shape (3 labels) is left out and listed as new.
   lines = []
   make_trainer(tmp_path / "c", "MNLI", lines=lines, num_train_steps=1, save_checkpoints_steps=1,
                init_checkpoint=str(tmp_path / "a" / "model.ckpt-2")).run(do_train=True)
   assert any(l.startswith("Loaded 25 variables") for l in lines)
-  assert "    output_weights" in "\n".join(lines)
+  assert "    output_weights (another shape in the checkpoint" in "\n".join(lines)
   # A checkpoint of something else restores none of the encoder: an error, not a random start.
   model_dir.mkdir()
   import tensorflow as tf
@@ -145,6 +122,69 @@ def test_init_checkpoint_must_restore_the_encoder(tmp_path):
   checkpoint.save_tf1_checkpoint([other], str(model_dir / "model.ckpt"))
   with pytest.raises(CheckpointError, match=r"restores none of the encoder"):
     make_trainer(tmp_path / "d", "SST-2", init_checkpoint=str(model_dir / "model.ckpt")).run()
+
+
+def test_a_head_that_starts_fresh_is_reported_as_new_not_unused(tmp_path):
+  """Issue 18: the load report listed a fresh head (another label count, or a part the task
+  starts fresh) under "in the checkpoint but unused" instead of "new or missing"."""
+  golden = os.path.join(TESTDATA, "golden")
+  config = AlbertConfig.from_json_file(os.path.join(golden, "model_A", "albert_config.json"))
+  finetune = FinetuneConfig(albert_config=config, output_dir=str(tmp_path), max_seq_length=32,
+                            spm_model_file=os.path.join(golden, "spm.model"))
+  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name="SST-2",
+                                             data_dir=GLUE))
+  model = task.build_model()
+  cls3 = os.path.join(golden, "finetune", "classifier", "model_A_cls3", "init")
+  report = task.initialize(model, cls3)  # a fine-tuned 3-label checkpoint into 2 labels
+  assert len(report.loaded) == 25 and report.missing == [] and report.unused == []
+  assert report.new == {
+      "output_bias": "another shape in the checkpoint: [3], the model's [2]",
+      "output_weights": "another shape in the checkpoint: [3, 32], the model's [2, 32]"}
+  text = report.format()
+  assert ("  new or missing from the checkpoint (start from their initial values): 2\n"
+          "    output_bias (another shape in the checkpoint: [3], the model's [2])\n"
+          "    output_weights (another shape in the checkpoint: [3, 32], the model's [2, 32])\n"
+          "  in the checkpoint but unused: 0\n") in text
+  # A pretraining checkpoint, the pooler started fresh (as the main job does): the head and
+  # the pooler are new; the pretraining heads are what the checkpoint has unused.
+  task.config.init_skip = ("bert/pooler/",)
+  report = task.initialize(model, os.path.join(golden, "model_A"))
+  assert report.missing == ["output_bias", "output_weights"]
+  assert sorted(report.new) == ["bert/pooler/dense/bias", "bert/pooler/dense/kernel"]
+  assert all(n.startswith(("cls/predictions/", "cls/seq_relationship/")) for n in report.unused)
+  assert len(report.unused) == 7 and "new or missing from the checkpoint (start from their " \
+      "initial values): 4" in report.format()
+
+
+def test_prepare_only_needs_no_model_config(tmp_path):
+  """Issue 18: --prepare_only builds the feature caches from the tokenizer and data flags alone
+  (it required --albert_config_file or a hub handle); a training run then reuses them."""
+  out = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, "run_classifier.py"), f"--data_dir={GLUE}",
+       "--task_name=MRPC", f"--spm_model_file={SPM}", "--max_seq_length=64",
+       f"--output_dir={out}", "--prepare_only", "--num_workers=1"],
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  built = sorted(n for n in os.listdir(out / "cache") if n.endswith(".tf_record"))
+  assert [n.split("-")[0] for n in built] == ["mrpc_dev", "mrpc_train"]  # default: train, eval
+  assert sorted(os.listdir(out)) == ["cache"]
+  stamps = {n: os.stat(out / "cache" / n).st_mtime_ns for n in built}
+  trainer = make_trainer(out, "MRPC", num_train_steps=1)
+  for split in ("train", "eval"):
+    trainer.task.prepare(split)
+    assert os.path.basename(trainer.task.input_files(split)[0]) in built
+  assert {n: os.stat(out / "cache" / n).st_mtime_ns for n in built} == stamps
+  race = subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, "run_race.py"),
+       f"--data_dir={os.path.join(TESTDATA, 'race')}", f"--spm_model_file={SPM}",
+       "--max_seq_length=64", "--max_qa_length=16", f"--output_dir={tmp_path / 'race'}",
+       "--prepare_only", "--nodo_train", "--do_predict", "--num_workers=1"],
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert race.returncode == 0, race.stderr[-3000:]
+  built = sorted(n.split("-")[0] for n in os.listdir(tmp_path / "race" / "cache")
+                 if n.endswith(".tf_record"))
+  assert built == ["race_dev", "race_test"]  # --do_eval (its default) and --do_predict
 
 
 def test_bad_input_is_named(tmp_path):
@@ -243,3 +283,144 @@ def test_fine_tuning_from_a_hub_handle_changes_the_encoder(tmp_path, tmp_path_fa
   assert len(encoder) == 25 and {"output_weights", "output_bias"} <= set(tuned)
   assert all(tuned[n].shape == start[n].shape for n in encoder)
   assert sum(not np.allclose(tuned[n], start[n]) for n in encoder) >= 20
+
+
+# ------------------------------------------------------------------- one run per directory
+def _flip_labels(path):
+  """Every RTE label of a dev.tsv swapped: each prediction that was right is now wrong."""
+  flip = {"entailment": "not_entailment", "not_entailment": "entailment"}
+  lines = _lines(path)
+  rows = [line.split("\t") for line in lines[1:]]
+  path.write_text("\n".join([lines[0]] + ["\t".join(r[:-1] + [flip[r[-1]]]) for r in rows])
+                  + "\n")
+
+
+def test_a_changed_dev_set_scores_every_checkpoint_again_and_chooses_the_best_again(tmp_path):
+  data = tmp_path / "glue"
+  shutil.copytree(GLUE, data)
+  out = tmp_path / "run"
+  make_trainer(out, "RTE", data_dir=data, num_train_steps=12, save_checkpoints_steps=4,
+               iterations_per_loop=4).run(do_train=True, do_eval=True)
+  before = parse_results((out / "eval_results.txt").read_text())
+  assert [int(r["global_step"]) for r in before] == [4, 8, 12]
+  _flip_labels(data / "RTE" / "dev.tsv")
+  lines = []
+  results = make_trainer(out, "RTE", data_dir=data, lines=lines, num_train_steps=12,
+                         save_checkpoints_steps=4).run(do_train=False, do_eval=True)
+  assert ("The eval data changed since model.ckpt-4, model.ckpt-8, model.ckpt-12 were scored: "
+          "scoring again on the current data, and choosing the best checkpoint again") in lines
+  recorded = parse_results((out / "eval_results.txt").read_text())
+  assert [int(r["global_step"]) for r in recorded] == [4, 8, 12, 4, 8, 12]
+  for old, new in zip(recorded[:3], recorded[3:]):  # 20 binary labels, every one flipped
+    assert new["eval_accuracy"] == pytest.approx(1 - old["eval_accuracy"], abs=1e-9)
+  # The fresh score of the latest checkpoint is returned and printed as such.
+  assert results["eval_accuracy"] == pytest.approx(recorded[-1]["eval_accuracy"])
+  block = lines.index("***** Eval results *****", lines.index("Evaluating " + str(out) +
+                                                               "/model.ckpt-12 (step 12)"))
+  assert lines[block + 1] == f"  eval_accuracy = {results['eval_accuracy']}"
+  # The best is chosen again on the new data (the first of equal bests).
+  chosen = max(recorded[3:], key=lambda r: r["eval_accuracy"])
+  step, best_step, value = (tmp_path / "run" / "best_trial.txt").read_text().split(":")
+  assert (int(step), int(best_step)) == (12, int(chosen["global_step"]))
+  assert float(value) == pytest.approx(chosen["eval_accuracy"])
+  _, best = checkpoint.read_checkpoint(str(out / "model.ckpt-best"))
+  _, source = checkpoint.read_checkpoint(str(out / f"model.ckpt-{int(chosen['global_step'])}"))
+  assert all(np.array_equal(best[name], source[name]) for name in source)
+  # Unchanged data: nothing scored again; the recorded result is shown as recorded.
+  lines = []
+  again = make_trainer(out, "RTE", data_dir=data, lines=lines, num_train_steps=12,
+                       save_checkpoints_steps=4).run(do_train=False, do_eval=True)
+  assert again == results
+  assert not any(l.startswith(("Evaluating", "Scoring", "The eval data")) for l in lines)
+  assert ("***** Recorded eval results of model.ckpt-12 (scored earlier on the same eval data) "
+          "*****") in lines and "***** Eval results *****" not in lines
+  assert len(parse_results((out / "eval_results.txt").read_text())) == 6
+
+
+def test_a_failed_start_leaves_nothing_and_the_corrected_rerun_runs(tmp_path):
+  """A run that fails before its weights are loaded (here an init checkpoint of another albert
+  config, then a dev file with a bad label) writes nothing into output_dir: the corrected rerun
+  is not refused as a run of "another albert config"."""
+  make_trainer(tmp_path / "a", "RTE", num_train_steps=2, save_checkpoints_steps=2).run()
+  init = str(tmp_path / "a" / "model.ckpt-2")
+  out = tmp_path / "run"
+  other = TINY.replace(intermediate_size=48)  # the bad flag: another --albert_config_file
+  with pytest.raises(CheckpointError, match="model.ckpt-2"):
+    make_trainer(out, "RTE", albert_config=other, init_checkpoint=init, num_train_steps=4,
+                 save_checkpoints_steps=4).run(do_train=True, do_eval=True)
+  assert not out.exists()
+  data = tmp_path / "glue"
+  shutil.copytree(GLUE, data)
+  dev = data / "RTE" / "dev.tsv"
+  good = dev.read_text()
+  dev.write_text(good + "20\ta premise\ta hypothesis\tmaybe\n")
+  with pytest.raises(DataError, match=r"RTE/dev.tsv, line 22: label 'maybe'"):
+    make_trainer(out, "RTE", data_dir=data, init_checkpoint=init, num_train_steps=4,
+                 save_checkpoints_steps=4).run(do_train=True, do_eval=True)
+  assert not out.exists()
+  dev.write_text(good)
+  results = make_trainer(out, "RTE", data_dir=data, init_checkpoint=init, num_train_steps=4,
+                         save_checkpoints_steps=4).run(do_train=True, do_eval=True)
+  assert results["global_step"] == 4 and (out / "model.ckpt-best.index").exists()
+
+
+@pytest.fixture(scope="module")
+def rte_run(tmp_path_factory):
+  """run_classifier.py --task_name=rte, 4 steps with eval, in a fresh --output_dir."""
+  base = tmp_path_factory.mktemp("rte")
+  config = base / "albert_config.json"
+  TINY.to_json_file(str(config))
+  command = [sys.executable, os.path.join(REPO_DIR, "run_classifier.py"), f"--data_dir={GLUE}",
+             f"--albert_config_file={config}", f"--spm_model_file={SPM}",
+             "--train_batch_size=8", "--train_step=4", "--save_checkpoints_steps=4",
+             "--iterations_per_loop=4", f"--output_dir={base / 'run'}", "--do_train",
+             "--do_eval"]
+  done = subprocess.run(command + ["--task_name=rte", "--max_seq_length=64"], env=_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  return command, base / "run"
+
+
+def _snapshot(directory):
+  return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+          if p.is_file()}
+
+
+def test_a_run_directory_of_another_task_is_refused_naming_both(rte_run):
+  command, out = rte_run
+  before = _snapshot(out)
+  done = subprocess.run(command + ["--task_name=mrpc", "--max_seq_length=64", "--do_predict"],
+                        env=_env(), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: {out} already holds a run of another task or other settings")
+  assert "task_name: 'rte' there, 'mrpc' now" in last
+  assert _snapshot(out) == before  # no MRPC submission, no mixed eval_results.txt
+
+
+def test_another_max_seq_length_is_refused_naming_the_flag(rte_run):
+  command, out = rte_run
+  before = _snapshot(out)
+  done = subprocess.run(command + ["--task_name=rte", "--max_seq_length=32", "--train_step=8"],
+                        env=_env(), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: {out} already holds a run of another task or other settings")
+  assert "max_seq_length: 64 there, 32 now" in last
+  assert _snapshot(out) == before
+
+
+def test_resuming_on_other_training_data_is_refused(tmp_path):
+  """The resume state holds the input position in the old training features: continuing it
+  over a changed train.tsv would read other records from that position."""
+  data = tmp_path / "glue"
+  shutil.copytree(GLUE, data)
+  out = tmp_path / "run"
+  make_trainer(out, "RTE", data_dir=data, num_train_steps=4, save_checkpoints_steps=4).run()
+  train = data / "RTE" / "train.tsv"
+  train.write_text("\n".join(_lines(train)[:-3]) + "\n")  # three rows fewer
+  with pytest.raises(TrainingError, match=r"the training data changed since the resume state "
+                     rf"in {out}/train_state was saved \(features [0-9a-f]{{16}} there, "
+                     r"[0-9a-f]{16} now"):
+    make_trainer(out, "RTE", data_dir=data, num_train_steps=8, save_checkpoints_steps=4).run()
+  assert not (out / "model.ckpt-8.index").exists()

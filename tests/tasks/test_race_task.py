@@ -89,6 +89,7 @@ def test_run_race_fits_the_questions_it_trained_on(memorise):
 @pytest.mark.parametrize("damage, message", [
     ("not json", "middle/2.txt"),
     ("bad answer", "answer"),
+    ("no training step", "--train_step=0: --do_train needs at least one training step"),
 ])
 def test_bad_race_files_give_one_clear_line(memorise, tmp_path, damage, message):
   data = tmp_path / "data" / "RACE"
@@ -96,17 +97,38 @@ def test_bad_race_files_give_one_clear_line(memorise, tmp_path, damage, message)
   path = data / "train" / "middle" / "2.txt"
   if damage == "not json":
     path.write_text("this is not RACE JSON")
-  else:
+  elif damage == "bad answer":
     article = json.loads(path.read_text())
     article["answers"][0] = "E"
     path.write_text(json.dumps(article))
+  steps = "--train_step=0" if damage == "no training step" else "--train_step=2"
   args = [a.replace(str(memorise / "data"), str(tmp_path / "data")) for a in
-          _command(memorise, tmp_path / "out", "--train_step=2")]
+          _command(memorise, tmp_path / "out", steps)]
   result = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   assert message in result.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "out" / "train_state").exists()
+  if damage == "no training step":  # refused before anything is written
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_eval_only_looking_run_says_first_that_it_trains(tmp_path):
+  """do_train defaults to True, as in the original: a run given --do_eval (or --do_predict) but
+  not --do_train trains; its first line says so (here it then stops: no data)."""
+  base = [sys.executable, SCRIPT, f"--data_dir={tmp_path / 'nowhere'}",
+          f"--output_dir={tmp_path / 'out'}", f"--spm_model_file={SPM}", "--max_seq_length=64",
+          f"--albert_config_file={_config(str(tmp_path / 'albert_config.json'))}"]
+  looks = subprocess.run(base + ["--do_eval"], env=_env(), capture_output=True, text=True,
+                         timeout=300)
+  assert looks.stdout.splitlines()[0] == (
+      "note: run_race.py trains by default (--do_train=true, as the original); pass "
+      "--nodo_train to only evaluate or predict")
+  assert looks.returncode == 1 and "RACE train split not found" in looks.stderr
+  explicit = subprocess.run(base + ["--nodo_train", "--do_eval"], env=_env(),
+                            capture_output=True, text=True, timeout=300)
+  assert explicit.returncode == 1 and "note:" not in explicit.stdout
+  assert "RACE dev split not found" in explicit.stderr
 
 
 def test_length_buckets_give_the_predictions_of_fixed_padding(tmp_path):

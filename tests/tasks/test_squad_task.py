@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -172,3 +173,241 @@ def test_prepare_only_builds_the_features_and_stops(tmp_path):
                                   f"--predict_file={V1}"),
                          env=_env(), capture_output=True, text=True, timeout=300)
   assert again.stdout.count("(reused)") == 2, again.stdout
+
+
+# Short paragraphs: every window fits a length bucket below --max_seq_length (32 or 64 of 128).
+_FACTS = [
+    ("Birds", [("The robin built a nest in the old oak tree last April.",
+                [("What did the robin build?", "a nest"), ("When was the nest built?",
+                                                           "last April")],
+                "What did the eagle build?"),
+               ("Swallows fly south to Africa every autumn.",
+                [("Where do swallows fly?", "south to Africa")], "Where do crows fly?")]),
+    ("Rivers", [("The Danube flows through Vienna and Budapest into the Black Sea.",
+                 [("Which sea does the Danube reach?", "the Black Sea"),
+                  ("Which cities does the Danube flow through?", "Vienna and Budapest")],
+                 "Which sea does the Rhine reach?"),
+                ("The Nile is the longest river in Africa.",
+                 [("What is the longest river in Africa?", "The Nile")],
+                 "What is the longest river in Asia?")]),
+    ("Bread", [("Bakers knead the dough for ten minutes before it rises.",
+                [("How long is the dough kneaded?", "ten minutes"),
+                 ("Who kneads the dough?", "Bakers")], "Who bakes the cake?"),
+               ("Rye bread is dark and dense.",
+                [("What is dark and dense?", "Rye bread")], "What is light and sweet?")]),
+]
+
+
+def _short_v2(path, answers=True):
+  """A SQuAD 2.0 file of short paragraphs, each with answerable questions and one that is not."""
+  data, n = [], 0
+  for title, paragraphs in _FACTS:
+    article = {"title": title, "paragraphs": []}
+    for context, answerable, impossible in paragraphs:
+      qas = []
+      for question, text in answerable:
+        n += 1
+        qas.append({"id": f"q{n}", "question": question, "is_impossible": False, "answers": [
+            {"text": text, "answer_start": context.index(text)}] if answers else []})
+      n += 1
+      qas.append({"id": f"q{n}", "question": impossible, "is_impossible": True, "answers": [],
+                  "plausible_answers": [{"text": context.split()[0], "answer_start": 0}]})
+      article["paragraphs"].append({"context": context, "qas": qas})
+    data.append(article)
+  path.write_text(json.dumps({"version": "v2.0", "data": data}))
+  return str(path), n
+
+
+def _run(command, timeout=600):
+  result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=timeout)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  return result
+
+
+def test_v2_with_default_buckets_trains_and_predicts_then_predicts_without_train_file(tmp_path):
+  """The v2 head's p_mask followed the bucket (it crashed: 64 vs 128); predict-only v2 runs
+  need no --train_file and use the threshold stored with the checkpoint, or say there is none."""
+  dev, count = _short_v2(tmp_path / "short.json")
+  command = _command(tmp_path, tmp_path / "v2", "--do_train", "--do_predict",
+                     f"--train_file={dev}", f"--predict_file={dev}", "--num_train_epochs=3")
+  command[1] = os.path.join(REPO_DIR, "run_squad_v2.py")  # the original's command, default flags
+  first = _run(command)
+  out = tmp_path / "v2"
+  scores = parse_results((out / "eval_results.txt").read_text())
+  assert len(scores) == 1 and {"exact", "f1", "heldout_f1", "heldout_threshold"} <= set(scores[0])
+  stored = json.load(open(out / "null_threshold.json"))
+  assert stored["null_score_diff_threshold"] == pytest.approx(scores[0]["heldout_threshold"])
+  assert len(json.load(open(out / "predictions.json"))) == count
+  assert "heldout_exact/heldout_f1 use the held-out threshold" in first.stdout
+  # Predict-only on the same run, no --train_file: every checkpoint is scored already.
+  again = _run(_command(tmp_path, out, "--version_2_with_negative", "--do_predict",
+                        f"--predict_file={dev}"))
+  assert len(parse_results((out / "eval_results.txt").read_text())) == 1
+  assert (f"held-out threshold {stored['null_score_diff_threshold']:.4f} stored with "
+          f"{out / 'model.ckpt-best'}") in again.stdout
+  # Predict-only from that checkpoint into a new directory, on a file without answers: the
+  # threshold stored beside the checkpoint decides the null answers; nothing is written there.
+  unlabelled, _ = _short_v2(tmp_path / "unlabelled.json", answers=False)
+  before = sorted(os.listdir(out))
+  fresh = tmp_path / "fresh"
+  third = _run(_command(tmp_path, fresh, "--version_2_with_negative", "--do_predict",
+                        f"--predict_file={unlabelled}",
+                        f"--init_checkpoint={out / 'model.ckpt-best'}"))
+  assert sorted(os.listdir(out)) == before
+  assert "predictions.json uses the null threshold" in third.stdout
+  predictions = json.load(open(fresh / "predictions.json"))
+  null_odds = json.load(open(fresh / "null_odds.json"))
+  nbest = json.load(open(fresh / "nbest_predictions.json"))
+  threshold = stored["null_score_diff_threshold"]
+  assert len(predictions) == count
+  assert predictions == {q: "" if null_odds[q] > threshold else nbest[q][0]["text"]
+                         for q in predictions}
+  # A checkpoint without a stored threshold: said, and every question is answered.
+  bare = tmp_path / "bare"
+  bare.mkdir()
+  for suffix in (".index", ".data-00000-of-00001"):
+    shutil.copy(out / f"model.ckpt-best{suffix}", bare / f"model.ckpt-best{suffix}")
+  fourth = _run(_command(tmp_path, tmp_path / "fourth", "--version_2_with_negative",
+                         "--do_predict", f"--predict_file={unlabelled}",
+                         f"--init_checkpoint={bare / 'model.ckpt-best'}"))
+  assert "no null threshold is stored with" in fourth.stdout
+  predictions = json.load(open(tmp_path / "fourth" / "predictions.json"))
+  assert predictions == {q: n[0]["text"] for q, n in nbest.items()}
+
+
+def _duplicate_id(tmp_path):
+  data = json.load(open(V1))
+  data["data"] = data["data"][:1]
+  qas = data["data"][0]["paragraphs"][1]["qas"]
+  qas[1]["id"] = data["data"][0]["paragraphs"][0]["qas"][0]["id"]
+  path = tmp_path / "dup.json"
+  path.write_text(json.dumps(data))
+  return str(path), qas[1]["id"]
+
+
+@pytest.mark.parametrize("case", ["duplicate id", "n_best_size 0", "v1 file, v2 command",
+                                  "v2 file, v1 command", "predict-only, no checkpoint"])
+def test_bad_runs_are_refused_in_one_line_before_anything_is_written(tmp_path, case):
+  command = _command(tmp_path, tmp_path / "out", "--do_predict", f"--predict_file={V1}")
+  if case == "duplicate id":
+    path, qas_id = _duplicate_id(tmp_path)
+    command += ["--do_train", f"--train_file={V1}", f"--predict_file={path}"]
+    message = f"{path}: question id '{qas_id}' is used twice"
+  elif case == "n_best_size 0":
+    command += ["--n_best_size=0"]
+    message = "--n_best_size must be at least 1, got 0"
+  elif case == "v1 file, v2 command":
+    command[1] = os.path.join(REPO_DIR, "run_squad_v2.py")
+    command += ["--init_checkpoint=" + str(tmp_path)]
+    message = f"{V1} looks like a SQuAD 1.1 file (no question has an \"is_impossible\" key " \
+              "(version '1.1')): use run_squad_v1.py"
+  elif case == "v2 file, v1 command":
+    command[1] = os.path.join(REPO_DIR, "run_squad_v1.py")
+    command += [f"--predict_file={V2}", "--init_checkpoint=" + str(tmp_path)]
+    message = f"{V2} is a SQuAD 2.0 file"
+  else:
+    message = f"--do_predict needs a checkpoint: none in --output_dir ({tmp_path / 'out'})"
+  result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert message in last, last
+  assert "--do_eval" not in last and "--version_2_with_negative" not in last
+  if case == "v2 file, v1 command":
+    assert last.endswith(": use run_squad_v2.py")
+  assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"n_best_size": 0}, "--n_best_size must be at least 1, got 0"),
+    ({"max_answer_length": 0}, "--max_answer_length must be at least 1, got 0"),
+    ({"doc_stride": 0}, "--doc_stride must be at least 1, got 0"),
+    ({"max_query_length": -1}, "--max_query_length must be at least 1, got -1"),
+    ({"start_n_top": 0, "version_2_with_negative": True}, "--start_n_top must be at least 1"),
+    ({"end_n_top": 0, "version_2_with_negative": True}, "--end_n_top must be at least 1"),
+    ({"dropout_prob": 1.0}, "--dropout_prob must be in [0, 1), got 1.0"),
+])
+def test_squad_settings_that_leave_nothing_to_compute_are_refused(tmp_path, setting, message):
+  from albert.errors import FlagError
+  from albert.tasks.finetune import FinetuneConfig
+  from albert.tasks.squad import SquadTask, SquadTaskConfig
+  finetune = FinetuneConfig(albert_config=AlbertConfig(vocab_size=100), output_dir=str(tmp_path),
+                            max_seq_length=128)
+  with pytest.raises(FlagError) as error:
+    SquadTask(SquadTaskConfig(finetune, **setting))
+  assert message in str(error.value)
+
+
+def test_stored_threshold_is_read_without_writing(tmp_path):
+  """The threshold recorded for a checkpoint's step, else null_threshold.json when it names that
+  checkpoint; reading writes nothing (it used to write null_threshold.json)."""
+  from albert.errors import DataError
+  from albert.train.run_dir import RunDir
+  from albert.tasks.finetune import FinetuneConfig
+  from albert.tasks.squad import SquadTask, SquadTaskConfig
+  run = RunDir(str(tmp_path / "run"))
+  os.makedirs(run.state_dir)
+  for step in (5, 9):
+    for suffix in (".index", ".data-00000-of-00001"):
+      (tmp_path / "run" / f"model.ckpt-{step}{suffix}").write_bytes(b"x")
+  run.append_results({"global_step": 5, "heldout_f1": 50.0, "heldout_threshold": 0.25})
+  run.append_results({"global_step": 9, "heldout_f1": 40.0, "heldout_threshold": -1.5})
+  run.update_best(5, "heldout_f1", 50.0)
+  task = SquadTask(SquadTaskConfig(
+      FinetuneConfig(albert_config=AlbertConfig(vocab_size=100), output_dir=run.path,
+                     max_seq_length=128), version_2_with_negative=True))
+  before = sorted(os.listdir(run.path))
+  best = task.stored_threshold(run.best_prefix)
+  assert (best["threshold"], best["global_step"], best["checkpoint"]) == (0.25, 5,
+                                                                          "model.ckpt-best")
+  assert task.stored_threshold(run.prefix(9))["threshold"] == -1.5
+  assert sorted(os.listdir(run.path)) == before
+  # A copied checkpoint with its null_threshold.json (no eval_results.txt beside it).
+  copy = tmp_path / "copy"
+  copy.mkdir()
+  for name in os.listdir(run.path):
+    if name.startswith("model.ckpt-best"):
+      shutil.copy(os.path.join(run.path, name), copy / name)
+  assert task.stored_threshold(str(copy / "model.ckpt-best")) is None
+  (copy / "null_threshold.json").write_text(json.dumps(
+      {"null_score_diff_threshold": 0.25, "global_step": 5, "checkpoint": "model.ckpt-best"}))
+  assert task.stored_threshold(str(copy / "model.ckpt-best"))["threshold"] == 0.25
+  shutil.copy(copy / "model.ckpt-best.index", copy / "model.ckpt-7.index")
+  assert task.stored_threshold(str(copy / "model.ckpt-7")) is None  # another checkpoint's
+  (copy / "null_threshold.json").write_text("{")
+  with pytest.raises(DataError, match=r"null_threshold.json: not a null threshold file"):
+    task.stored_threshold(str(copy / "model.ckpt-best"))
+
+
+def test_predict_on_a_changed_file_reports_its_own_scores(tmp_path):
+  """--do_predict on another file with answers scores the checkpoints again on it: the plain
+  exact_match / f1 printed and recorded are the new file's, not those of the first file."""
+  train = _slice(V1, tmp_path / "train.json", 1, 2, questions=4)
+  out = tmp_path / "out"
+  first = subprocess.run(_command(tmp_path, out, "--do_train", "--do_predict",
+                                  f"--train_file={train}", f"--predict_file={train}",
+                                  "--num_train_epochs=4", "--save_checkpoints_steps=1000"),
+                         env=_env(), capture_output=True, text=True, timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  (before,) = parse_results((out / "eval_results.txt").read_text())
+  assert before["exact_match"] < 100.0  # a few steps from scratch
+  # The same questions, each answered by what the model predicted: a perfect score.
+  predictions = json.load(open(out / "predictions.json"))
+  data = json.load(open(train))
+  for article in data["data"]:
+    for paragraph in article["paragraphs"]:
+      for qa in paragraph["qas"]:
+        text = predictions[qa["id"]]
+        qa["answers"] = [{"text": text, "answer_start": max(paragraph["context"].find(text), 0)}]
+  changed = tmp_path / "changed.json"
+  changed.write_text(json.dumps(data))
+  again = subprocess.run(_command(tmp_path, out, "--do_predict", f"--predict_file={changed}"),
+                         env=_env(), capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert ("SQuAD 1.1: exact_match 100.000, f1 100.000, predict/exact_match 100.000, "
+          "predict/f1 100.000") in again.stdout
+  assert "The eval data changed since model.ckpt-" in again.stdout
+  after = parse_results((out / "eval_results.txt").read_text())
+  assert len(after) == 2 and after[0] == before
+  assert (after[1]["exact_match"], after[1]["f1"]) == (100.0, 100.0)

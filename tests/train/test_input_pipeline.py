@@ -90,3 +90,91 @@ def test_check_first_record_names_the_file_and_the_flag(toy, tmp_path):
   empty.write_bytes(b"")
   with pytest.raises(input_pipeline.InputError, match="contains no record"):
     input_pipeline.check_first_record(str(empty), SCHEMA)
+
+
+def _finetune_tasks(output_dir, seq):
+  """(name, task) of every fine-tuning task and head: GLUE (classes, regression), SQuAD v1/v2,
+  RACE, each with length buckets up to `seq`."""
+  from albert.config import AlbertConfig
+  from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+  from albert.tasks.finetune import FinetuneConfig, default_buckets
+  from albert.tasks.race import RaceTask, RaceTaskConfig
+  from albert.tasks.squad import SquadTask, SquadTaskConfig
+  from conftest import TESTDATA
+  albert_config = AlbertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=8, embedding_size=8)
+
+  def finetune():
+    return FinetuneConfig(albert_config=albert_config, output_dir=str(output_dir),
+                          max_seq_length=seq, bucket_boundaries=default_buckets(seq))
+  glue_dir = f"{TESTDATA}/glue"
+  return [("sst-2", ClassifierTask(ClassifierTaskConfig(finetune(), "SST-2", glue_dir))),
+          ("sts-b", ClassifierTask(ClassifierTaskConfig(finetune(), "STS-B", glue_dir))),
+          ("squad_v1", SquadTask(SquadTaskConfig(finetune(), max_query_length=8))),
+          ("squad_v2", SquadTask(SquadTaskConfig(finetune(), version_2_with_negative=True,
+                                                 max_query_length=8))),
+          ("race", RaceTask(RaceTaskConfig(finetune(), f"{TESTDATA}/race")))]
+
+
+def _records_of(schema, seq, path, count, rng):
+  """`count` records of any schema: per [S] block (RACE: C blocks) a random length; every
+  longer-than-one feature holds non-zero values before it and zeros after, scalars are small."""
+  from albert.data import records
+  serialized, blocks = [], []
+  for _ in range(count):
+    longest = seq // 2 if rng.rand() < 0.5 else seq  # half the rows fit a smaller bucket
+    lengths = rng.randint(1, longest + 1, size=schema["input_mask"][1] // seq)
+    live = np.concatenate([np.arange(seq) < n for n in lengths])
+    row = {}
+    for name, (dtype, size) in schema.items():
+      values = (live.astype(int) if name == "input_mask" else
+                rng.randint(1, 50, size=size) * live if size > 1 else rng.randint(0, 2, size=1))
+      row[name] = (dtype, [float(v) for v in values] if dtype == "float32" else
+                   [int(v) for v in values])
+    serialized.append(records.encode_example(row))
+    blocks.append(row)
+  with records.AtomicRecordFile(path) as out:
+    for framed in records.frame_records(serialized):
+      out.write_framed(framed)
+    out.commit()
+  return blocks
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_every_per_position_feature_of_every_task_is_cut_to_the_bucket(tmp_path, split):
+  """SQuAD's p_mask used to stay at max_seq_length while the ids were cut (v2 crashed)."""
+  seq, rng = 64, np.random.RandomState(5)
+  for name, task in _finetune_tasks(tmp_path, seq):
+    schema = task.schema(split)
+    per_position = [n for n, (_, size) in schema.items() if size > 1]
+    path = str(tmp_path / f"{name}-{split}.tfrecord")
+    rows = _records_of(schema, seq, path, 24, rng)
+    task._caches[split] = (path, {})  # pylint: disable=protected-access
+    widths = set()
+    for batch in task.build_dataset(split, 4).take(6):
+      batch = {k: v.numpy() for k, v in batch.items()}
+      choices = schema["input_mask"][1] // seq
+      width = batch["input_mask"].shape[1] // choices
+      widths.add(width)
+      for feature in per_position:  # [B, C * width] after the task's finalize
+        assert batch[feature].shape == (4, choices * width), (name, feature)
+      for i, index in enumerate(batch.get("row_index", [])):
+        if index < 0:
+          continue
+        for feature in per_position:
+          full = np.asarray(rows[index][feature][1]).reshape(choices, seq)
+          np.testing.assert_array_equal(batch[feature][i].reshape(choices, width),
+                                        full[:, :width], err_msg=f"{name} {feature}")
+          assert not full[:, width:].any()
+    assert min(widths) < seq, (name, widths)  # a bucket below the cap was used
+
+
+@pytest.mark.parametrize("mode, buckets", [("train", None), ("stream", None),
+                                           ("one_pass", None), ("one_pass", [2, 4])])
+def test_an_input_without_record_is_named_not_looped_over(tmp_path, mode, buckets):
+  """Repeated, an empty input never yields a batch (tf.data spun at 100% CPU for ever); in one
+  pass with buckets, there was no bucket to batch (AttributeError)."""
+  empty = tmp_path / "empty.tfrecord"
+  empty.write_bytes(b"")
+  with pytest.raises(input_pipeline.InputError, match=r"empty.tfrecord: no record in the "):
+    input_pipeline.make_dataset([str(empty)], SCHEMA, 4, mode, bucket_boundaries=buckets)

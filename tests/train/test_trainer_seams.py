@@ -167,3 +167,31 @@ def test_predict_alone_uses_the_best_checkpoint(tmp_path, toy_files):
 
 
 # ------------------------------------------------------------------------------ house rules
+
+
+def test_other_eval_data_scores_every_checkpoint_again_and_restores_a_pruned_best(tmp_path,
+                                                                                   toy_files):
+  """The toy's records have no content fingerprint: their path, size and time key the results.
+  The best's source, pruned since, is restored from model.ckpt-best to be scored again."""
+  evaluation = str(tmp_path / "eval.tfrecord")
+  files = (toy_files[0], write_toy_records(evaluation, 37, seed=2))
+  out = tmp_path / "run"
+  toy_trainer(out, files).run(do_train=True, do_eval=True)  # model.ckpt-2, -4, -6 scored
+  best = json.load(open(out / "train_state" / "best_checkpoint.json"))["step"]
+  for suffix in (".index", ".data-00000-of-00001"):
+    os.remove(out / f"model.ckpt-{best}{suffix}")  # pruned, as keep_checkpoint_max does
+  write_toy_records(evaluation, 29, seed=5)  # another eval set
+  lines = []
+  results = toy_trainer(out, files, lines=lines).run(do_train=False, do_eval=True)
+  assert (f"{out}/model.ckpt-best was chosen on other eval data, and its source was pruned "
+          f"since: restored {out}/model.ckpt-{best} from it, to score it again") in lines
+  assert any(l.startswith("The eval data changed since model.ckpt-") for l in lines)
+  from albert.train.run_dir import parse_results
+  recorded = parse_results((out / "eval_results.txt").read_text())
+  assert [int(r["global_step"]) for r in recorded] == [2, 4, 6, 2, 4, 6]
+  assert [r["count"] for r in recorded] == [37] * 3 + [29] * 3
+  assert results == recorded[-1] and results["count"] == 29
+  chosen = max(recorded[3:], key=lambda r: r["eval_accuracy"])  # the first of equal bests
+  trial = (out / "best_trial.txt").read_text().split(":")
+  assert int(trial[1]) == int(chosen["global_step"])
+  assert float(trial[2]) == pytest.approx(chosen["eval_accuracy"])

@@ -144,8 +144,9 @@ def test_keep_checkpoint_max(tmp_path, records):
 def test_init_from_the_original_checkpoint_and_group0(tmp_path, records):
   config_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
   lines = []
+  # One step at learning rate 0 (the first warmup step) leaves the loaded weights as they are.
   trainer = make_trainer(tmp_path / "a", records, albert_config=config_a, lines=lines,
-                         init_checkpoint=MODEL_A, num_train_steps=0)
+                         init_checkpoint=MODEL_A, num_train_steps=1)
   trainer.run(do_train=True)
   assert any("Loaded 32 variables" in l for l in lines)
   _, golden = checkpoint.read_checkpoint(MODEL_A)
@@ -154,7 +155,7 @@ def test_init_from_the_original_checkpoint_and_group0(tmp_path, records):
   lines = []
   grouped = make_trainer(tmp_path / "b", records, albert_config=config_a.replace(
       num_hidden_groups=2), lines=lines, init_checkpoint=MODEL_A, init_from_group0=True,
-      num_train_steps=0)
+      num_train_steps=1)
   grouped.run(do_train=True)
   assert any("Loaded 48 variables" in l and "16 read from another name" in l for l in lines)
 
@@ -209,6 +210,16 @@ def test_bad_settings_fail_before_any_work(tmp_path, records):
   assert not os.path.exists(tmp_path / "train_state")
   with pytest.raises(TrainingError, match="nothing to do"):
     make_trainer(tmp_path, records).run(do_train=False, do_eval=False)
+
+
+@pytest.mark.parametrize("flag", ["num_train_steps", "train_step"])
+def test_training_zero_steps_is_refused_before_any_work(tmp_path, records, flag):
+  """It used to exit 0 having done nothing; every script's trainer config is checked here."""
+  named = {} if flag == "num_train_steps" else {"steps_flag": flag}  # run_classifier, run_race
+  with pytest.raises(TrainingError) as error:
+    make_trainer(tmp_path / "run", records, num_train_steps=0, **named).run(do_train=True)
+  assert str(error.value) == f"--{flag}=0: --do_train needs at least one training step"
+  assert not os.path.exists(tmp_path / "run")
 
 
 @pytest.mark.parametrize("overrides", [{"enable_xla": True}, {"mixed_precision": "mixed_bfloat16"},

@@ -16,9 +16,10 @@ import pytest
 
 from albert import checkpoint
 from albert.errors import CheckpointError, InputError, TrainingError
-from conftest import MODEL_A
-from support.pretraining_runs import command, environment
+from conftest import MODEL_A, REPO_DIR
+from support.faults import Done, assert_clean_error, listing, run_on_tmpfs, tmpfs_available
 from support.records import write_records
+from support.pretraining_runs import command, environment
 from support.trainers import SMALL, make_trainer
 
 STEPS = 8
@@ -191,6 +192,21 @@ def test_a_corrupted_record_file_is_named(tmp_path, records):
                  save_checkpoints_steps=20).run()
 
 
+def test_a_corrupted_first_record_file_is_named_by_the_upfront_check(tmp_path):
+  """The up-front vocabulary check reads the first file's first 200 records: a broken record
+  there is named with its file and byte (not a DataLossError traceback), before any output."""
+  corrupt = str(tmp_path / "corrupt.tfrecord")
+  write_records(corrupt, 60, seed=5)
+  data = bytearray(open(corrupt, "rb").read())
+  middle = len(data) // 2
+  data[middle:middle + 8] = b"\xff" * 8
+  open(corrupt, "wb").write(bytes(data))
+  with pytest.raises(InputError, match=r"corrupt.tfrecord: corrupted or truncated TFRecord data "
+                     r"\((corrupted|truncated) record at byte \d+\b[^{]*\); replace the file"):
+    make_trainer(tmp_path / "run", [corrupt], num_train_steps=4).run()
+  assert not (tmp_path / "run").exists()
+
+
 def test_a_truncated_init_checkpoint_is_named_before_any_work(tmp_path, records):
   copy = tmp_path / "ckpt"
   copy.mkdir()
@@ -210,6 +226,39 @@ def test_a_truncated_init_checkpoint_is_named_before_any_work(tmp_path, records)
                  init_checkpoint=str(copy / "model.ckpt-0")).run()
 
 
+def test_a_full_disk_while_saving_the_resume_state_is_named_and_leaves_no_temp_dir(tmp_path):
+  """The first resume state (train_state/ckpt-2) does not fit: one line naming it and the cause
+  (not TensorFlow's node text), and no `ckpt-2_temp/` left filling the disk."""
+  base, mount = tmp_path / "base", str(tmp_path / "disk")
+  base.mkdir()
+  out = f"{mount}/out"
+  args = command(base, out, steps=4)
+  if tmpfs_available():  # a real full disk: TensorFlow's own write fails
+    results, tree = run_on_tmpfs(mount, [args], size_kb=300)
+    done = Done(results[0])
+  else:  # TensorFlow's writes cannot be failed without a real disk: its error, as it comes
+    wrapper = textwrap.dedent(f"""
+        import os, runpy, sys
+        import tensorflow as tf
+        def save(self, checkpoint_number=None, **kwargs):
+          os.makedirs(os.path.join(self.directory, f"ckpt-{{checkpoint_number}}_temp"))
+          raise tf.errors.ResourceExhaustedError(None, None, "{{{{function_node __wrapped__SaveV2"
+              "_dtypes_105_device_/job:localhost/replica:0/task:0/device:CPU:0}}}} "
+              f"{{self.directory}}/ckpt-{{checkpoint_number}}_temp/part-00000-of-00001.data-"
+              "00000-of-00001.tempstate1; No space left on device [Op:SaveV2]")
+        tf.train.CheckpointManager.save = save
+        sys.argv = sys.argv[1:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    """)
+    done = subprocess.run([sys.executable, "-c", wrapper] + args[1:], env=environment(),
+                          capture_output=True, text=True, timeout=300)
+    tree = listing(mount)
+  line = assert_clean_error(done, f"cannot write {out}/train_state/ckpt-2: No space left on "
+                            "device (the disk is full)")
+  assert "function_node" not in line and "[Op:" not in line
+  assert "out/train_state" in tree and not [n for n in tree if "_temp" in n], tree
+
+
 def test_the_checkpoint_state_file_lists_each_checkpoint_once(tmp_path, records):
   make_trainer(tmp_path, records, num_train_steps=9, save_checkpoints_steps=3).run()
   lines = (tmp_path / "checkpoint").read_text().splitlines()
@@ -226,3 +275,36 @@ def test_a_late_warmup_start_is_warned(tmp_path, records):
   trainer.run()
   assert any(l.startswith("warning: --start_warmup_step=5 is at or past --num_train_steps=2")
              for l in lines)
+
+
+def test_a_second_run_of_a_directory_is_refused_while_the_first_holds_it(tmp_path, records):
+  """Two runs into one output_dir at once would both train and score every checkpoint twice:
+  the second is refused while the first runs; a lock left by a killed run does not block."""
+  out = tmp_path / "run"
+  holding = tmp_path / "holding"
+  first = textwrap.dedent(f"""
+      import sys, time
+      sys.path.insert(0, {os.path.join(REPO_DIR, "tests")!r})
+      from albert.train import trainer as training
+      from support.trainers import make_trainer
+      def hold(self, *args):
+        open({str(holding)!r}, "w").close()
+        time.sleep(600)
+      training.Trainer._build = hold  # holds the directory, as a long run does
+      make_trainer({str(out)!r}, {list(records)!r}).run()
+  """)
+  process = subprocess.Popen([sys.executable, "-c", first], env=environment(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    _wait_for(holding, process)
+    with pytest.raises(TrainingError, match=rf"{out} is in use by another run \(process "
+                       rf"{process.pid}, which holds {out}/train_state/lock\): wait for it"):
+      make_trainer(out, records).run()
+  finally:
+    process.kill()  # SIGKILL: no clean-up
+    process.wait()
+  assert (out / "train_state" / "lock").exists()
+  lines = []
+  make_trainer(out, records, lines=lines).run()
+  assert (out / "model.ckpt-6.index").exists()
+  assert not (out / "train_state" / "lock").exists()

@@ -22,7 +22,9 @@ of workers. The main process only appends them to the cache file (`records.Atomi
 renamed into place when complete) and writes the metadata last, in FeatureCache's format
 (FeatureCache.write would frame every record in the main process). Workers are started with
 the "spawn" method (safe in a process that has loaded TensorFlow or started threads) and import
-only this module's TF-free dependencies. A spawned child normally re-runs the parent's main
+only this module's TF-free dependencies; they leave Ctrl-C to the main process, which ends the
+pool (an interrupted conversion leaves no cache file: the records are renamed into place only
+when complete). A spawned child normally re-runs the parent's main
 script (`run_classifier.py` imports TensorFlow: ~4 s and ~700 MB per worker), so the main
 module's file and spec are hidden from multiprocessing while the pool starts.
 """
@@ -44,7 +46,7 @@ from albert.data import cache as cache_lib
 from albert.data.glue import reader as glue
 from albert.data import records as records_lib
 from albert.data.pretraining.corpus import TokenizerSpec
-from albert.errors import DataError, FlagError, InputError
+from albert.errors import DataError, FlagError, InputError, leave_interrupts_to_parent
 
 CONVERSION_VERSION = 1
 CHUNK_ROWS = 1024
@@ -86,6 +88,7 @@ _WORKER: Optional[_Converter] = None
 
 def _init_worker(job: _Job) -> None:
   global _WORKER
+  leave_interrupts_to_parent()
   _WORKER = _Converter(job)
 
 

@@ -17,7 +17,9 @@ into features:
   list is `[None]` (one output).
 * Where the original indexed blindly, a bad line is an error naming the file and the line: a
   wrong number of columns (every official file has the header's count on every line), a label
-  outside the task's labels, an STS-B score that is not a finite number, text that is not UTF-8.
+  outside the task's labels, an STS-B score that is not a finite number, text that is not UTF-8;
+  a file without any example (0 bytes, or only its header) is an error naming it
+  (`check_has_example`, which the classifier task runs before anything is written).
   The one known-ragged official file, QQP's train set (rows with missing fields, which the
   original skipped through an `IndexError`), keeps the original's behaviour for QQP train/dev:
   short rows are skipped, counted (`processor.skipped`) and reported.
@@ -288,6 +290,20 @@ class Processor:
     except csv.Error as error:
       line = reader.line_num if reader is not None else 1
       raise DataError(f"{path}, line {line}: {error}") from None
+
+  def check_has_example(self, path: str, split: str) -> None:
+    """An `InputError` naming `path` when it holds no example (0 bytes, or only its header):
+    reads up to the first example line (and checks that line's columns)."""
+    rows = self.raw_rows(path, split)
+    try:
+      found = next(rows, None) is not None
+    finally:
+      rows.close()
+    if not found:
+      what = ("the file is empty" if os.path.getsize(path) == 0 else
+              "no line after the header" if self.layout(split).has_header and not self.skipped
+              else "no complete line")
+      raise InputError(f"{path}: no example ({what}); expected {self._expected(split)}")
 
   def _expected(self, split: str) -> str:
     layout = self.spec.layouts[split]

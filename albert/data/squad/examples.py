@@ -24,6 +24,8 @@ Where the original fails obscurely or silently, this reader says what is wrong:
   answer) is skipped in training, reported (`ReadReport.skipped`) and counted; the original
   trained on whatever span the offset gave. `check_answers=False` keeps the original's
   behaviour;
+* a question id used twice is an error naming the file and the id (predictions, scores and
+  held-out splits are keyed by id: one of the two would be lost silently);
 * a SQuAD 2.0 file (one with `is_impossible` keys or unanswerable questions) read without
   `version_2_with_negative`, and a SQuAD 1.1 file read with it, are errors that say which flag
   to change.
@@ -137,6 +139,21 @@ def is_v2_dataset(data: Dict[str, Any]) -> Tuple[bool, str]:
   return False, f"no question has an \"is_impossible\" key (version {version!r})"
 
 
+def check_unique_ids(data: Dict[str, Any], path: str) -> None:
+  """A DataError naming the file and the first question id that occurs twice."""
+  seen = set()
+  for article in data["data"]:
+    for paragraph in _list(article, "paragraphs"):
+      for qa in _list(paragraph, "qas"):
+        qas_id = qa.get("id") if isinstance(qa, dict) else None
+        if not isinstance(qas_id, str):
+          continue  # the reader names a missing or mistyped id
+        if qas_id in seen:
+          raise DataError(f"{path}: question id {qas_id!r} is used twice (ids must be unique: "
+                          "predictions are keyed by id)")
+        seen.add(qas_id)
+
+
 def _list(parent: Any, key: str) -> list:
   value = parent.get(key) if isinstance(parent, dict) else None
   return value if isinstance(value, list) else []
@@ -180,6 +197,7 @@ def read_squad_examples(input_file: str, is_training: bool,
   if version_2_with_negative and not is_v2:
     raise DataError(f"{path} looks like a SQuAD 1.1 file ({why}); drop "
                     "--version_2_with_negative, or use a SQuAD 2.0 file")
+  check_unique_ids(data, path)
   examples: List[SquadExample] = []
   for a, article in enumerate(data["data"]):
     where = f"{path}: article {a}"
@@ -233,7 +251,11 @@ def _read_question(qa: Any, context: str, title: str, where: str, is_training: b
   if is_impossible:
     example.is_impossible, example.orig_answer_text, example.start_position = True, "", -1
     return example
-  if len(answers) != 1 and not (answers and multiple_answers == "first"):
+  if not answers:
+    raise DataError(f"{where}: a question to train on needs its answer, found none (\"answers\" "
+                    "is missing or empty; an unanswerable SQuAD 2.0 question has "
+                    "\"is_impossible\": true)")
+  if len(answers) != 1 and multiple_answers != "first":
     raise DataError(
         f"{where}: for training, each question should have exactly 1 answer, found "
         f"{len(answers)} (the original's rule; a dev file has several: read it with "

@@ -48,7 +48,7 @@ from albert import tokenization
 from albert.data import records as records_lib
 from albert.data.squad import alignment
 from albert.data.squad.examples import SquadExample
-from albert.errors import FlagError, TokenizerError
+from albert.errors import FlagError, TokenizerError, leave_interrupts_to_parent
 
 UNIQUE_ID_BASE = 1000000000
 EVAL_RECORD_FEATURES = ("unique_ids", "input_ids", "input_mask", "segment_ids", "p_mask")
@@ -434,6 +434,7 @@ _WORKER: Optional[_Converter] = None
 
 def _init_worker(args) -> None:
   global _WORKER
+  leave_interrupts_to_parent()
   _WORKER = _Converter(*args)
 
 
@@ -501,7 +502,7 @@ def iter_chunks(examples: Sequence[SquadExample], spec: TokenizerSpec,
     return
   if _can_fork():
     _WORKER = _Converter(*args)  # loaded once, inherited by the forked workers
-    pool = multiprocessing.get_context("fork").Pool(num_workers)
+    pool = multiprocessing.get_context("fork").Pool(num_workers, leave_interrupts_to_parent)
   else:
     pool = _spawn_pool(num_workers, args)
   try:

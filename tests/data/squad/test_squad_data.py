@@ -179,6 +179,34 @@ def test_missing_file_and_version_mismatches(tmp_path):
   assert "looks like a SQuAD 1.1 file" in str(error.value) and "drop" in str(error.value)
 
 
+@pytest.mark.parametrize("is_training", [False, True])
+def test_a_question_id_used_twice_is_refused_naming_the_file_and_the_id(tmp_path, dev2,
+                                                                        is_training):
+  """80 questions in, 79 predictions out: the predictions are keyed by id."""
+  data = _first_answer_only(dev2, articles=1)
+  paragraphs = data["data"][0]["paragraphs"]
+  paragraphs[3]["qas"][2]["id"] = paragraphs[0]["qas"][1]["id"]
+  path = _write_json(tmp_path / "dup.json", data)
+  with pytest.raises(DataError) as error:
+    squad.read_squad_examples(path, is_training)
+  assert str(error.value) == (f"{path}: question id {paragraphs[0]['qas'][1]['id']!r} is used "
+                              "twice (ids must be unique: predictions are keyed by id)")
+
+
+def test_training_on_a_question_without_answers_names_the_question_not_python_arguments(
+    tmp_path, dev2):
+  data = _first_answer_only(dev2, articles=1)
+  qa = data["data"][0]["paragraphs"][0]["qas"][2]
+  del qa["answers"]
+  path = _write_json(tmp_path / "no_answers.json", data)
+  with pytest.raises(DataError) as error:
+    squad.read_squad_examples(path, is_training=True)
+  message = str(error.value)
+  assert message.startswith(f"{path}: article 0") and f"(id {qa['id']})" in message
+  assert "needs its answer, found none" in message and "\n" not in message
+  assert "is_training" not in message and "multiple_answers" not in message
+
+
 def test_examples_from_pairs():
   examples = squad.examples_from_pairs([("Who?", "Ann went."),
                                         {"question": "Where?", "context": "Home.", "id": "x"}])
