@@ -97,10 +97,12 @@ def _main():
       train_feature_file=FLAGS.train_feature_file,
       predict_feature_file=FLAGS.predict_feature_file))
   if FLAGS.prepare_only:
-    for split, wanted in (("train", FLAGS.train_file), ("predict", FLAGS.predict_file)):
-      if wanted:  # the cache logs its summary: counts, where, built or reused, time
-        task.check_inputs(split)
-        task.prepare(split)
+    from albert.train_loop import StopRequest
+    with StopRequest():  # Ctrl-C or SIGTERM: stopped at once, no cache file left half-written
+      for split, wanted in (("train", FLAGS.train_file), ("predict", FLAGS.predict_file)):
+        if wanted:  # the cache logs its summary: counts, where, built or reused, time
+          task.check_inputs(split)
+          task.prepare(split)
     return
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       num_train_steps=None if FLAGS.do_train else 0)
