@@ -37,10 +37,10 @@ def _config(tmp_path) -> str:
 
 
 def _glue_args(tmp_path, data_dir, out, *extra):
-  return (f"--data_dir={data_dir}", "--task_name=SST-2", f"--albert_config_file={_config(tmp_path)}",
-          f"--spm_model_file={SPM}", "--max_seq_length=64", "--train_batch_size=8",
-          "--train_step=4", "--save_checkpoints_steps=4", "--iterations_per_loop=4",
-          f"--output_dir={out}", *extra)
+  return (f"--data_dir={data_dir}", "--task_name=SST-2",
+          f"--albert_config_file={_config(tmp_path)}", f"--spm_model_file={SPM}",
+          "--max_seq_length=64", "--train_batch_size=8", "--train_step=4",
+          "--save_checkpoints_steps=4", "--iterations_per_loop=4", f"--output_dir={out}", *extra)
 
 
 def _run(command, **kwargs):
