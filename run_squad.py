@@ -103,10 +103,8 @@ def _main():
       train_feature_file=FLAGS.train_feature_file,
       predict_feature_file=FLAGS.predict_feature_file, command=os.path.basename(sys.argv[0])))
   if FLAGS.prepare_only:  # each cache logs its summary: counts, where, built or reused, time
-    from albert.train_loop import StopRequest
-    with StopRequest():  # Ctrl-C or SIGTERM: stopped at once, no cache file left half-written
-      task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
-                                                     ("predict", FLAGS.predict_file)) if wanted])
+    task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
+                                                   ("predict", FLAGS.predict_file)) if wanted])
     return
   kind = "squad_v2" if FLAGS.version_2_with_negative else "squad_v1"
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused

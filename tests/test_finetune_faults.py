@@ -231,7 +231,8 @@ def test_ctrl_c_or_sigterm_stops_a_feature_conversion_with_one_line(tmp_path, si
   out = tmp_path / "run"
   out.mkdir()
   command = _hooked("run_classifier.py", _AFTER_3_CHUNKS,
-                    *_glue_args(tmp_path, data, out, "--do_predict", "--num_workers=2"))
+                    *_glue_args(tmp_path, data, out, "--prepare_only", "--do_predict",
+                                         "--num_workers=2"))
   stdout, stderr, status, seconds, new = _stop(command, "marker:", signum, out, group=group)
   line = _assert_stopped(stderr, status, seconds)
   assert line == "stopped: interrupted; rerun the same command to resume"
