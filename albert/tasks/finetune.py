@@ -180,13 +180,15 @@ class FinetuneTask(Task):
   def prepare_only(self, splits) -> None:
     """`--prepare_only`: checks the inputs of every split in `splits`, then builds their
     feature caches (with their extra splits, e.g. MNLI's mismatched ones); builds no model."""
+    from albert.train_loop import StopRequest  # pylint: disable=g-import-not-at-top
     for split in splits:
       self.check_inputs(split)
-    for split in splits:
-      extra = (self.extra_eval_splits if split == "eval" else
-               self.predict_splits[1:] if split == "predict" else ())
-      for name in (split,) + tuple(extra):
-        self.prepare(name)
+    with StopRequest():  # Ctrl-C or SIGTERM: stopped at once, no cache file left half-written
+      for split in splits:
+        extra = (self.extra_eval_splits if split == "eval" else
+                 self.predict_splits[1:] if split == "predict" else ())
+        for name in (split,) + tuple(extra):
+          self.prepare(name)
 
   # ----------------------------------------------------------------------------------- data
   @property

@@ -185,6 +185,8 @@ class Evaluation:
     parts = []
     for split in splits:
       key = self.task.data_fingerprint(split)
+      if key == "":  # data of the run itself (e.g. SQuAD's held-out training articles)
+        continue
       if key is None and self.task.input_files(split):
         key = cache_lib.files_identity(self.task.input_files(split))
       parts.append(key)

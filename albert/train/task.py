@@ -111,7 +111,9 @@ class Task(abc.ABC):
   def data_fingerprint(self, split: str) -> Optional[str]:
     """A digest of the content `split` feeds the model (a feature cache's fingerprint), or None
     when the task has none (pretraining's records are not hashed: reading gigabytes would cost
-    minutes; the Trainer keys their evaluations by the files' path, size and time instead)."""
+    minutes; the Trainer keys their evaluations by the files' path, size and time instead).
+    An empty string: the split is data of the run itself, not of what the user scores (it does
+    not key the evaluations)."""
     return None
 
   def prediction_outputs(self, features: Dict[str, tf.Tensor],

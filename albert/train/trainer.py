@@ -187,8 +187,6 @@ class Trainer(Evaluation):
     if do_train and c.num_train_epochs is None and not (self.num_train_steps or 0) > 0:
       raise TrainingError(f"--{c.steps_flag}={self.num_train_steps}: --do_train needs at least "
                           "one training step")
-    if do_predict and not do_train:
-      self._predict_source()  # a checkpoint to predict with, or the error naming what is missing
     for name, size in (("train_batch_size", c.train_batch_size),
                        ("eval_batch_size", c.eval_batch_size),
                        ("predict_batch_size", self._predict_batch_size)):
@@ -202,6 +200,8 @@ class Trainer(Evaluation):
     for split, wanted in (("train", do_train), ("eval", do_eval), ("predict", do_predict)):
       if wanted:
         self.task.check_inputs(split)
+    if do_predict and not do_train:
+      self._predict_source()  # a checkpoint to predict with, or the error naming what is missing
     for source in (c.init_checkpoint, c.predict_checkpoint):
       if source:
         checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
