@@ -180,7 +180,7 @@ class FinetuneTask(Task):
   def prepare_only(self, splits) -> None:
     """`--prepare_only`: checks the inputs of every split in `splits`, then builds their
     feature caches (with their extra splits, e.g. MNLI's mismatched ones); builds no model."""
-    from albert.train_loop import StopRequest  # pylint: disable=g-import-not-at-top
+    from albert.train.loop import StopRequest  # pylint: disable=g-import-not-at-top
     for split in splits:
       self.check_inputs(split)
     with StopRequest():  # Ctrl-C or SIGTERM: stopped at once, no cache file left half-written

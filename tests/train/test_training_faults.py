@@ -16,7 +16,7 @@ import pytest
 
 from albert import checkpoint
 from albert.errors import CheckpointError, InputError, Interrupted, TrainingError
-from albert.train_loop import StopRequest
+from albert.train.loop import StopRequest
 from conftest import MODEL_A, REPO_DIR
 from support.faults import Done, assert_clean_error, listing, run_on_tmpfs, tmpfs_available
 from support.records import write_records
