@@ -345,6 +345,45 @@ def check_special_tokens(special_tokens: Dict[str, int], source: str) -> None:
                      "ALBERT inputs need [CLS] and [SEP]")
 
 
+# ----------------------------------------------------------------------- GLUE features
+class TextPipeline:
+  """Strings -> the model's int32 features, in-graph, as the original's GLUE features
+  (`albert.data.glue.reader`): the raw-text signatures of `albert.export.serving`."""
+
+  def __init__(self, spm_model_file: str, do_lower_case: bool, max_seq_length: int):
+    with tf.io.gfile.GFile(spm_model_file, "rb") as f:
+      proto = f.read()
+    self.tokenizer = AlbertTokenizer(proto, do_lower_case=do_lower_case,
+                                     name="albert_tokenizer")
+    self.special = self.tokenizer.get_special_tokens_dict()
+    check_special_tokens(self.special, spm_model_file)
+    self.max_seq_length = max_seq_length
+
+  def _pack(self, segments) -> Dict[str, tf.Tensor]:
+    s = self.special
+    packed = bert_pack_inputs(
+        segments, self.max_seq_length, s["start_of_sequence_id"], s["end_of_segment_id"],
+        s["padding_id"])
+    return {"input_ids": packed["input_word_ids"], "input_mask": packed["input_mask"],
+            "segment_ids": packed["input_type_ids"]}
+
+  def features(self, sentence: tf.Tensor, sentence2: Optional[tf.Tensor] = None
+               ) -> Dict[str, tf.Tensor]:
+    """[B] strings (and [B] second strings) -> int32 [B, max_seq_length] features."""
+    if sentence2 is None:
+      return self._pack([self.tokenizer(sentence)])
+    # One tokenizer for both texts (one set of kernels: its regexes compile once).
+    rows = tf.shape(sentence)[0]
+    tokens = self.tokenizer(tf.concat([sentence, sentence2], axis=0))
+    tokens_a, tokens_b = tokens[:rows], tokens[rows:]
+    single = self._pack([tokens_a])
+    pair = self._pack([tokens_a, tokens_b])
+    has_b = (tokens_b.row_lengths() > 0)[:, None]  # no piece in B: a single sentence
+    return {k: tf.where(has_b, pair[k], single[k]) for k in pair}
+
+
+
+
 def create_preprocessing_model(config: PreprocessingConfig) -> tf_keras.Model:
   """The preprocessing Keras model with its `tokenize` and `bert_pack_inputs` sub-objects.
 
