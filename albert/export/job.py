@@ -1,8 +1,9 @@
 """The export_to_tfhub.py job: everything checked first, then each part written or kept.
 
-`export(ExportConfig, log)` writes the encoder SavedModel of `albert.export.encoder` (checked against the
-in-memory model after reloading), the preprocessing SavedModel (`albert.export.preprocessing`) and the
-TFLite file, each atomically. Every check (config, checkpoint complete and readable, vocabulary
+`export(ExportConfig, log)` writes the encoder SavedModel of `albert.export.encoder` (checked
+against the in-memory model after reloading), the preprocessing SavedModel
+(`albert.export.preprocessing`) and the TFLite file, each atomically, and returns a
+`HubExportResult`. Every check (config, checkpoint complete and readable, vocabulary
 against the config, output locations) runs before anything is written. Each SavedModel records
 what made it (`assets.extra/albert_export.json`, `albert.export.state`): rerunning a command
 that stopped halfway keeps the parts already done from the same inputs (an existing TFLite file

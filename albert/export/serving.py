@@ -97,7 +97,6 @@ class ServingModule:
   """
 
   kind = ""  # the task_kind recorded in export_info.json
-  inputs: Tuple[str, ...] = ENCODER_INPUTS
   model_outputs: Tuple[str, ...] = ("logits", "probabilities", "predictions")
 
   def __init__(self, model: tf_keras.Model, info: Optional[Mapping[str, Any]] = None,
@@ -139,9 +138,9 @@ class ServingModule:
   @classmethod
   def export_task(cls, task, checkpoint_path: str, settings: ExportSettings,
                   log: Callable[[str], None] = print) -> versioned.ExportResult:
-    """Exports `task`'s model with the weights of `checkpoint_path` (see `versioned.load_task_model`)
-    to `settings.export_dir/<version>/`; the settings are checked before the checkpoint is
-    read."""
+    """Exports `task`'s model with the weights of `checkpoint_path` (read by
+    `versioned.load_task_model`) to `settings.export_dir/<version>/`; the settings are checked
+    before the checkpoint is read."""
     cls.served(task, settings)
     model, prefix, step = versioned.load_task_model(task, checkpoint_path)
     module = cls.from_task(task, model, settings, step=step, source=prefix, log=log)
@@ -194,8 +193,6 @@ class ServingModule:
 class SquadServing(ServingModule):
   """SQuAD v1.1 / v2.0: `serve` takes the features and `p_mask`, returns the logits (v1) or
   the beam outputs (v2) that `albert.data.squad.postprocess` decodes."""
-
-  inputs = ENCODER_INPUTS + ("p_mask",)
 
   def __init__(self, model: tf_keras.Model, version_2_with_negative: bool, **kwargs):
     self.kind = "squad_v2" if version_2_with_negative else "squad_v1"

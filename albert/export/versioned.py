@@ -160,8 +160,7 @@ def write_export(export_dir: str, version: int, variables: Sequence[tf.Variable]
                  signatures: Mapping[str, tf.types.experimental.GenericFunction],
                  check: Callable[[object], Dict[str, float]],
                  info: Optional[Mapping] = None, assets: Optional[Mapping[str, str]] = None,
-                 trackables: Optional[Mapping[str, object]] = None,
-                 functions: Optional[Mapping[str, object]] = None, overwrite: bool = False,
+                 trackables: Optional[Mapping[str, object]] = None, overwrite: bool = False,
                  log: Callable[[str], None] = print) -> ExportResult:
   """Writes `export_dir/<version>/` atomically; returns what was written.
 
@@ -174,7 +173,6 @@ def write_export(export_dir: str, version: int, variables: Sequence[tf.Variable]
       the signatures and the fingerprint of weights + settings).
     assets: attribute name -> file, stored as SavedModel assets under their base names.
     trackables: attribute name -> resources the functions use (e.g. a tokenizer).
-    functions: attribute name -> more tf.functions saved on the root object (not signatures).
     overwrite: replace an existing version folder that holds another export.
   """
   version = check_version(version)
@@ -213,7 +211,7 @@ def write_export(export_dir: str, version: int, variables: Sequence[tf.Variable]
       root.model_variables = list(variables)
       for name, source in (assets or {}).items():
         setattr(root, name, tf.saved_model.Asset(staged[os.path.basename(source)]))
-      for name, value in {**(trackables or {}), **(functions or {})}.items():
+      for name, value in (trackables or {}).items():
         setattr(root, name, value)
       concrete = {name: fn.get_concrete_function() for name, fn in signatures.items()}
       tf.saved_model.save(root, directory, signatures=concrete)

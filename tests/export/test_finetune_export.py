@@ -248,7 +248,8 @@ def test_threshold_is_checked_and_nan_means_none():
     ce.ClassifierSpec.for_task("SST-2", 32, SPM, True, threshold=1.5)
   with pytest.raises(FlagError, match="finite"):
     ce.ClassifierSpec.for_task("SST-2", 32, SPM, True, threshold=math.inf)
-  assert ce.ClassifierSpec.for_task("SST-2", 32, SPM, True, threshold=float("nan")).threshold is None
+  nan = ce.ClassifierSpec.for_task("SST-2", 32, SPM, True, threshold=float("nan"))
+  assert nan.threshold is None
   assert ce.ClassifierSpec.for_task("sts-b", 32, SPM, True, threshold=4.2).threshold == 4.2
 
 
@@ -260,7 +261,7 @@ def make_task(output_dir, task_name):
                                              data_dir=GLUE), log=QUIET)
 
 
-def test_export_classifier_picks_the_best_checkpoint_and_versions_by_its_step(tmp_path):
+def test_classifier_export_task_picks_the_best_checkpoint_and_versions_by_its_step(tmp_path):
   """MNLI (three labels): model.ckpt-best over the latest; the threshold is only attached."""
   run = tmp_path / "run"
   run.mkdir()
@@ -320,6 +321,38 @@ def test_squad_export_signatures_after_reload(tmp_path, version_2):
     want = numpy(model(inputs, training=False))
     assert sorted(got) == ["end_logits", "start_logits"]
   assert_close(got, want)
+
+
+def test_squad_export_from_its_task_records_what_the_answerer_reads_back(tmp_path):
+  """run_squad.py's call: the latest model.ckpt-N until there is a best; the tokenizer, its
+  settings and the held-out null threshold stored for the exported checkpoint go with it."""
+  from albert.export.answer import SquadAnswerer
+  from albert.tasks.squad import SquadTask, SquadTaskConfig
+  from albert.train.run_dir import RunDir
+  run = RunDir(str(tmp_path / "run"))
+  model = build_squad_model(TINY, True, start_n_top=3, end_n_top=2)
+  for step, seed in ((5, 1), (9, 2)):
+    randomize(model, seed=seed)
+    checkpoint.save_tf1_checkpoint(model, os.path.join(run.path, "model.ckpt"), global_step=step)
+  assert fx.checkpoint_to_export(run.path) == run.prefix(9)
+  run.append_results({"global_step": 5, "heldout_f1": 50.0, "heldout_threshold": 0.25})
+  run.update_best(5, "heldout_f1", 50.0)
+  task = SquadTask(SquadTaskConfig(
+      FinetuneConfig(albert_config=TINY, output_dir=run.path, spm_model_file=SPM,
+                     max_seq_length=32), version_2_with_negative=True, start_n_top=3,
+      end_n_top=2, doc_stride=8, max_query_length=16))
+  result = ce.SquadServing.export_task(task, fx.checkpoint_to_export(run.path),
+                                       ce.ExportSettings(str(tmp_path / "export")), log=QUIET)
+  assert result.path == str(tmp_path / "export" / "5") and result.source == run.best_prefix
+  info = fx.read_info(result.path)
+  assert {k: info[k] for k in ("task_kind", "max_seq_length", "do_lower_case", "doc_stride",
+                               "max_query_length", "null_score_diff_threshold")} == {
+      "task_kind": "squad_v2", "max_seq_length": 32, "do_lower_case": True, "doc_stride": 8,
+      "max_query_length": 16, "null_score_diff_threshold": 0.25}
+  assert os.path.isfile(os.path.join(result.path, "assets", "30k-clean.model"))
+  answerer = SquadAnswerer.from_export(result.path)
+  assert (answerer.threshold, answerer.v2, answerer.settings.doc_stride) == (0.25, True, 8)
+  assert answerer.spec.spm_model_file == os.path.join(result.path, "assets", "30k-clean.model")
 
 
 def test_race_export_from_its_task_takes_choice_major_ids(tmp_path):
