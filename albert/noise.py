@@ -4,7 +4,7 @@ TensorFlow and its tools print notes a user can do nothing about: the CUDA build
 to cuInit" on a machine without a GPU (dropped by `albert.cli.startup`), the TFLite converter's
 notes on its own internal options, tf_keras's "Compiled the loaded model, but the compiled
 metrics have yet to be built" on every save of a model that is never compiled (dropped by the
-exports, `albert.export`). Two filters, each for the span of a `with` block:
+exports, `albert.export.encoder`). Two filters, each for the span of a `with` block:
 
 * `stderr_without(*marks)`: file descriptor 2 (where TensorFlow's C++ code writes) through a
   small filter process that drops the lines containing a mark and forwards every other line as
