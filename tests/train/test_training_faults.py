@@ -211,13 +211,19 @@ def test_a_record_out_of_range_later_in_the_file_is_an_input_error(tmp_path):
                  num_train_steps=200, save_checkpoints_steps=100).run()
 
 
-def test_a_corrupted_record_file_is_named(tmp_path, records):
+def _corrupted_records(tmp_path) -> str:
+  """60 records with 8 bytes overwritten in the middle of the file."""
   corrupt = str(tmp_path / "corrupt.tfrecord")
   write_records(corrupt, 60, seed=5)
   data = bytearray(open(corrupt, "rb").read())
   middle = len(data) // 2
   data[middle:middle + 8] = b"\xff" * 8
   open(corrupt, "wb").write(bytes(data))
+  return corrupt
+
+
+def test_a_corrupted_record_file_is_named(tmp_path, records):
+  corrupt = _corrupted_records(tmp_path)
   with pytest.raises(InputError, match=r"corrupt.tfrecord: corrupted or truncated TFRecord data"):
     make_trainer(tmp_path / "run", [records[0], corrupt], num_train_steps=40,
                  save_checkpoints_steps=20).run()
@@ -226,12 +232,7 @@ def test_a_corrupted_record_file_is_named(tmp_path, records):
 def test_a_corrupted_first_record_file_is_named_by_the_upfront_check(tmp_path):
   """The up-front vocabulary check reads the first file's first 200 records: a broken record
   there is named with its file and byte (not a DataLossError traceback), before any output."""
-  corrupt = str(tmp_path / "corrupt.tfrecord")
-  write_records(corrupt, 60, seed=5)
-  data = bytearray(open(corrupt, "rb").read())
-  middle = len(data) // 2
-  data[middle:middle + 8] = b"\xff" * 8
-  open(corrupt, "wb").write(bytes(data))
+  corrupt = _corrupted_records(tmp_path)
   with pytest.raises(InputError, match=r"corrupt.tfrecord: corrupted or truncated TFRecord data "
                      r"\((corrupted|truncated) record at byte \d+\b[^{]*\); replace the file"):
     make_trainer(tmp_path / "run", [corrupt], num_train_steps=4).run()
