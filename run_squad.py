@@ -121,7 +121,7 @@ def _main():
     from albert.errors import TrainingError
     from albert.export.versioned import export_from_trainer
     try:  # the weights the export reads (when there are none, the export says so)
-      stored = task.stored_threshold(trainer._predict_source())  # pylint: disable=protected-access
+      stored = task.stored_threshold(trainer.predict_checkpoint())
     except TrainingError:
       stored = None
     threshold = stored["threshold"] if stored else None

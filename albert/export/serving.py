@@ -333,7 +333,7 @@ def glue_serving(task, settings: ExportSettings) -> GlueServing:
   spm_model = spec.spm_model_file if settings.raw_text else None
   if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
     raise FlagError(f"--spm_model_file={spm_model}: no such file")
-  return GlueServing.for_task(task.task_name, task.config.max_seq_length, spm_model,
+  return GlueServing.for_task(task.task_name, task.config.finetune.max_seq_length, spm_model,
                               spec.do_lower_case, settings.threshold)
 
 

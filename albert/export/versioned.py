@@ -55,6 +55,7 @@ import tf_keras
 from albert import checkpoint, files
 from albert.errors import ExportError, FlagError, TrainingError
 from albert.models import ENCODER_INPUTS, SQUAD_V2_PREDICT_OUTPUTS, output_subset
+from albert.train.run_dir import checkpoint_step
 
 INFO_FILE = os.path.join("assets.extra", "export_info.json")
 VERIFY_TOLERANCE = 1e-5  # max |diff| relative to the largest output magnitude (at least 1)
@@ -415,24 +416,18 @@ def export_finetuned(task_kind_name: str, model: tf_keras.Model, export_dir: str
 
 
 # ------------------------------------------------------------------------------- trainers
-def checkpoint_step(prefix: str) -> int:
-  """The `global_step` a checkpoint records (0 when it has none)."""
-  reader = checkpoint.open_reader(prefix)
-  return int(reader.get_tensor("global_step")) if reader.has_tensor("global_step") else 0
-
-
 def load_for_export(trainer, checkpoint_path: Optional[str] = None
                     ) -> Tuple[tf_keras.Model, str, int]:
   """(float32 task model, checkpoint prefix, global step) for exporting a Trainer's task.
 
-  The weights are those `--do_predict` uses (`trainer._predict_source()`: explicit, else
+  The weights are those `--do_predict` uses (`trainer.predict_checkpoint()`: explicit, else
   `model.ckpt-best`, else the latest `model.ckpt-N`, else `--init_checkpoint`), unless
   `checkpoint_path` is given. The model is built afresh on the default strategy in float32
   (whatever `--mixed_precision` the run trained with), every variable read from the checkpoint.
   """
   if checkpoint_path is None:
     try:
-      checkpoint_path = trainer._predict_source()  # pylint: disable=protected-access
+      checkpoint_path = trainer.predict_checkpoint()
     except TrainingError as error:
       raise ExportError(str(error).replace("--do_predict", "--export_dir")) from None
   prefix = checkpoint.resolve_checkpoint(checkpoint_path)
@@ -458,7 +453,7 @@ def export_from_trainer(trainer, task_kind_name: str, export_dir: str,
 
 def served_info(task, info: Optional[Mapping] = None) -> Dict[str, object]:
   """The settings an export of `task` records: `info`, with the task's max_seq_length."""
-  return {"max_seq_length": task.config.max_seq_length, **(info or {})}
+  return {"max_seq_length": task.config.finetune.max_seq_length, **(info or {})}
 
 
 def check_export_dir(task, task_kind_name: str, export_dir: str,

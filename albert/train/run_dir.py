@@ -16,6 +16,9 @@
   data it was scored on (`record_eval`, `scored(data)`), which is how a rerun knows which
   checkpoints were already scored: only on the same data, so a changed dev set scores every
   checkpoint again (and a best chosen on other data is beaten by any score);
+* `train_state/ckpt-N` (the resume states, written by the Trainer's `tf.train.CheckpointManager`):
+  `state_steps()`, `state_path(step)`, `repair_state_index()` (a damaged `train_state/checkpoint`
+  index is rebuilt from the states beside it);
 * `train_state/lock`: `lock()` holds the directory for one run at a time (`flock`, released by
   the kernel when the process dies, even by SIGKILL).
 
@@ -32,7 +35,9 @@ import re
 import shutil
 from typing import Any, Dict, Iterator, List, Optional
 
-from albert import files
+import tensorflow as tf
+
+from albert import checkpoint, files
 from albert.errors import TrainingError
 
 TF1_PREFIX = "model.ckpt"
@@ -58,6 +63,12 @@ def describe_differences(before: Dict[str, Any], now: Dict[str, Any],
   changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
   return "; ".join(f"{k}: {before.get(k)!r} there, {now.get(k)!r} now"
                    for k in changed[:limit])
+
+
+def checkpoint_step(prefix: str) -> int:
+  """The `global_step` a checkpoint records (0 when it has none)."""
+  reader = checkpoint.open_reader(prefix)
+  return int(reader.get_tensor("global_step")) if reader.has_tensor("global_step") else 0
 
 
 def _read_json(path: str) -> Optional[Any]:
@@ -124,6 +135,39 @@ class RunDir:
         path = self.prefix(old) + suffix
         if os.path.exists(path):
           os.remove(path)
+
+  # --------------------------------------------------------------------------- resume states
+  def state_path(self, step: int) -> str:
+    return os.path.join(self.state_dir, f"ckpt-{step}")
+
+  def state_steps(self) -> List[int]:
+    """Steps of the resume states on disk (`train_state/ckpt-N.index`), ascending."""
+    if not os.path.isdir(self.state_dir):
+      return []
+    return sorted(int(m.group(1)) for m in (re.match(r"ckpt-(\d+)\.index$", n)
+                                            for n in os.listdir(self.state_dir)) if m)
+
+  def repair_state_index(self, log) -> None:
+    """Rebuilds a `train_state/checkpoint` index that cannot be read from the resume states
+    beside it (removes it when there is none), saying so with `log`."""
+    index = os.path.join(self.state_dir, "checkpoint")
+    if not os.path.exists(index):
+      return
+    try:
+      readable = tf.train.get_checkpoint_state(self.state_dir) is not None
+    except Exception:  # pylint: disable=broad-except  (text_format.ParseError and friends)
+      readable = False
+    if readable:
+      return
+    steps = self.state_steps()
+    log(f"warning: {index} cannot be read; rebuilt from the {len(steps)} resume state(s) found "
+        "beside it")
+    if steps:
+      lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
+      lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
+      files.write_text(index, "\n".join(lines) + "\n")
+    else:
+      os.remove(index)
 
   # -------------------------------------------------------------------------------- results
   @property
