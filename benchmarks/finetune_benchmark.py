@@ -30,9 +30,9 @@ batches). With fixed padding there is one shape. `examples_per_s` = examples / t
 
 For ours with buckets, a `stream` check then runs the Trainer's loop on its real shuffled,
 bucketed training input (`albert.train.distribute.distributed_dataset`, the iterator
-`Trainer.run` uses) for 2 x `--stream-steps` steps after a warm-up call, and compares the time with the sum
-of the per-shape step times of the batches it consumed (the same seeded pipeline, iterated
-alongside): the extrapolation holds when `stream_over_estimate` is close to 1.
+`Trainer.run` uses) for 2 x `--stream-steps` steps after a warm-up call, and compares the time
+with the sum of the per-shape step times of the batches it consumed (the same seeded pipeline,
+iterated alongside): the extrapolation holds when `stream_over_estimate` is close to 1.
 
 `conversion` measurements: `build_glue_cache` of SST-2 train (67,349 examples) at
 max_seq_length 128 into an empty folder, in a fresh TF-free process (1 worker, the default for

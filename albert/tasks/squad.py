@@ -137,41 +137,45 @@ class SquadTask(FinetuneTask):
     return squad_features.TokenizerSpec(spec.spm_model_file, spec.do_lower_case)
 
   def _input_file(self, split: str) -> Tuple[str, bool]:
-    """(SQuAD file, is_training) of a split; holding out, the training file is split first."""
+    """(SQuAD file, is_training) of a split (holding out: a part of the training file)."""
     if split in ("train", "heldout"):
       if not self.config.train_file:
         raise FlagError("--train_file is required for training")
       if self.heldout:
-        train, heldout = self._split_off_heldout()
+        train, heldout = self._heldout_paths()
         return (train, True) if split == "train" else (heldout, False)
       return self.config.train_file, True
     if not self.config.predict_file:
       raise FlagError("--predict_file is required for --do_predict")
     return self.config.predict_file, False
 
-  def _split_off_heldout(self) -> Tuple[str, str]:
-    """Writes (once: cached) the training file without the held-out articles and the held-out
-    articles; returns their paths."""
+  def _heldout_paths(self) -> Tuple[str, str]:
+    """Where the training file without the held-out articles and the held-out articles go."""
     source = self.config.train_file
     key = cache_lib.fingerprint([source], {"heldout_fraction": self.config.heldout_fraction,
                                            "seed": self.config.finetune.seed})[:16]
     stem = os.path.splitext(os.path.basename(source))[0]
-    paths = (os.path.join(self.cache_dir, f"{stem}-train-{key}.json"),
-             os.path.join(self.cache_dir, f"{stem}-heldout-{key}.json"))
-    if not all(os.path.exists(p) for p in paths):
-      data = squad_data.load_squad_json(source)
-      examples = squad_data.read_squad_examples(source, False, True, data=data)
-      _, held = squad_metrics.split_held_out(examples, self.config.heldout_fraction,
-                                             self.config.finetune.seed)
-      titles = {e.title for e in held}
-      parts = ([a for a in data["data"] if a.get("title") not in titles],
-               [a for a in data["data"] if a.get("title") in titles])
-      for path, articles in zip(paths, parts):
-        files.write_text(path, json.dumps({"version": data.get("version", "v2.0"),
-                                           "data": articles}))
-      self.log(f"Held out {len(parts[1])} of {len(data['data'])} training articles "
-               f"({len(held)} questions) to tune the no-answer threshold: {paths[1]}")
-    return paths
+    return (os.path.join(self.cache_dir, f"{stem}-train-{key}.json"),
+            os.path.join(self.cache_dir, f"{stem}-heldout-{key}.json"))
+
+  def _split_off_heldout(self) -> None:
+    """Writes the two parts of the training file (`_heldout_paths`), unless they exist."""
+    paths = self._heldout_paths()
+    if all(os.path.exists(p) for p in paths):
+      return
+    source = self.config.train_file
+    data = squad_data.load_squad_json(source)
+    examples = squad_data.read_squad_examples(source, False, True, data=data)
+    _, held = squad_metrics.split_held_out(examples, self.config.heldout_fraction,
+                                           self.config.finetune.seed)
+    titles = {e.title for e in held}
+    parts = ([a for a in data["data"] if a.get("title") not in titles],
+             [a for a in data["data"] if a.get("title") in titles])
+    for path, articles in zip(paths, parts):
+      files.write_text(path, json.dumps({"version": data.get("version", "v2.0"),
+                                         "data": articles}))
+    self.log(f"Held out {len(parts[1])} of {len(data['data'])} training articles "
+             f"({len(held)} questions) to tune the no-answer threshold: {paths[1]}")
 
   def check_data(self, split: str) -> None:
     if split in ("train", "heldout"):
@@ -205,6 +209,8 @@ class SquadTask(FinetuneTask):
             "drop --version_2_with_negative (it is for SQuAD 2.0 files)")
 
   def build_cache(self, split):
+    if self.heldout and split in ("train", "heldout"):
+      self._split_off_heldout()
     path, is_training = self._input_file(split)
     override = (self.config.train_feature_file if split == "train" else
                 self.config.predict_feature_file if split in ("eval", "predict") else None)

@@ -191,8 +191,7 @@ class Evaluator:
     self.task.weights_source = self.weights_source or self.run_dir.prefix(self.global_step)
     if self._predict_step is None:
       self._predict_step = self.make_predict_step()
-    batch = (self.config.predict_batch_size or self.config.eval_batch_size
-             if split == "predict" else self.config.eval_batch_size)
+    batch = self.config.predict_batch if split == "predict" else self.config.eval_batch_size
     chunks: Dict[str, List[np.ndarray]] = {}
     with NamedInputErrors(self.task.input_files(split), split), StopRequest("batch") as stop:
       for batches, features in enumerate(self._dataset(f"predict:{split}", split, batch), 1):

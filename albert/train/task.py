@@ -52,13 +52,17 @@ class Task(abc.ABC):
     config: the task's one config (a dataclass of its settings; None for a task without any).
     log: where the task's progress lines go; default: printed.
 
-  Example (a classifier over records with `input_ids`, `input_mask` and `label_ids`, as
-  tests/support/toy_task.py; the defaults read, batch, score and predict them):
+  Example (a classifier over `{train,eval,predict}.tfrecord` whose records hold `input_ids` [4]
+  and `label_ids` [1]: the default hooks read, batch, score and predict them):
 
   ```python
+  import tensorflow as tf
+  import tf_keras
+  from albert.train.task import Task
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+
   class BagOfWords(Task):
-    best_metric = "loss"
-    best_metric_higher_is_better = False
+    best_metric, best_metric_higher_is_better = "loss", False
 
     def input_files(self, split):
       return [f"{split}.tfrecord"]
@@ -67,6 +71,12 @@ class Task(abc.ABC):
       ids = tf_keras.Input([4], dtype=tf.int32, name="input_ids")
       pooled = tf.reduce_mean(tf_keras.layers.Embedding(20, 8)(ids), axis=1)
       return tf_keras.Model({"input_ids": ids}, {"logits": tf_keras.layers.Dense(2)(pooled)})
+
+  trainer = Trainer(BagOfWords(), TrainerConfig("out", train_batch_size=8, eval_batch_size=8,
+                                                num_train_steps=2, save_checkpoints_steps=2),
+                    OptimizerConfig(optimizer="adamw", learning_rate=1e-3))
+  results = trainer.run(do_train=True, do_eval=True, do_predict=True)  # loss, global_step 2
+  # and out/predict_predictions.npz: each example's logits, in input order
   ```
   """
 

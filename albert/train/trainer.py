@@ -58,6 +58,7 @@ from albert.train.resume import ResumeState
 from albert.train.run_dir import TF1_PREFIX, RunDir
 from albert.train.task import Task, print_line
 
+
 @dataclasses.dataclass
 class OptimizerConfig:
   optimizer: str = "lamb"  # lamb | adamw
@@ -181,8 +182,6 @@ class Trainer:
     if do_train and c.num_train_epochs is None and not (self.num_train_steps or 0) > 0:
       raise TrainingError(f"--{c.steps_flag}={self.num_train_steps}: --do_train needs at least "
                           "one training step")
-    if do_predict and not do_train:
-      self.predict_checkpoint()  # a checkpoint to predict with, or the error naming what is missing
     for name, size in (("train_batch_size", c.train_batch_size),
                        ("eval_batch_size", c.eval_batch_size),
                        ("predict_batch_size", c.predict_batch)):
@@ -196,6 +195,8 @@ class Trainer:
     for split, wanted in (("train", do_train), ("eval", do_eval), ("predict", do_predict)):
       if wanted:
         self.task.prepare(split, check_only=True)
+    if do_predict and not do_train:
+      self.predict_checkpoint()  # weights to predict with, or the error naming what is missing
     for source in (c.init_checkpoint, c.predict_checkpoint):
       if source:
         checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
