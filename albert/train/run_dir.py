@@ -23,7 +23,8 @@
   the kernel when the process dies, even by SIGKILL).
 
 The best checkpoint is copied (data first, the index last, each atomically), never renamed:
-nothing of a run is deleted.
+nothing of a run is deleted. TensorFlow is imported only by what reads a checkpoint
+(`checkpoint_step`, `repair_state_index`): scripts/run_glue.py reads results without it.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ import re
 import shutil
 from typing import Any, Dict, Iterator, List, Optional
 
-import tensorflow as tf
-
-from albert import checkpoint, files
+from albert import files
 from albert.errors import TrainingError
 
 TF1_PREFIX = "model.ckpt"
@@ -67,6 +66,7 @@ def describe_differences(before: Dict[str, Any], now: Dict[str, Any],
 
 def checkpoint_step(prefix: str) -> int:
   """The `global_step` a checkpoint records (0 when it has none)."""
+  from albert import checkpoint  # pylint: disable=g-import-not-at-top  (TensorFlow)
   reader = checkpoint.open_reader(prefix)
   return int(reader.get_tensor("global_step")) if reader.has_tensor("global_step") else 0
 
@@ -153,6 +153,7 @@ class RunDir:
     index = os.path.join(self.state_dir, "checkpoint")
     if not os.path.exists(index):
       return
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     try:
       readable = tf.train.get_checkpoint_state(self.state_dir) is not None
     except Exception:  # pylint: disable=broad-except  (text_format.ParseError and friends)
