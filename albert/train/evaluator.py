@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -207,28 +207,27 @@ class Evaluator:
     return {name: value[real][order] for name, value in merged.items()}
 
   # ----------------------------------------------------------------- scoring checkpoints
-  def _eval_data(self) -> Tuple[Optional[str], Dict[str, Optional[str]]]:
-    """What `evaluate()` scores: a fingerprint of it (results are recorded with it), and the
-    fingerprint of each part: the eval split and the task's extra eval splits (each's
-    `data_fingerprint`, else the path, size and time of its files), and for a streaming eval
-    the batches it takes."""
+  def _eval_data_key(self) -> Optional[str]:
+    """A fingerprint of what `evaluate()` scores: the eval split and the task's extra eval
+    splits (each's `data_fingerprint`, else the path, size and time of its files), and for a
+    streaming eval the batches it takes. Results are recorded with it."""
     splits = ("eval",) + (tuple(self.task.extra_eval_splits) if self.task.eval_by_predict
                           else ())
-    parts = {}
+    parts = []
     for split in splits:
       key = self.task.data_fingerprint(split)
       if key is None and self.task.input_files(split):
         key = cache_lib.files_identity(self.task.input_files(split))
-      parts[split] = key
-    if all(part is None for part in parts.values()):
-      return None, {}
+      parts.append(key)
+    if all(part is None for part in parts):
+      return None
     if self.task.eval_streams:
-      parts["batches"] = f"{self.config.max_eval_steps} batches of {self.config.eval_batch_size}"
-    return hashlib.sha256(json.dumps(list(parts.values())).encode()).hexdigest()[:16], parts
+      parts.append(f"{self.config.max_eval_steps} batches of {self.config.eval_batch_size}")
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
   def _scored(self) -> Dict[int, Dict[str, float]]:
     """global_step -> its results recorded on the current eval data."""
-    return self.run_dir.scored(*self._eval_data())
+    return self.run_dir.scored(self._eval_data_key())
 
   def unscored_steps(self) -> List[int]:
     """The steps N of the `model.ckpt-N` without a result recorded on the current eval data."""
@@ -272,7 +271,7 @@ class Evaluator:
     """Scores, in step order, every `model.ckpt-N` of output_dir without a result recorded on
     the current eval data; returns their results."""
     pending = self.unscored_steps()
-    self._before_rescoring(pending, self._eval_data()[0])
+    self._before_rescoring(pending, self._eval_data_key())
     if pending:
       self.claim()
       self.log(f"Scoring {len(pending)} checkpoint(s) without a result: "
@@ -311,14 +310,14 @@ class Evaluator:
     if not self.chief:
       return
     metric = self.task.best_metric
-    data, splits = self._eval_data()
+    data = self._eval_data_key()
     if metric and step is not None and metric in results:
       self.run_dir.update_best(step, metric, results[metric],
                                self.task.best_metric_higher_is_better, log=self.log, data=data)
     if step is None:
       self.run_dir.append_results(results)
     else:
-      self.run_dir.record_eval(step, results, data, splits)
+      self.run_dir.record_eval(step, results, data)
     if self._summaries is None:
       self._summaries = tf.summary.create_file_writer(
           os.path.join(self.config.output_dir, "summaries", "eval"))

@@ -194,8 +194,7 @@ class RunDir:
     return os.path.join(self.state_dir, EVAL_RECORDS_FILE)
 
   def eval_records(self) -> List[Dict[str, Any]]:
-    """Every `{"global_step", "data", "splits", "results"}` recorded by `record_eval`, in file
-    order (records of earlier versions have no "splits")."""
+    """Every `{"global_step", "data", "results"}` recorded by `record_eval`, in file order."""
     if not os.path.exists(self.records_file):
       return []
     found = []
@@ -207,29 +206,18 @@ class RunDir:
           continue  # a line cut short: that evaluation counts as not done
     return found
 
-  def scored(self, data: Optional[str], splits: Optional[Dict[str, Any]] = None
-             ) -> Dict[int, Dict[str, float]]:
-    """global_step -> its (last) results on the data of fingerprint `data`, or scored on more:
-    a record whose `splits` hold every one of `splits` with the same fingerprint (SQuAD v2
-    scored with its held-out articles counts as scored for a run without --train_file)."""
-    def covers(record):
-      recorded = record.get("splits")
-      return bool(splits) and isinstance(recorded, dict) and all(
-          name in recorded and recorded[name] == key for name, key in splits.items())
+  def scored(self, data: Optional[str]) -> Dict[int, Dict[str, float]]:
+    """global_step -> its (last) results on the data of fingerprint `data`."""
     return {int(r["global_step"]): r["results"] for r in self.eval_records()
-            if r.get("data") == data or covers(r)}
+            if r.get("data") == data}
 
-  def record_eval(self, step: int, results: Dict[str, float], data: Optional[str],
-                  splits: Optional[Dict[str, Any]] = None) -> None:
+  def record_eval(self, step: int, results: Dict[str, float], data: Optional[str]) -> None:
     """Appends the results of `model.ckpt-<step>` to eval_results.txt, then (last: it marks the
-    checkpoint scored) to train_state/eval_records.jsonl with the data's fingerprint and those
-    of its `splits`."""
+    checkpoint scored) to train_state/eval_records.jsonl with the data's fingerprint."""
     self.append_results(results)
     values = {k: int(v) if k == "global_step" else float(v) for k, v in results.items()}
-    record = {"global_step": int(step), "data": data, "results": values}
-    if splits:
-      record["splits"] = splits
-    files.append_text(self.records_file, json.dumps(record, sort_keys=True) + "\n")
+    files.append_text(self.records_file, json.dumps(
+        {"global_step": int(step), "data": data, "results": values}, sort_keys=True) + "\n")
 
   # ----------------------------------------------------------------------------------- best
   @property

@@ -195,22 +195,3 @@ def test_other_eval_data_scores_every_checkpoint_again_and_restores_a_pruned_bes
   trial = (out / "best_trial.txt").read_text().split(":")
   assert int(trial[1]) == int(chosen["global_step"])
   assert float(trial[2]) == pytest.approx(chosen["eval_accuracy"])
-
-
-def test_results_on_more_splits_count_for_a_run_that_scores_fewer_of_them(tmp_path):
-  """SQuAD v2 scored with its held-out articles, then predicted without --train_file (no
-  held-out split): the checkpoint is scored already; another eval file, or a record of an
-  earlier version (no per-split fingerprints), is not the same data."""
-  from albert.train.run_dir import RunDir
-  run = RunDir(str(tmp_path))
-  run.record_eval(2, {"global_step": 2, "f1": 50.0, "heldout_f1": 40.0}, "full",
-                  {"eval": "dev-A", "heldout": "held-B"})
-  run.record_eval(4, {"global_step": 4, "f1": 60.0}, "old")  # no "splits"
-  assert run.scored("full", {"eval": "dev-A", "heldout": "held-B"}) == {
-      2: {"global_step": 2, "f1": 50.0, "heldout_f1": 40.0}}
-  assert run.scored("dev-only", {"eval": "dev-A"}) == {
-      2: {"global_step": 2, "f1": 50.0, "heldout_f1": 40.0}}
-  assert run.scored("dev-other", {"eval": "dev-C"}) == {}
-  assert run.scored("more", {"eval": "dev-A", "heldout": "held-B", "extra": "x"}) == {}
-  assert run.scored("old", {"eval": "dev-A"})[4] == {"global_step": 4, "f1": 60.0}
-  assert run.scored(None, {}) == {}
