@@ -226,14 +226,12 @@ def test_ctrl_c_or_sigterm_stops_a_prediction_with_one_line(fine_tuned, tmp_path
     (signal.SIGINT, True),  # a terminal's Ctrl-C reaches the workers too: each printed a traceback
     (signal.SIGTERM, False),  # killed, it left its temporary cache file
 ], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_stops_a_feature_conversion_with_one_line(fine_tuned, tmp_path, signum,
-                                                                  group):
+def test_ctrl_c_or_sigterm_stops_a_feature_conversion_with_one_line(tmp_path, signum, group):
   data = _big_sst2(tmp_path / "glue", 100_000)  # 10 MB: converted by 2 worker processes
   out = tmp_path / "run"
   out.mkdir()
-  weights = f"--init_checkpoint={fine_tuned[0] / 'run' / 'model.ckpt-1'}"  # predict-only needs some
   command = _hooked("run_classifier.py", _AFTER_3_CHUNKS,
-                    *_glue_args(tmp_path, data, out, "--do_predict", "--num_workers=2", weights))
+                    *_glue_args(tmp_path, data, out, "--do_predict", "--num_workers=2"))
   stdout, stderr, status, seconds, new = _stop(command, "marker:", signum, out, group=group)
   line = _assert_stopped(stderr, status, seconds)
   assert line == "stopped: interrupted; rerun the same command to resume"
