@@ -7,10 +7,10 @@ companion preprocessing SavedModel and a TFLite model. See docs/export.md.
   python export_to_tfhub.py --albert_directory=albert_base \
       --checkpoint_name=model.ckpt-best --export_path=/tmp/albert_base_hub
 
-This file only turns flags into an `albert.export.encoder.ExportConfig` and calls `albert.export.encoder.export`
-through `albert.errors.run_cleanly` (a bad flag, input, checkpoint or output location is one
-line `error: ...` and exit status 1). Rerunning a command that stopped keeps the parts already
-exported and writes the rest.
+This file only turns flags into an `albert.export.encoder.ExportConfig` and calls
+`albert.export.job.export` through `albert.errors.run_cleanly` (a bad flag, input, checkpoint or
+output location is one line `error: ...` and exit status 1). Rerunning a command that stopped
+keeps the parts already exported and writes the rest.
 """
 
 from absl import app, flags, logging

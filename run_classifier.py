@@ -79,10 +79,10 @@ def _main():
     return
   export_settings = None
   if FLAGS.export_dir:
-    from albert.export.serving import ExportSettings, check_export_dir
+    from albert.export.serving import ClassifierServing, ExportSettings
     export_settings = ExportSettings(export_dir=FLAGS.export_dir,
                                      threshold=FLAGS.threshold_to_export)
-    check_export_dir(task, export_settings)  # before the training: it may take hours
+    ClassifierServing.check_export_dir(task, export_settings)  # before hours of training
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs()
   trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
   if FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict:
@@ -91,9 +91,10 @@ def _main():
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items()) if k != "global_step")
     if shown:
       print(f"{task.task_name}: {shown}")
-  if export_settings:
-    from albert.export.serving import export_classifier
-    export_classifier(trainer, export_settings)  # logs "Exported <export_dir>/<version> ..."
+  if export_settings:  # logs "Exported <export_dir>/<version> ..."
+    from albert.export.versioned import checkpoint_to_export
+    ClassifierServing.export_task(task, checkpoint_to_export(
+        FLAGS.output_dir, trainer_config.init_checkpoint), export_settings)
 
 
 if __name__ == "__main__":

@@ -97,8 +97,8 @@ def _main():
     task.prepare_only(albert_flags.prepare_only_splits(("train", "eval")))
     return
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
-    from albert.export.versioned import check_export_dir
-    check_export_dir(task, "race", FLAGS.export_dir)
+    from albert.export.serving import ExportSettings, RaceServing
+    RaceServing.check_export_dir(task, ExportSettings(FLAGS.export_dir))
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       optimizer="adamw", keep_checkpoint_max=FLAGS.num_keep_checkpoint)
   trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
@@ -110,8 +110,9 @@ def _main():
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items()) if "accuracy" in k)
     print(f"RACE: {shown}; results in {FLAGS.output_dir}/eval_results.txt")
   if FLAGS.export_dir:
-    from albert.export.versioned import export_from_trainer
-    export_from_trainer(trainer, "race", FLAGS.export_dir)
+    from albert.export.versioned import checkpoint_to_export
+    RaceServing.export_task(task, checkpoint_to_export(
+        FLAGS.output_dir, trainer_config.init_checkpoint), ExportSettings(FLAGS.export_dir))
 
 
 if __name__ == "__main__":

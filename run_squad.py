@@ -106,10 +106,9 @@ def _main():
     task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
                                                    ("predict", FLAGS.predict_file)) if wanted])
     return
-  kind = "squad_v2" if FLAGS.version_2_with_negative else "squad_v1"
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
-    from albert.export.versioned import check_export_dir
-    check_export_dir(task, kind, FLAGS.export_dir)
+    from albert.export.serving import ExportSettings, SquadServing
+    SquadServing.check_export_dir(task, ExportSettings(FLAGS.export_dir))
   trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
       num_train_steps=None if FLAGS.do_train else 0)
   scored = bool(FLAGS.do_predict and FLAGS.predict_file and has_answers(FLAGS.predict_file))
@@ -117,20 +116,10 @@ def _main():
   results = {}
   if FLAGS.do_train or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
-  if FLAGS.export_dir:
-    from albert.errors import TrainingError
-    from albert.export.versioned import export_from_trainer
-    try:  # the weights the export reads (when there are none, the export says so)
-      stored = task.stored_threshold(trainer.predict_checkpoint())
-    except TrainingError:
-      stored = None
-    threshold = stored["threshold"] if stored else None
-    export_from_trainer(
-        trainer, kind, FLAGS.export_dir,
-        assets={"sp_model_file": task.tokenizer_spec().spm_model_file},
-        info={"do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
-              "doc_stride": FLAGS.doc_stride, "max_query_length": FLAGS.max_query_length,
-              "null_score_diff_threshold": threshold})
+  if FLAGS.export_dir:  # with the tokenizer, its settings and the stored null threshold
+    from albert.export.versioned import checkpoint_to_export
+    SquadServing.export_task(task, checkpoint_to_export(
+        FLAGS.output_dir, trainer_config.init_checkpoint), ExportSettings(FLAGS.export_dir))
     if not (FLAGS.do_train or FLAGS.do_predict):
       return
   shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(results.items())

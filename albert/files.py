@@ -14,6 +14,8 @@ Every output of the library goes through here:
 * `check_output_dir(path, flag)` / `check_output_file(path, flag)`: a directory (or a file's
   folder) that can be created and written, checked before a run writes anything (a parent that
   is a file, a read-only or foreign directory: one clear error naming the flag).
+* `file_digest(path)`: the sha256 of a file's bytes (local or remote), what the feature caches'
+  fingerprints and the exports' records are made of.
 
 OS errors become `OutputError`s that name the path and the cause (`tf_write_error` does the same
 for TensorFlow's write failures, which carry no errno).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -33,6 +36,7 @@ from albert.errors import ExportError, FlagError, OutputError, output_error
 
 TEMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
+_DIGESTS: Dict[tuple, str] = {}
 
 
 def umask() -> int:
@@ -54,6 +58,31 @@ def _pid_alive(pid: int) -> bool:
   except PermissionError:
     return True
   return True
+
+
+def file_digest(path: str) -> str:
+  """sha256 (hex) of a file's bytes, local or remote (tf.io.gfile).
+
+  A local file's digest is remembered for the process, per path, size and modification time
+  (a run hashes the same tokenizer model for several caches).
+  """
+  if is_remote(path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return _sha256(f)
+  stat = os.stat(path)
+  key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+  if key not in _DIGESTS:
+    with open(path, "rb") as f:
+      _DIGESTS[key] = _sha256(f)
+  return _DIGESTS[key]
+
+
+def _sha256(stream) -> str:
+  digest = hashlib.sha256()
+  for block in iter(lambda: stream.read(1 << 22), b""):
+    digest.update(block)
+  return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------- files

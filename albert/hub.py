@@ -154,7 +154,9 @@ def _check_variables(path: str) -> Dict[str, Any]:
                          f"{getattr(e, 'message', e)}); export or download it again") from e
 
 
-def _asset(path: str, patterns: List[str]) -> Optional[str]:
+def find_asset(path: str, patterns: List[str]) -> Optional[str]:
+  """The first file of a SavedModel's `assets/` that matches a pattern (patterns in order of
+  preference, files sorted), or None."""
   for pattern in patterns:
     found = sorted(tf.io.gfile.glob(os.path.join(path, "assets", pattern)))
     if found:
@@ -233,15 +235,15 @@ def inspect_handle(handle: str, albert_config_file: Optional[str] = None,
         f"{path} is a TF1 SavedModel whose variables are not ALBERT's (no "
         f"{TF1_MARKER_VARIABLE!r}; it has e.g. {sorted(variables)[:3]}): neither a TF2 "
         "encoder nor an original ALBERT hub module")
-  config_file = albert_config_file or _asset(path, [CONFIG_ASSET])
+  config_file = albert_config_file or find_asset(path, [CONFIG_ASSET])
   if kind == TF1 and not config_file and albert_config is None:
     raise HubHandleError(f"{path} is an original (TF1) ALBERT hub module without "
                          f"assets/{CONFIG_ASSET}; pass --albert_config_file")
   return HubModuleInfo(
       handle=handle, path=path, format=kind,
       albert_config=AlbertConfig.from_json_file(config_file) if config_file else albert_config,
-      sp_model_file=_asset(path, ["30k-clean.model", "*.model"]),
-      vocab_file=_asset(path, ["*.vocab", "vocab*.txt"]),
+      sp_model_file=find_asset(path, ["30k-clean.model", "*.model"]),
+      vocab_file=find_asset(path, ["*.vocab", "vocab*.txt"]),
       do_lower_case=(_tf1_do_lower_case(saved_model) if kind == TF1
                      else _tf2_do_lower_case(path, variables)))
 

@@ -321,7 +321,7 @@ POOLER = ("bert/pooler/",)
 
 def finetune(args, albert_config, spm_model: str, pretrained: str, say) -> None:
   """SST-2 from the pretrained model and from a random start; export; raw sentences."""
-  from albert.export.serving import ExportSettings, export_classifier
+  from albert.export.serving import ClassifierServing, ExportSettings
   from albert.data.glue import reader as glue
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
   from albert.tasks.finetune import FinetuneConfig, default_buckets
@@ -352,14 +352,15 @@ def finetune(args, albert_config, spm_model: str, pretrained: str, say) -> None:
     accuracy[name], trainers[name] = trainer.run_dir.best()["value"], trainer
 
   _step("7. Export (raw text in) and three sentences through the reloaded SavedModel")
-  from albert.cli import startup  # pylint: disable=g-import-not-at-top
+  from albert import noise  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_text  # noqa: F401  pylint: disable=unused-import,g-import-not-at-top
   # A CPU note, not a problem; printed by the first int64 op of the process (the export's check
   # on a first run, the served call on a rerun, where the export is kept).
-  with startup.stderr_without("oneDNN supports DT_INT64 only"):
-    export = export_classifier(trainers["pretrained"], ExportSettings(
-        export_dir=os.path.join(out, "sst2_export")), log=say)
+  with noise.stderr_without("oneDNN supports DT_INT64 only"):
+    export = ClassifierServing.export_task(
+        trainers["pretrained"].task, trainers["pretrained"].run_dir.best_prefix,
+        ExportSettings(export_dir=os.path.join(out, "sst2_export")), log=say)
     served = tf.saved_model.load(export.path).signatures["raw_text"]
     got = served(sentence=tf.constant(SENTENCES))
   for sentence, label, probabilities in zip(SENTENCES, got["label"].numpy(),

@@ -18,21 +18,17 @@ Call it first in a program's main, before anything else imports TensorFlow or ru
 `absl.app.run` the line is printed while TensorFlow is imported). TensorFlow is imported only
 inside `start_tensorflow`, so importing this module is cheap.
 
-`stderr_without` and `python_logs_without` are the two filters, for other lines known to be
-noise (the export drops tf_keras's "Compiled the loaded model, but the compiled metrics have yet
-to be built" for a model that is never compiled, and the TFLite converter's notes on its own
-internal options).
+The filter is `albert.noise.stderr_without` (the library's exports use it and its sibling
+`python_logs_without` for other lines known to be noise).
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import logging
 import os
-import subprocess
-import sys
-from typing import Iterator
+
+from albert.noise import stderr_without
 
 CUINIT_MARK = "failed call to cuInit"
 
@@ -40,59 +36,6 @@ CUINIT_MARK = "failed call to cuInit"
 def nvidia_device_present() -> bool:
   """Whether the machine shows any sign of an NVIDIA GPU or driver."""
   return bool(glob.glob("/dev/nvidia*")) or os.path.exists("/proc/driver/nvidia")
-
-
-# The filter process: stdin -> its stderr (the original one), line by line, without the marks.
-_FILTER = """
-import sys
-marks = [m.encode() for m in sys.argv[1:]]
-out = sys.stderr.buffer
-for line in iter(sys.stdin.buffer.readline, b""):
-  if not any(m in line for m in marks):
-    out.write(line)
-    out.flush()
-"""
-
-
-@contextlib.contextmanager
-def stderr_without(*marks: str) -> Iterator[None]:
-  """Inside the block, lines containing any of `marks` written to file descriptor 2 (by Python
-  or C++) are dropped; every other line is forwarded at once, even if the process crashes."""
-  sys.stderr.flush()
-  try:
-    dropper = subprocess.Popen([sys.executable, "-S", "-c", _FILTER, *marks],
-                               stdin=subprocess.PIPE, close_fds=True)
-  except OSError:
-    yield  # no filter: every line is shown
-    return
-  saved = os.dup(2)
-  os.dup2(dropper.stdin.fileno(), 2)
-  try:
-    yield
-  finally:
-    sys.stderr.flush()
-    os.dup2(saved, 2)
-    os.close(saved)
-    dropper.stdin.close()
-    try:
-      dropper.wait(timeout=10)  # everything forwarded before later output
-    except subprocess.TimeoutExpired:
-      pass
-
-
-@contextlib.contextmanager
-def python_logs_without(*prefixes: str, logger: str = "tensorflow") -> Iterator[None]:
-  """Inside the block, records of the Python `logger` starting with any of `prefixes` are
-  dropped (TensorFlow and tf_keras log through the "tensorflow" logger)."""
-  def keep(record: logging.LogRecord) -> bool:
-    return not str(record.getMessage()).startswith(prefixes)
-
-  target = logging.getLogger(logger)
-  target.addFilter(keep)
-  try:
-    yield
-  finally:
-    target.removeFilter(keep)
 
 
 def start_tensorflow() -> None:

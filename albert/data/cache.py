@@ -24,22 +24,9 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 
 from albert.data import records as records_lib
 from albert.errors import DataError, OutputError
+from albert.files import file_digest  # the sha256 of a file's bytes (TF-free for local files)
 
 FORMAT_VERSION = 1
-_HASHED: Dict[tuple, str] = {}
-
-
-def file_digest(path: str) -> str:
-  """sha256 of a file's bytes (remembered per path, size and mtime for the process)."""
-  stat = os.stat(path)
-  key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-  if key not in _HASHED:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-      for block in iter(lambda: f.read(1 << 20), b""):
-        digest.update(block)
-    _HASHED[key] = digest.hexdigest()
-  return _HASHED[key]
 
 
 def files_identity(paths: Sequence[str]) -> str:

@@ -12,17 +12,18 @@ doc-stride windows, exactly as training and `--do_predict` do (the same features
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
+from albert import hub
 from albert.data.squad import examples as squad_data
 from albert.data.squad import features as squad_features
 from albert.data.squad import postprocess as squad_postprocess
 from albert.errors import FlagError
+from albert.export import versioned
 
 Pair = Union[Tuple[str, str], Dict[str, str]]
 FEATURES = ("input_ids", "input_mask", "segment_ids", "p_mask")
@@ -70,16 +71,13 @@ class SquadAnswerer:
   def from_export(cls, export_dir: str, spm_model_file: Optional[str] = None,
                   **kwargs) -> "SquadAnswerer":
     """A `run_squad.py --export_dir` SavedModel (its `token_ids` signature)."""
-    info_path = os.path.join(export_dir, "assets.extra", "export_info.json")
-    info: Dict[str, Any] = {}
-    if os.path.exists(info_path):
-      with open(info_path, encoding="utf-8") as f:
-        info = json.load(f)
+    info_path = os.path.join(export_dir, versioned.INFO_FILE)
+    info: Dict[str, Any] = versioned.read_info(export_dir) or {}
     kind = info.get("task_kind")
     if kind not in ("squad_v1", "squad_v2"):
       raise FlagError(f"{export_dir} is not a SQuAD export (task kind {kind!r} in "
                       f"{info_path}); export one with run_squad.py --export_dir")
-    spm_model_file = spm_model_file or _asset(export_dir, ".model")
+    spm_model_file = spm_model_file or hub.find_asset(export_dir, ["*.model"])
     if not spm_model_file:
       raise FlagError(f"{export_dir} carries no SentencePiece model: pass spm_model_file")
     signature = tf.saved_model.load(export_dir).signatures["token_ids"]
@@ -141,14 +139,6 @@ class SquadAnswerer:
 
 def _offset(context: str, text: str) -> int:
   return context.find(text) if text else -1
-
-
-def _asset(export_dir: str, suffix: str) -> Optional[str]:
-  assets = os.path.join(export_dir, "assets")
-  if not os.path.isdir(assets):
-    return None
-  found = sorted(n for n in os.listdir(assets) if n.endswith(suffix))
-  return os.path.join(assets, found[0]) if found else None
 
 
 def answer_questions(pairs: Sequence[Pair], **kwargs) -> List[Dict[str, Any]]:

@@ -41,15 +41,15 @@ import tf_keras
 
 from albert import checkpoint as ckpt
 from albert import files
-from albert.cli import startup
+from albert import noise
 from albert.config import AlbertConfig
 from albert.errors import ExportError
 from albert.heads import MaskedLMHead, SentenceOrderHead
+from albert.hub import CONFIG_ASSET  # the asset name the hub reader looks for
 from albert.modeling import AlbertBackbone
 
 HUB_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 ORIGINAL_INPUTS = ("input_ids", "input_mask", "segment_ids")
-CONFIG_ASSET = "albert_config.json"
 DEFAULT_SPM_NAME = "30k-clean.model"
 VERIFY_TOLERANCE = 1e-5  # relative to the largest output magnitude (at least 1)
 
@@ -151,43 +151,7 @@ class ExportConfig:
       seen[key] = flag
 
 
-@dataclasses.dataclass
-class ExportResult:
-  """What an export wrote and measured."""
-
-  export_path: str
-  load_report: Optional[ckpt.LoadReport]  # None when the encoder was kept from an earlier run
-  signatures: List[str]
-  max_abs_diff: Dict[str, float] = dataclasses.field(default_factory=dict)
-  preprocessing_path: Optional[str] = None
-  tflite_path: Optional[str] = None
-  tflite_max_abs_diff: Dict[str, float] = dataclasses.field(default_factory=dict)
-  kept: List[str] = dataclasses.field(default_factory=list)  # parts done by an earlier run
-  removed: List[str] = dataclasses.field(default_factory=list)  # leftovers of killed runs
-
-  def format(self) -> str:
-    lines = [f"Removed the leftover of an interrupted export: {p}" for p in self.removed]
-    if self.export_path in self.kept:
-      lines.append(f"Kept {self.export_path}: exported earlier from the same checkpoint, config "
-                   "and tokenizer (--overwrite writes it again)")
-    else:
-      lines += [f"Exported {self.export_path}", "  " + self.load_report.format().replace(
-          "\n", "\n  "), f"  signatures: {', '.join(self.signatures)}"]
-    if self.max_abs_diff:
-      lines.append("  reloaded vs in-memory, max |diff|: " + _format_diffs(self.max_abs_diff))
-    if self.preprocessing_path in self.kept:
-      lines.append(f"Kept the preprocessing model {self.preprocessing_path}: exported earlier "
-                   "from the same SentencePiece model and settings")
-    elif self.preprocessing_path:
-      lines.append(f"Exported the preprocessing model {self.preprocessing_path}")
-    if self.tflite_path:
-      verb = "Kept" if self.tflite_path in self.kept else "Wrote"
-      lines.append(f"{verb} {self.tflite_path}; TFLite vs SavedModel, max |diff|: "
-                   + _format_diffs(self.tflite_max_abs_diff))
-    return "\n".join(lines)
-
-
-def _format_diffs(diffs: Dict[str, float]) -> str:
+def format_diffs(diffs: Dict[str, float]) -> str:
   return ", ".join(f"{k} {v:.2e}" for k, v in sorted(diffs.items()))
 
 
@@ -399,7 +363,7 @@ def verify_export(directory: str, models: ExportModels) -> Dict[str, float]:
   worst = max(diffs.values())
   if worst > VERIFY_TOLERANCE * scale:
     raise ExportError(f"the SavedModel written to {directory} does not reproduce the model "
-                      f"(max |diff| {worst:.3g}): {_format_diffs(diffs)}")
+                      f"(max |diff| {worst:.3g}): {format_diffs(diffs)}")
   return diffs
 
 
@@ -433,7 +397,7 @@ def convert_to_tflite(saved_model_dir: str, tflite_path: str,
       [tflite_function(loaded, seq_length)], loaded)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   try:
-    with startup.stderr_without(*TFLITE_NOISE):
+    with noise.stderr_without(*TFLITE_NOISE):
       blob = converter.convert()
   except Exception as e:  # the converter raises its own ConverterError
     lines = [line for line in str(e).splitlines() if "neither a custom op nor a flex op" in line]
@@ -466,7 +430,7 @@ def check_tflite(tflite_path: str, saved_model_dir: str, seq_length: Optional[in
 
 def interpreter(tflite_path: str):
   """tf.lite.Interpreter without its deprecation warning and its XNNPACK start-up note."""
-  with warnings.catch_warnings(), startup.stderr_without(*TFLITE_NOISE):
+  with warnings.catch_warnings(), noise.stderr_without(*TFLITE_NOISE):
     warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
     interpreter = tf.lite.Interpreter(model_path=tflite_path)
     interpreter.allocate_tensors()

@@ -1,8 +1,9 @@
 """The export_to_tfhub.py job: everything checked first, then each part written or kept.
 
-`export(ExportConfig, log)` writes the encoder SavedModel of `albert.export.encoder` (checked against the
-in-memory model after reloading), the preprocessing SavedModel (`albert.export.preprocessing`) and the
-TFLite file, each atomically. Every check (config, checkpoint complete and readable, vocabulary
+`export(ExportConfig, log)` writes the encoder SavedModel of `albert.export.encoder` (checked
+against the in-memory model after reloading), the preprocessing SavedModel
+(`albert.export.preprocessing`) and the TFLite file, each atomically, and returns a
+`HubExportResult`. Every check (config, checkpoint complete and readable, vocabulary
 against the config, output locations) runs before anything is written. Each SavedModel records
 what made it (`assets.extra/albert_export.json`, `albert.export.state`): rerunning a command
 that stopped halfway keeps the parts already done from the same inputs (an existing TFLite file
@@ -14,27 +15,64 @@ removed; faults of TensorFlow's writers are named (`OutputError`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import tensorflow as tf
 
 from albert import checkpoint as ckpt
-from albert import files
-from albert.export import state as export_state
-from albert.cli import startup
+from albert import files, noise
 from albert.config import AlbertConfig
 from albert.errors import ORDINARY_ERRNOS, ExportError, output_error
-from albert.export.encoder import (CONFIG_ASSET, ExportConfig, ExportModels, ExportResult,
-                           attach_hub_attributes, build_export_models, check_tflite,
-                           convert_to_tflite, interpreter, load_export_weights, make_signatures,
-                           verify_export)
+from albert.export import state as export_state
+from albert.export.encoder import (CONFIG_ASSET, ExportConfig, ExportModels,
+                                   attach_hub_attributes, build_export_models, check_tflite,
+                                   convert_to_tflite, format_diffs, interpreter,
+                                   load_export_weights, make_signatures, verify_export)
 
 TFLITE_KEEP_TOLERANCE = 1e-3  # an existing TFLite file within this of the encoder is kept
 
 
-def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
+@dataclasses.dataclass
+class HubExportResult:
+  """What export_to_tfhub.py's job wrote (or kept) and measured: the encoder, the
+  preprocessing model, the TFLite file (a fine-tuned export's is `versioned.ExportResult`)."""
+
+  export_path: str
+  load_report: Optional[ckpt.LoadReport]  # None when the encoder was kept from an earlier run
+  signatures: List[str]
+  max_abs_diff: Dict[str, float] = dataclasses.field(default_factory=dict)
+  preprocessing_path: Optional[str] = None
+  tflite_path: Optional[str] = None
+  tflite_max_abs_diff: Dict[str, float] = dataclasses.field(default_factory=dict)
+  kept: List[str] = dataclasses.field(default_factory=list)  # parts done by an earlier run
+  removed: List[str] = dataclasses.field(default_factory=list)  # leftovers of killed runs
+
+  def format(self) -> str:
+    lines = [f"Removed the leftover of an interrupted export: {p}" for p in self.removed]
+    if self.export_path in self.kept:
+      lines.append(f"Kept {self.export_path}: exported earlier from the same checkpoint, config "
+                   "and tokenizer (--overwrite writes it again)")
+    else:
+      lines += [f"Exported {self.export_path}", "  " + self.load_report.format().replace(
+          "\n", "\n  "), f"  signatures: {', '.join(self.signatures)}"]
+    if self.max_abs_diff:
+      lines.append("  reloaded vs in-memory, max |diff|: " + format_diffs(self.max_abs_diff))
+    if self.preprocessing_path in self.kept:
+      lines.append(f"Kept the preprocessing model {self.preprocessing_path}: exported earlier "
+                   "from the same SentencePiece model and settings")
+    elif self.preprocessing_path:
+      lines.append(f"Exported the preprocessing model {self.preprocessing_path}")
+    if self.tflite_path:
+      verb = "Kept" if self.tflite_path in self.kept else "Wrote"
+      lines.append(f"{verb} {self.tflite_path}; TFLite vs SavedModel, max |diff|: "
+                   + format_diffs(self.tflite_max_abs_diff))
+    return "\n".join(lines)
+
+
+def export(config: ExportConfig, log: Callable[[str], None] = print) -> HubExportResult:
   """Writes the encoder SavedModel (and, if asked, preprocessing and TFLite); see the module.
 
   Everything is checked before anything is written: settings, input files, output locations,
@@ -53,11 +91,12 @@ def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportRe
                       f"{config.albert_config_file}")
   prefix = ckpt.resolve_checkpoint(config.checkpoint)
   record = encoder_record(config, prefix)  # hashes the checkpoint files once
-  encoder_plan = export_state.plan(config.export_path, record, config.overwrite, "--export_path",
-                                   complete=export_is_complete(config.export_path))
+  encoder_plan = export_state.write_or_keep(config.export_path, record, config.overwrite,
+                                            "--export_path",
+                                            complete=export_is_complete(config.export_path))
   preprocessing_plan = None
   if config.preprocessing_export_path:
-    preprocessing_plan = export_state.plan(
+    preprocessing_plan = export_state.write_or_keep(
         config.preprocessing_export_path, preprocessing_record(config), config.overwrite,
         "--preprocessing_export_path",
         complete=tf.io.gfile.exists(os.path.join(config.preprocessing_export_path,
@@ -68,7 +107,7 @@ def export(config: ExportConfig, log: Callable[[str], None] = print) -> ExportRe
                       f"would be checked against is exported anew to {config.export_path}; "
                       "remove it or pass --overwrite")
 
-  result = ExportResult(export_path=config.export_path, load_report=None, signatures=[],
+  result = HubExportResult(export_path=config.export_path, load_report=None, signatures=[],
                         preprocessing_path=config.preprocessing_export_path)
   models = None
   if encoder_plan == export_state.WRITE:
@@ -110,7 +149,7 @@ def preprocessing_record(config: ExportConfig) -> Dict[str, object]:
 
 
 def write_encoder(config: ExportConfig, models: ExportModels, record: Dict[str, object],
-                  result: ExportResult) -> str:
+                  result: HubExportResult) -> str:
   """Writes the encoder SavedModel atomically (checked, with `record`); returns its path."""
   sources = {"config": (CONFIG_ASSET, config.albert_config_file)}
   if config.sp_model_file:
@@ -148,7 +187,7 @@ def _write_preprocessing(config: ExportConfig) -> str:
         before_rename=lambda directory: export_state.write_record(directory, record))
 
 
-def _write_or_check_tflite(config: ExportConfig, result: ExportResult, keep: bool) -> None:
+def _write_or_check_tflite(config: ExportConfig, result: HubExportResult, keep: bool) -> None:
   """Converts the encoder to TFLite, or keeps an existing file that reproduces it."""
   if keep:
     diffs, problem = _tflite_matches(config.tflite_path, result.export_path,
@@ -185,7 +224,7 @@ def _tflite_matches(tflite_path: str, saved_model_dir: str, seq_length: Optional
 
 def _quiet_keras_save():
   """tf_keras warns on every save that the (never compiled) model's metrics are not built."""
-  return startup.python_logs_without("Compiled the loaded model, but the compiled metrics")
+  return noise.python_logs_without("Compiled the loaded model, but the compiled metrics")
 
 
 @contextlib.contextmanager

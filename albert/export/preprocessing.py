@@ -146,7 +146,8 @@ def lower_utf8(text: tf.Tensor) -> tf.Tensor:
   return tf.strings.substr(joined, tf.zeros_like(length), length)
 
 
-def preprocess_text(text: tf.Tensor, remove_space: bool = True, lower: bool = False) -> tf.Tensor:
+def preprocess_text_in_graph(text: tf.Tensor, remove_space: bool = True,
+                             lower: bool = False) -> tf.Tensor:
   """In-graph `albert.tokenization.preprocess_text` on a string tensor [B].
 
   Steps, as the original: if `remove_space`, collapse whitespace runs to one space and strip;
@@ -206,7 +207,7 @@ class AlbertTokenizer(tf_keras.layers.Layer):
     """Strings [B] -> pieces RaggedTensor string [B, (pieces)]."""
     text = tf.convert_to_tensor(text, tf.string)
     if self.preprocess:
-      text = preprocess_text(text, remove_space=True, lower=self.do_lower_case)
+      text = preprocess_text_in_graph(text, remove_space=True, lower=self.do_lower_case)
     pieces = self._sp.tokenize(text)
     pieces = tf.RaggedTensor.from_row_splits(  # static row count for shape inference
         pieces.values, tf.reshape(pieces.row_splits, [tf.shape(text)[0] + 1]))
@@ -342,6 +343,45 @@ def check_special_tokens(special_tokens: Dict[str, int], source: str) -> None:
   if missing:
     raise TokenizerError(f"SentencePiece model {source} has no {' / '.join(missing)} piece; "
                      "ALBERT inputs need [CLS] and [SEP]")
+
+
+# ----------------------------------------------------------------------- GLUE features
+class TextPipeline:
+  """Strings -> the model's int32 features, in-graph, as the original's GLUE features
+  (`albert.data.glue.reader`): the raw-text signatures of `albert.export.serving`."""
+
+  def __init__(self, spm_model_file: str, do_lower_case: bool, max_seq_length: int):
+    with tf.io.gfile.GFile(spm_model_file, "rb") as f:
+      proto = f.read()
+    self.tokenizer = AlbertTokenizer(proto, do_lower_case=do_lower_case,
+                                     name="albert_tokenizer")
+    self.special = self.tokenizer.get_special_tokens_dict()
+    check_special_tokens(self.special, spm_model_file)
+    self.max_seq_length = max_seq_length
+
+  def _pack(self, segments) -> Dict[str, tf.Tensor]:
+    s = self.special
+    packed = bert_pack_inputs(
+        segments, self.max_seq_length, s["start_of_sequence_id"], s["end_of_segment_id"],
+        s["padding_id"])
+    return {"input_ids": packed["input_word_ids"], "input_mask": packed["input_mask"],
+            "segment_ids": packed["input_type_ids"]}
+
+  def features(self, sentence: tf.Tensor, sentence2: Optional[tf.Tensor] = None
+               ) -> Dict[str, tf.Tensor]:
+    """[B] strings (and [B] second strings) -> int32 [B, max_seq_length] features."""
+    if sentence2 is None:
+      return self._pack([self.tokenizer(sentence)])
+    # One tokenizer for both texts (one set of kernels: its regexes compile once).
+    rows = tf.shape(sentence)[0]
+    tokens = self.tokenizer(tf.concat([sentence, sentence2], axis=0))
+    tokens_a, tokens_b = tokens[:rows], tokens[rows:]
+    single = self._pack([tokens_a])
+    pair = self._pack([tokens_a, tokens_b])
+    has_b = (tokens_b.row_lengths() > 0)[:, None]  # no piece in B: a single sentence
+    return {k: tf.where(has_b, pair[k], single[k]) for k in pair}
+
+
 
 
 def create_preprocessing_model(config: PreprocessingConfig) -> tf_keras.Model:

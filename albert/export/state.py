@@ -9,12 +9,12 @@ beside a model; TensorFlow does not load it): the kind of export, the sha256 of 
 (config, checkpoint, tokenizer) and the settings that change the result. The TFLite file has no
 such record; it is checked against the encoder instead (`albert.export.encoder`).
 
-This module owns the record: `make_record`, `write_record`, `read_record` and `plan`.
+This module owns the record: `make_record`, `write_record`, `read_record`, and `write_or_keep`
+(whether a part is written anew or kept from an earlier run).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -32,16 +32,6 @@ def _gfile():
   return tf.io.gfile
 
 
-def file_digest(path: str) -> str:
-  """sha256 of a local or remote (tf.io.gfile) file."""
-  digest = hashlib.sha256()
-  opener = _gfile().GFile if files.is_remote(path) else open
-  with opener(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 22), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def checkpoint_files(prefix: str) -> Sequence[str]:
   """The `.index` and `.data-*` files of a checkpoint prefix, sorted."""
   gfile = _gfile()
@@ -51,7 +41,7 @@ def checkpoint_files(prefix: str) -> Sequence[str]:
 def make_record(kind: str, inputs: Mapping[str, Optional[str]],
                 settings: Mapping[str, Any]) -> Dict[str, Any]:
   """The record of an export: `{name: file}` inputs (None skipped) are hashed, settings kept."""
-  digests = {name: file_digest(path) for name, path in inputs.items() if path}
+  digests = {name: files.file_digest(path) for name, path in inputs.items() if path}
   return {"format_version": FORMAT_VERSION, "kind": kind, "inputs": digests,
           "settings": dict(settings)}
 
@@ -82,8 +72,8 @@ def _exists(path: str) -> bool:
   return os.path.exists(path) and (not os.path.isdir(path) or bool(os.listdir(path)))
 
 
-def plan(path: str, record: Mapping[str, Any], overwrite: bool, flag: str,
-         complete: bool = True) -> str:
+def write_or_keep(path: str, record: Mapping[str, Any], overwrite: bool, flag: str,
+                  complete: bool = True) -> str:
   """WRITE or KEEP for the SavedModel at `path`; raises ExportError if it cannot be either.
 
   Missing: WRITE. With `overwrite`: WRITE (replaced once the new one is complete). Present with

@@ -40,6 +40,7 @@ from albert.config import AlbertConfig
 from albert.data import cache as cache_lib
 from albert.data.pretraining.corpus import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
+from albert.train.loop import StopRequest
 from albert.train.task import Task
 
 
@@ -202,8 +203,9 @@ class FinetuneTask(Task):
     builds no model."""
     for split in splits:
       self.prepare(split, check_only=True)
-    for split in splits:
-      self.prepare(split)
+    with StopRequest():  # Ctrl-C or SIGTERM: stopped at once, no cache file left half-written
+      for split in splits:
+        self.prepare(split)
 
   def _check_shared(self) -> None:
     """max_seq_length against the albert config, and the tokenizer."""

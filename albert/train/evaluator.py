@@ -216,6 +216,8 @@ class Evaluator:
     parts = []
     for split in splits:
       key = self.task.data_fingerprint(split)
+      if key == "":  # data of the run itself (e.g. SQuAD's held-out training articles)
+        continue
       if key is None and self.task.input_files(split):
         key = cache_lib.files_identity(self.task.input_files(split))
       parts.append(key)

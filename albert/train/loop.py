@@ -166,19 +166,20 @@ class StopRequest:
         StopRequest._active = self
     self._shared = shared
     if self.unit:
-      shared._units.append(self.unit)  # pylint: disable=protected-access
+      shared._units.append(self.unit)
     return shared
 
   def __exit__(self, exc_type, exc, tb):
     shared = self._shared
     if self.unit:
-      shared._units.pop()  # pylint: disable=protected-access
+      shared._units.pop()
     if shared is self and StopRequest._active is self:
       for signum, previous in self._previous.items():
         signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
       StopRequest._active = None
-    if exc_type is None and shared.requested and not shared._units:  # pylint: disable=protected-access
-      raise KeyboardInterrupt  # asked for as the last checking loop ended, or swallowed
+    # A stop asked for as the last checking loop ended (or a swallowed KeyboardInterrupt).
+    if exc_type is None and shared.requested and not shared._units:
+      raise KeyboardInterrupt
     return False
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument

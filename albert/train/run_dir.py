@@ -1,7 +1,8 @@
 """A run's output directory: what the original wrote there, read back and written atomically.
 
 `RunDir(output_dir)` owns the files a run shares with its users and with later runs:
-* `model.ckpt-N` (TF1 names, weights only): `steps()`, `prefix(step)`, `prune(keep)`;
+* `model.ckpt-N` (TF1 names, weights only): `steps()`, `prefix(step)`, `prune(keep)`,
+  `best_or_latest()` (what a prediction or an export reads);
 * `eval_results.txt`: per evaluation, the sorted `key = value` lines of its results (the
   original's format; `global_step` among them), appended; `results()` reads them back;
 * `model.ckpt-best` + `best_trial.txt` (the original's one line `global_step:best_step:value`,
@@ -125,6 +126,14 @@ class RunDir:
       if match and os.path.exists(self.prefix(match.group(1)) + _SUFFIXES[0]):
         found.append(int(match.group(1)))
     return sorted(found)
+
+  def best_or_latest(self, fallback: Optional[str] = None) -> Optional[str]:
+    """The weights a prediction or an export of the run uses: `model.ckpt-best`, else the
+    latest `model.ckpt-N`, else `fallback` (--init_checkpoint); None when there is none."""
+    if os.path.exists(self.best_prefix + ".index"):
+      return self.best_prefix
+    steps = self.steps()
+    return self.prefix(steps[-1]) if steps else fallback
 
   def prune(self, keep: int, protect: Optional[int] = None) -> None:
     """Deletes the oldest `model.ckpt-N` beyond `keep` (never `protect`, the one not yet scored)."""

@@ -214,7 +214,9 @@ class Task(abc.ABC):
     Returns:
       A prepared split's digest (e.g. its feature cache's fingerprint), or None: the Trainer
       then keys the split by its files' path, size and time (the default: pretraining's
-      records are not hashed, reading gigabytes would cost minutes).
+      records are not hashed, reading gigabytes would cost minutes); or "": the split is data
+      of the run itself, not of what the user scores, and does not key the evaluations
+      (SQuAD's held-out training articles).
     """
     del split
     return None

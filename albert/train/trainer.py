@@ -313,17 +313,11 @@ class Trainer:
     """The weights `--do_predict` alone (and an export) uses: `--predict_checkpoint`, else
     `model.ckpt-best`, else the latest `model.ckpt-N`, else `--init_checkpoint`."""
     c = self.config
-    if c.predict_checkpoint:
-      return c.predict_checkpoint
-    if os.path.exists(self.run_dir.best_prefix + ".index"):
-      return self.run_dir.best_prefix
-    steps = self.run_dir.steps()
-    if steps:
-      return self.run_dir.prefix(steps[-1])
-    if c.init_checkpoint:
-      return c.init_checkpoint
-    raise TrainingError(f"--do_predict needs a checkpoint: none in --output_dir "
-                        f"({c.output_dir}) and no --init_checkpoint")
+    found = c.predict_checkpoint or self.run_dir.best_or_latest(c.init_checkpoint)
+    if not found:
+      raise TrainingError(f"--do_predict needs a checkpoint: none in --output_dir "
+                          f"({c.output_dir}) and no --init_checkpoint")
+    return found
 
   # ------------------------------------------------------------------------------- run
   def run(self, do_train: bool = True, do_eval: bool = False,

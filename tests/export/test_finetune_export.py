@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the raw-text export uses)
 
 from albert import checkpoint
+from albert.export import preprocessing
 from albert.export import serving as ce
 from albert.export import versioned as fx
 from albert.config import AlbertConfig
@@ -31,7 +32,6 @@ from albert.models import (SQUAD_V2_PREDICT_OUTPUTS, build_classifier_model, bui
                            build_squad_model, output_subset)
 from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
 from albert.tasks.finetune import FinetuneConfig
-from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
 from conftest import REPO_DIR, TESTDATA, randomize
 
 GLUE = os.path.join(TESTDATA, "glue")
@@ -81,8 +81,8 @@ def glue_model(num_labels, seed, regression=False):
 @pytest.mark.parametrize("max_seq_length", [16, 40, 128])
 def test_in_graph_features_equal_the_python_conversion_on_real_glue_rows(max_seq_length):
   """bert_pack_inputs + the in-graph tokenizer == albert.data.glue.reader's conversion, truncation too."""
-  serving = ce.GlueServing.for_task("mrpc", max_seq_length, SPM, True)
-  pipeline = ce.TextPipeline(serving)
+  serving = ce.ClassifierSpec.for_task("mrpc", max_seq_length, SPM, True)
+  pipeline = text_pipeline(serving)
   pairs = real_rows(PAIR_TASKS)
   singles = real_rows(SINGLE_TASKS)
   want_pairs = ce.python_features(serving, pairs)
@@ -93,7 +93,7 @@ def test_in_graph_features_equal_the_python_conversion_on_real_glue_rows(max_seq
   for got, want in ((got_pairs, want_pairs), (got_singles, want_singles)):
     for key in want:
       np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-  full = ce.python_features(ce.GlueServing.for_task("mrpc", 512, SPM, True), pairs)
+  full = ce.python_features(ce.ClassifierSpec.for_task("mrpc", 512, SPM, True), pairs)
   truncated = full["input_mask"].sum(1) > max_seq_length  # cut by _truncate_seq_pair
   assert (want_pairs["input_mask"].sum(1)[truncated] == max_seq_length).all()
   assert truncated.sum() >= {16: 95, 40: 50, 128: 2}[max_seq_length]
@@ -106,14 +106,18 @@ def test_in_graph_features_equal_the_python_conversion_on_real_glue_rows(max_seq
                                 want_pairs["input_ids"][:len(cached)])
 
 
+def text_pipeline(spec):
+  return preprocessing.TextPipeline(spec.spm_model_file, spec.do_lower_case, spec.max_seq_length)
+
+
 def serving_tokenizer():
   from albert.tokenization import FullTokenizer
   return FullTokenizer(None, True, SPM)
 
 
 def test_an_empty_second_text_makes_a_single_sentence():
-  serving = ce.GlueServing.for_task("rte", 24, SPM, True)
-  pipeline = ce.TextPipeline(serving)
+  serving = ce.ClassifierSpec.for_task("rte", 24, SPM, True)
+  pipeline = text_pipeline(serving)
   pairs = [("A man is here.", ""), ("A man is here.", "   "), ("A man is here.", "He is.")]
   got = numpy(pipeline.features(tf.constant([a for a, _ in pairs]),
                                 tf.constant([b for _, b in pairs])))
@@ -129,18 +133,18 @@ def test_an_empty_second_text_makes_a_single_sentence():
 def mrpc_export(tmp_path_factory):
   """A two-label pair task with --threshold_to_export=0.3, at max_seq_length 32."""
   model = glue_model(2, seed=11)
-  serving = ce.GlueServing.for_task("MRPC", 32, SPM, True, threshold=0.3)
+  serving = ce.ClassifierSpec.for_task("MRPC", 32, SPM, True, threshold=0.3)
   base = tmp_path_factory.mktemp("mrpc") / "export"
-  result = ce.export_glue_model(model, serving, str(base), step=42, log=QUIET)
+  result = ce.ClassifierServing(model, serving).export(str(base), step=42, log=QUIET)
   return model, serving, result, tf.saved_model.load(result.path)
 
 
 @pytest.fixture(scope="module")
 def stsb_export(tmp_path_factory):
   model = glue_model(1, seed=12, regression=True)
-  serving = ce.GlueServing.for_task("sts-b", 48, SPM, True, threshold=2.5)
+  serving = ce.ClassifierSpec.for_task("sts-b", 48, SPM, True, threshold=2.5)
   base = tmp_path_factory.mktemp("stsb") / "export"
-  result = ce.export_glue_model(model, serving, str(base), step=7, log=QUIET)
+  result = ce.ClassifierServing(model, serving).export(str(base), step=7, log=QUIET)
   return model, serving, result, tf.saved_model.load(result.path)
 
 
@@ -181,7 +185,7 @@ def test_token_ids_and_tf_example_reproduce_the_in_memory_model(mrpc_export):
     assert_close(numpy(loaded.signatures[name](input=examples)), got)
   # another sequence length: the token-id signature takes any S
   short = {k: v[:, :20] for k, v in ce.python_features(
-      ce.GlueServing.for_task("mrpc", 20, SPM, True), real_rows(["mrpc"])).items()}
+      ce.ClassifierSpec.for_task("mrpc", 20, SPM, True), real_rows(["mrpc"])).items()}
   want = model(tensors(short), training=False)
   got = numpy(loaded.signatures["token_ids"](**tensors(short)))
   np.testing.assert_allclose(got["probabilities"], want["probabilities"].numpy(), atol=1e-5)
@@ -241,24 +245,23 @@ def test_regression_export_serves_the_score_and_the_threshold(stsb_export):
 
 def test_threshold_is_checked_and_nan_means_none():
   with pytest.raises(FlagError, match=r"--threshold_to_export=1.5: for sst-2 .* in \[0, 1\]"):
-    ce.GlueServing.for_task("SST-2", 32, SPM, True, threshold=1.5)
+    ce.ClassifierSpec.for_task("SST-2", 32, SPM, True, threshold=1.5)
   with pytest.raises(FlagError, match="finite"):
-    ce.GlueServing.for_task("SST-2", 32, SPM, True, threshold=math.inf)
-  assert ce.GlueServing.for_task("SST-2", 32, SPM, True, threshold=float("nan")).threshold is None
-  assert ce.GlueServing.for_task("sts-b", 32, SPM, True, threshold=4.2).threshold == 4.2
+    ce.ClassifierSpec.for_task("SST-2", 32, SPM, True, threshold=math.inf)
+  nan = ce.ClassifierSpec.for_task("SST-2", 32, SPM, True, threshold=float("nan"))
+  assert nan.threshold is None
+  assert ce.ClassifierSpec.for_task("sts-b", 32, SPM, True, threshold=4.2).threshold == 4.2
 
 
-# ------------------------------------------------------------------- from a Trainer
-def make_trainer(output_dir, task_name, init_checkpoint=None):
+# ------------------------------------------------- from a task and a checkpoint
+def make_task(output_dir, task_name):
   finetune = FinetuneConfig(albert_config=TINY, output_dir=str(output_dir), spm_model_file=SPM,
                             max_seq_length=32, num_workers=1, seed=3)
-  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name=task_name,
+  return ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name=task_name,
                                              data_dir=GLUE), log=QUIET)
-  return Trainer(task, TrainerConfig(output_dir=str(output_dir), init_checkpoint=init_checkpoint),
-                 OptimizerConfig(optimizer="adamw", learning_rate=1e-3), log=QUIET)
 
 
-def test_export_classifier_picks_the_best_checkpoint_and_versions_by_its_step(tmp_path):
+def test_classifier_export_task_picks_the_best_checkpoint_and_versions_by_its_step(tmp_path):
   """MNLI (three labels): model.ckpt-best over the latest; the threshold is only attached."""
   run = tmp_path / "run"
   run.mkdir()
@@ -268,14 +271,14 @@ def test_export_classifier_picks_the_best_checkpoint_and_versions_by_its_step(tm
   for suffix in (".data-00000-of-00001", ".index"):
     shutil.copyfile(scratch + suffix, str(run / "model.ckpt-best") + suffix)
   lines = []
-  trainer = make_trainer(run, "MNLI")
-  result = ce.export_classifier(trainer, ce.ExportSettings(
-      export_dir=str(tmp_path / "export"), threshold=0.5, raw_text=False), log=lines.append)
+  result = ce.ClassifierServing.export_task(
+      make_task(run, "MNLI"), fx.checkpoint_to_export(str(run)), ce.ExportSettings(
+          export_dir=str(tmp_path / "export"), threshold=0.5, raw_text=False), log=lines.append)
   assert result.path == str(tmp_path / "export" / "4") and result.source.endswith("model.ckpt-best")
   assert any("3 labels" in line and "decides nothing" in line for line in lines)
   loaded = tf.saved_model.load(result.path)
   assert sorted(loaded.signatures) == ["serving_default", "tf_example", "token_ids"]
-  features = fx.sample_features("classification", TINY.vocab_size, seq_length=32)
+  features = ce.sample_features("classification", TINY.vocab_size, seq_length=32)
   got = numpy(loaded.signatures["token_ids"](**tensors(features)))
   want = best(tensors(features), training=False)
   np.testing.assert_allclose(got["logits"], want["logits"].numpy(), atol=1e-5)
@@ -286,9 +289,11 @@ def test_export_classifier_picks_the_best_checkpoint_and_versions_by_its_step(tm
 
 
 def test_export_without_a_checkpoint_is_an_error(tmp_path):
-  trainer = make_trainer(tmp_path / "run", "SST-2")
-  with pytest.raises(ExportError, match=r"--export_dir needs a checkpoint"):
-    ce.export_classifier(trainer, ce.ExportSettings(export_dir=str(tmp_path / "export")))
+  task = make_task(tmp_path / "run", "SST-2")
+  with pytest.raises(ExportError, match=r"--export_dir needs a checkpoint: none in --output_dir "
+                                        r"\(.*run\) and no --init_checkpoint"):
+    ce.ClassifierServing.export_task(task, fx.checkpoint_to_export(str(tmp_path / "run")),
+                                     ce.ExportSettings(export_dir=str(tmp_path / "export")))
   assert not (tmp_path / "export").exists()
 
 
@@ -298,12 +303,12 @@ def test_squad_export_signatures_after_reload(tmp_path, version_2):
   model = build_squad_model(TINY, version_2, start_n_top=3, end_n_top=2)
   randomize(model, seed=5)
   kind = "squad_v2" if version_2 else "squad_v1"
-  result = fx.export_finetuned(kind, model, str(tmp_path), step=12, log=QUIET)
+  result = ce.SquadServing(model, version_2).export(str(tmp_path), step=12, log=QUIET)
   loaded = tf.saved_model.load(result.path)
   assert result.version == 12 and sorted(loaded.signatures) == ["serving_default", "token_ids"]
   _, inputs = loaded.signatures["token_ids"].structured_input_signature
   assert sorted(inputs) == ["input_ids", "input_mask", "p_mask", "segment_ids"]
-  features = fx.sample_features(kind, TINY.vocab_size, batch_size=4, seq_length=24, seed=3)
+  features = ce.sample_features(kind, TINY.vocab_size, batch_size=4, seq_length=24, seed=3)
   got = numpy(loaded.signatures["token_ids"](**tensors(features)))
   if version_2:
     reference = output_subset(model, ("start_log_probs",) + SQUAD_V2_PREDICT_OUTPUTS)
@@ -318,8 +323,40 @@ def test_squad_export_signatures_after_reload(tmp_path, version_2):
   assert_close(got, want)
 
 
-def test_race_export_from_its_trainer_takes_choice_major_ids(tmp_path):
-  """run_race.py's call: export_from_trainer picks --init_checkpoint here (no run yet)."""
+def test_squad_export_from_its_task_records_what_the_answerer_reads_back(tmp_path):
+  """run_squad.py's call: the latest model.ckpt-N until there is a best; the tokenizer, its
+  settings and the held-out null threshold stored for the exported checkpoint go with it."""
+  from albert.export.answer import SquadAnswerer
+  from albert.tasks.squad import SquadTask, SquadTaskConfig
+  from albert.train.run_dir import RunDir
+  run = RunDir(str(tmp_path / "run"))
+  model = build_squad_model(TINY, True, start_n_top=3, end_n_top=2)
+  for step, seed in ((5, 1), (9, 2)):
+    randomize(model, seed=seed)
+    checkpoint.save_tf1_checkpoint(model, os.path.join(run.path, "model.ckpt"), global_step=step)
+  assert fx.checkpoint_to_export(run.path) == run.prefix(9)
+  run.append_results({"global_step": 5, "heldout_f1": 50.0, "heldout_threshold": 0.25})
+  run.update_best(5, "heldout_f1", 50.0)
+  task = SquadTask(SquadTaskConfig(
+      FinetuneConfig(albert_config=TINY, output_dir=run.path, spm_model_file=SPM,
+                     max_seq_length=32), version_2_with_negative=True, start_n_top=3,
+      end_n_top=2, doc_stride=8, max_query_length=16))
+  result = ce.SquadServing.export_task(task, fx.checkpoint_to_export(run.path),
+                                       ce.ExportSettings(str(tmp_path / "export")), log=QUIET)
+  assert result.path == str(tmp_path / "export" / "5") and result.source == run.best_prefix
+  info = fx.read_info(result.path)
+  assert {k: info[k] for k in ("task_kind", "max_seq_length", "do_lower_case", "doc_stride",
+                               "max_query_length", "null_score_diff_threshold")} == {
+      "task_kind": "squad_v2", "max_seq_length": 32, "do_lower_case": True, "doc_stride": 8,
+      "max_query_length": 16, "null_score_diff_threshold": 0.25}
+  assert os.path.isfile(os.path.join(result.path, "assets", "30k-clean.model"))
+  answerer = SquadAnswerer.from_export(result.path)
+  assert (answerer.threshold, answerer.v2, answerer.settings.doc_stride) == (0.25, True, 8)
+  assert answerer.spec.spm_model_file == os.path.join(result.path, "assets", "30k-clean.model")
+
+
+def test_race_export_from_its_task_takes_choice_major_ids(tmp_path):
+  """run_race.py's call: checkpoint_to_export picks --init_checkpoint here (no run yet)."""
   from albert.tasks.race import RaceTask, RaceTaskConfig
   model = build_race_model(TINY, 4)
   randomize(model, seed=6)
@@ -327,15 +364,13 @@ def test_race_export_from_its_trainer_takes_choice_major_ids(tmp_path):
                                         global_step=3)
   finetune = FinetuneConfig(albert_config=TINY, output_dir=str(tmp_path / "run"),
                             spm_model_file=SPM, max_seq_length=16)
-  trainer = Trainer(RaceTask(RaceTaskConfig(finetune=finetune,
-                                            data_dir=os.path.join(TESTDATA, "race"))),
-                    TrainerConfig(output_dir=str(tmp_path / "run"), init_checkpoint=init),
-                    OptimizerConfig(optimizer="adamw", learning_rate=1e-5), log=QUIET)
-  result = fx.export_from_trainer(trainer, "race", str(tmp_path / "export"))
+  task = RaceTask(RaceTaskConfig(finetune=finetune, data_dir=os.path.join(TESTDATA, "race")))
+  result = ce.RaceServing.export_task(task, fx.checkpoint_to_export(str(tmp_path / "run"), init),
+                                      ce.ExportSettings(str(tmp_path / "export")), log=QUIET)
   assert result.path == str(tmp_path / "export" / "3") and result.source == init
   assert fx.served(fx.read_info(result.path)) == {"task_kind": "race", "max_seq_length": 16}
   loaded = tf.saved_model.load(result.path)
-  features = fx.sample_features("race", TINY.vocab_size, batch_size=2, seq_length=16)
+  features = ce.sample_features("race", TINY.vocab_size, batch_size=2, seq_length=16)
   assert features["input_ids"].shape == (2, 64)
   got = numpy(loaded.signatures["serving_default"](**tensors(features)))
   want = model(tensors(features), training=False)
@@ -349,9 +384,12 @@ def test_race_export_from_its_trainer_takes_choice_major_ids(tmp_path):
 def test_a_model_of_another_kind_is_refused(tmp_path):
   model = build_race_model(TINY, 4)
   with pytest.raises(ExportError, match=r"not a squad_v1 model: it has no output start_logits"):
-    fx.export_finetuned("squad_v1", model, str(tmp_path), step=1)
-  with pytest.raises(FlagError, match=r"unknown export task kind 'glue'; known: classification"):
-    fx.export_finetuned("glue", model, str(tmp_path), step=1)
+    ce.SquadServing(model, False).export(str(tmp_path), step=1)
+  # the serving class names the kind (no string to get wrong); SQuAD v1 is not v2
+  with pytest.raises(ExportError, match=r"not a squad_v2 model: it has no output "
+                                        r"start_log_probs, start_top_log_probs"):
+    ce.SquadServing(build_squad_model(TINY, False), True).export(str(tmp_path), step=1)
+  assert os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------- versions, atomicity
@@ -365,7 +403,7 @@ def test_a_failed_export_leaves_nothing(tmp_path, monkeypatch):
 
   monkeypatch.setattr(fx.tf.saved_model, "save", save_then_fail)
   with pytest.raises(Exception, match="No space left"):
-    fx.export_finetuned("race", model, str(tmp_path / "export"), step=5, log=QUIET)
+    ce.RaceServing(model).export(str(tmp_path / "export"), step=5, log=QUIET)
   assert os.listdir(tmp_path / "export") == []
   monkeypatch.undo()
 
@@ -373,30 +411,30 @@ def test_a_failed_export_leaves_nothing(tmp_path, monkeypatch):
     return fx.compare_outputs("token_ids", {"logits": np.ones(2)}, {"logits": np.zeros(2)})
 
   variables = model.weights
+  race = ce.RaceServing(model)  # (a bound tf.function holds its instance weakly)
   with pytest.raises(ExportError, match=r"does not reproduce the model: max \|diff\| "
                                         r"token_ids/logits 1"):
-    fx.write_export(str(tmp_path / "export"), 5, variables,
-                    {"token_ids": fx.token_ids_function("race", fx.model_outputs_fn(
-                        "race", model))}, check=wrong, log=QUIET)
+    fx.write_export(str(tmp_path / "export"), 5, variables, {"token_ids": race.serve},
+                    check=wrong, log=QUIET)
   assert os.listdir(tmp_path / "export") == []
 
 
 def test_rerun_keeps_the_same_export_and_refuses_another(tmp_path):
   model = build_race_model(TINY, 4)
   randomize(model, seed=7)
-  first = fx.export_finetuned("race", model, str(tmp_path), step=8, log=QUIET)
+  first = ce.RaceServing(model).export(str(tmp_path), step=8, log=QUIET)
   stamp = os.stat(os.path.join(first.path, "saved_model.pb")).st_mtime_ns
-  again = fx.export_finetuned("race", model, str(tmp_path), step=8, log=QUIET)
+  again = ce.RaceServing(model).export(str(tmp_path), step=8, log=QUIET)
   assert again.reused and again.path == first.path
   assert os.stat(os.path.join(first.path, "saved_model.pb")).st_mtime_ns == stamp
   randomize(model, seed=8)  # other weights, same version
   with pytest.raises(ExportError, match=r"version folder .*8 already holds another export "
                                         r"\(other weights or settings\)"):
-    fx.export_finetuned("race", model, str(tmp_path), step=8, log=QUIET)
-  replaced = fx.export_finetuned("race", model, str(tmp_path), step=8, overwrite=True, log=QUIET)
+    ce.RaceServing(model).export(str(tmp_path), step=8, log=QUIET)
+  replaced = ce.RaceServing(model).export(str(tmp_path), step=8, overwrite=True, log=QUIET)
   assert not replaced.reused and sorted(os.listdir(tmp_path)) == ["8"]
   with pytest.raises(FlagError, match="non-negative integer"):
-    fx.export_finetuned("race", model, str(tmp_path), version=-1, log=QUIET)
+    ce.RaceServing(model).export(str(tmp_path), version=-1, log=QUIET)
 
 
 def _listing(directory):
@@ -409,12 +447,12 @@ def test_an_export_base_serving_one_model_refuses_another(tmp_path):
   (or label set, or sequence length) in the same --export_dir would answer the first model's
   clients. Refused before the training (from the flags) and before writing, naming both."""
   base = str(tmp_path / "export")
-  mrpc = ce.GlueServing.for_task("MRPC", 32, None, True)
-  ce.export_glue_model(glue_model(2, seed=1), mrpc, base, step=5, log=QUIET)
+  mrpc = ce.ClassifierSpec.for_task("MRPC", 32, None, True)
+  ce.ClassifierServing(glue_model(2, seed=1), mrpc).export(base, step=5, log=QUIET)
   before = _listing(base)
-  mnli = ce.GlueServing.for_task("MNLI", 32, None, True)
+  mnli = ce.ClassifierSpec.for_task("MNLI", 32, None, True)
   with pytest.raises(ExportError) as error:
-    ce.export_glue_model(glue_model(3, seed=2), mnli, base, step=9, log=QUIET)
+    ce.ClassifierServing(glue_model(3, seed=2), mnli).export(base, step=9, log=QUIET)
   assert str(error.value) == (
       f"--export_dir={base} already serves another model: version 5 is mrpc (labels 0, 1), this "
       "run exports mnli (labels contradiction, entailment, neutral) (task_name 'mrpc' there, "
@@ -422,33 +460,33 @@ def test_an_export_base_serving_one_model_refuses_another(tmp_path):
       "TF Serving serves the highest version of a base path, so the first model's clients would "
       "get this one: export to another --export_dir (one base path per model)")
   # Before the training: run_classifier.py's check from the flags (the task and settings).
-  trainer = make_trainer(tmp_path / "run", "MNLI")
   with pytest.raises(ExportError, match=r"version 5 is mrpc \(labels 0, 1\), this run exports "
                                         r"mnli"):
-    ce.check_export_dir(trainer.task, ce.ExportSettings(export_dir=base, raw_text=False))
+    ce.ClassifierServing.check_export_dir(make_task(tmp_path / "run", "MNLI"),
+                                          ce.ExportSettings(export_dir=base, raw_text=False))
   # Another max_seq_length of the same task, or another kind of model: refused too.
   with pytest.raises(ExportError, match=r"max_seq_length 32 there, 64 now"):
-    ce.export_glue_model(glue_model(2, seed=3), ce.GlueServing.for_task("MRPC", 64, None, True),
-                         base, step=7, log=QUIET)
+    ce.ClassifierServing(glue_model(2, seed=3), ce.ClassifierSpec.for_task(
+        "MRPC", 64, None, True)).export(base, step=7, log=QUIET)
   with pytest.raises(ExportError, match=r"version 5 is mrpc \(labels 0, 1\), this run exports "
                                         r"squad_v1 \(task_kind 'classification' there, "
                                         r"'squad_v1' now\)"):
     fx.check_export_base(base, {"task_kind": "squad_v1", "max_seq_length": 32})
   assert _listing(base) == before
   # The same model, a new version: what a base path is for.
-  ce.export_glue_model(glue_model(2, seed=4), mrpc, base, step=8, log=QUIET)
-  ce.check_export_dir(make_trainer(tmp_path / "run2", "MRPC").task,
-                      ce.ExportSettings(export_dir=base, raw_text=False))
+  ce.ClassifierServing(glue_model(2, seed=4), mrpc).export(base, step=8, log=QUIET)
+  ce.ClassifierServing.check_export_dir(make_task(tmp_path / "run2", "MRPC"),
+                                        ce.ExportSettings(export_dir=base, raw_text=False))
   assert sorted(os.listdir(base)) == ["5", "8"]
-  # Another kind of model in a base (RACE, as export_from_trainer records it).
+  # Another kind of model in a base (RACE, as RaceServing.export_task records it).
   race_base = str(tmp_path / "race")
-  fx.export_finetuned("race", build_race_model(TINY, 4), race_base, step=2,
-                      info={"max_seq_length": 16}, log=QUIET)
+  ce.RaceServing(build_race_model(TINY, 4), info={"max_seq_length": 16}).export(
+      race_base, step=2, log=QUIET)
   with pytest.raises(ExportError, match=r"version 2 is race, this run exports mrpc \(labels 0, "
                                         r"1\) \(task_kind 'race' there, 'classification' now; "
                                         r"max_seq_length 16 there, 32 now\)"):
-    ce.check_export_dir(make_trainer(tmp_path / "run3", "MRPC").task,
-                        ce.ExportSettings(export_dir=race_base, raw_text=False))
+    ce.ClassifierServing.check_export_dir(make_task(tmp_path / "run3", "MRPC"),
+                                          ce.ExportSettings(export_dir=race_base, raw_text=False))
 
 
 # ------------------------------------------------------------------ run_classifier.py
@@ -477,7 +515,7 @@ def test_run_classifier_exports_stsb_with_a_threshold(tmp_path):
   loaded = tf.saved_model.load(str(path))
   got = numpy(loaded.signatures["raw_text_pair"](sentence=tf.constant(["A man plays."]),
                                                  sentence2=tf.constant(["A man is playing."])))
-  serving = ce.GlueServing.for_task("sts-b", 32, SPM, True)
+  serving = ce.ClassifierSpec.for_task("sts-b", 32, SPM, True)
   want = model(tensors(ce.python_features(serving, [("A man plays.", "A man is playing.")])),
                training=False)
   np.testing.assert_allclose(got["predictions"], want["predictions"].numpy(), atol=1e-5)
@@ -488,8 +526,8 @@ def test_run_classifier_refuses_an_export_dir_of_another_model_before_training(t
   config = tmp_path / "albert_config.json"
   TINY.to_json_file(str(config))
   base = tmp_path / "export"
-  ce.export_glue_model(glue_model(2, seed=1), ce.GlueServing.for_task("MRPC", 32, None, True),
-                       str(base), step=5, log=QUIET)
+  ce.ClassifierServing(glue_model(2, seed=1), ce.ClassifierSpec.for_task(
+      "MRPC", 32, None, True)).export(str(base), step=5, log=QUIET)
   result = subprocess.run(
       [sys.executable, os.path.join(REPO_DIR, "run_classifier.py"), f"--data_dir={GLUE}",
        "--task_name=MNLI", f"--albert_config_file={config}", f"--spm_model_file={SPM}",

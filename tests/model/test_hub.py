@@ -211,16 +211,17 @@ def test_neither_kind_of_module(tmp_path):
 def test_a_task_export_given_as_a_hub_handle_is_named_as_such(tmp_path):
   """A fine-tuned export for serving is not called a preprocessing model: the message says
   what it is and which checkpoint to fine-tune from instead."""
-  from albert.export import versioned as finetune_export
+  from albert.export import serving
   from albert.models import build_classifier_model
   from support.exports import TINY
   model = build_classifier_model(TINY, 2)
-  result = finetune_export.export_finetuned("classification", model, str(tmp_path / "served"),
-                                            step=3, source="run/model.ckpt-3", log=lambda l: None)
+  spec = serving.ClassifierSpec.for_task("SST-2", 16, None, True)
+  result = serving.ClassifierServing(model, spec).export(
+      str(tmp_path / "served"), step=3, source="run/model.ckpt-3", log=lambda l: None)
   with pytest.raises(hub.HubHandleError) as error:
     hub.load_encoder(result.path)
   message = str(error.value)
-  assert message.startswith(f"{result.path} is a fine-tuned classification export for serving "
+  assert message.startswith(f"{result.path} is a fine-tuned sst-2 export for serving "
                             "(version 3), not an encoder")
   assert "(run/model.ckpt-3) as --init_checkpoint" in message
   assert "preprocessing" not in message

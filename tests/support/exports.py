@@ -33,7 +33,7 @@ class TinyExport:
   checkpoint: str
   export_path: str
   preprocessing_path: str
-  result: export.ExportResult
+  result: export_job.HubExportResult
 
 
 _CACHE: Dict[str, TinyExport] = {}

@@ -37,10 +37,10 @@ def _config(tmp_path) -> str:
 
 
 def _glue_args(tmp_path, data_dir, out, *extra):
-  return (f"--data_dir={data_dir}", "--task_name=SST-2", f"--albert_config_file={_config(tmp_path)}",
-          f"--spm_model_file={SPM}", "--max_seq_length=64", "--train_batch_size=8",
-          "--train_step=4", "--save_checkpoints_steps=4", "--iterations_per_loop=4",
-          f"--output_dir={out}", *extra)
+  return (f"--data_dir={data_dir}", "--task_name=SST-2",
+          f"--albert_config_file={_config(tmp_path)}", f"--spm_model_file={SPM}",
+          "--max_seq_length=64", "--train_batch_size=8", "--train_step=4",
+          "--save_checkpoints_steps=4", "--iterations_per_loop=4", f"--output_dir={out}", *extra)
 
 
 def _run(command, **kwargs):
@@ -231,7 +231,8 @@ def test_ctrl_c_or_sigterm_stops_a_feature_conversion_with_one_line(tmp_path, si
   out = tmp_path / "run"
   out.mkdir()
   command = _hooked("run_classifier.py", _AFTER_3_CHUNKS,
-                    *_glue_args(tmp_path, data, out, "--do_predict", "--num_workers=2"))
+                    *_glue_args(tmp_path, data, out, "--prepare_only", "--do_predict",
+                                         "--num_workers=2"))
   stdout, stderr, status, seconds, new = _stop(command, "marker:", signum, out, group=group)
   line = _assert_stopped(stderr, status, seconds)
   assert line == "stopped: interrupted; rerun the same command to resume"

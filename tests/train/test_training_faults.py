@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from albert import checkpoint
-from albert.errors import CheckpointError, InputError, TrainingError
+from albert.errors import CheckpointError, InputError, Interrupted, TrainingError
+from albert.train.loop import StopRequest
 from conftest import MODEL_A, REPO_DIR
 from support.faults import Done, assert_clean_error, listing, run_on_tmpfs, tmpfs_available
 from support.records import write_records
@@ -104,6 +105,36 @@ def test_ctrl_c_stops_with_one_line_and_the_rerun_resumes_exactly(straight):
   _assert_same(_weights(str(out / f"model.ckpt-{STEPS}")),
                _weights(str(reference / f"model.ckpt-{STEPS}")))
   assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()
+
+
+def test_one_stop_request_serves_every_loop_and_restores_the_handlers():
+  """Nested uses share the outermost request; inside a checking loop the first signal (SIGINT or
+  SIGTERM) only asks, a second stops at once; outside the loops a signal stops at once; a stop
+  asked for as the last loop ends is not lost; the previous handlers come back."""
+  before = {s: signal.getsignal(s) for s in StopRequest.SIGNALS}
+  with pytest.raises(Interrupted, match="after batch 3"):
+    with StopRequest() as run:  # a whole run
+      with StopRequest("batch") as stop:  # its prediction loop
+        assert stop is run
+        for batch in range(1, 10):
+          if batch == 3:
+            signal.raise_signal(signal.SIGTERM)  # only asks
+          if stop.requested:
+            raise Interrupted(f"after batch {batch}")
+  assert {s: signal.getsignal(s) for s in StopRequest.SIGNALS} == before
+  with pytest.raises(KeyboardInterrupt):
+    with StopRequest("batch"):
+      signal.raise_signal(signal.SIGINT)
+      signal.raise_signal(signal.SIGINT)  # again: at once
+      raise AssertionError("not stopped at once")
+  with pytest.raises(KeyboardInterrupt):
+    with StopRequest():
+      signal.raise_signal(signal.SIGTERM)  # no loop to stop cleanly: at once
+      raise AssertionError("not stopped at once")
+  with pytest.raises(KeyboardInterrupt):
+    with StopRequest("loop"):
+      signal.raise_signal(signal.SIGINT)  # asked for, never looked at by the loop
+  assert {s: signal.getsignal(s) for s in StopRequest.SIGNALS} == before
 
 
 @pytest.fixture(scope="module")
