@@ -77,9 +77,10 @@ class LoadReport:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def variable_name(variable: tf.Variable) -> str:
-  """`bert/pooler/dense/kernel:0` -> `bert/pooler/dense/kernel`."""
-  return re.sub(r":\d+$", "", variable.name)
+def variable_name(variable: Union[tf.Variable, str]) -> str:
+  """The TF1 name of a variable (or of a name): `bert/pooler/dense/kernel:0` ->
+  `bert/pooler/dense/kernel`."""
+  return re.sub(r":\d+$", "", variable if isinstance(variable, str) else variable.name)
 
 
 def variables_by_name(model_or_variables) -> Dict[str, tf.Variable]:

@@ -56,17 +56,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from albert.checkpoint import variable_name
+
 DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
 SLOT_SUFFIXES = ("adam_m", "adam_v")  # the original's slot names: `<var>/adam_m`, `<var>/adam_v`
 OPTIMIZERS = ("lamb", "adamw")
 LearningRateSchedule = tf_keras.optimizers.schedules.LearningRateSchedule
-
-
-def variable_name(variable) -> str:
-  """The TF1 name of a variable: `bert/pooler/dense/kernel:0` -> `bert/pooler/dense/kernel`."""
-  name = variable if isinstance(variable, str) else variable.name
-  match = re.match(r"^(.*):\d+$", name)
-  return match.group(1) if match else name
 
 
 def _matches_any(patterns: Optional[Sequence[str]], name: str) -> bool:

@@ -10,8 +10,8 @@ random weights), with length buckets (`default_buckets(512)`: 32, 64, 128, 256, 
          probabilities), as `Trainer.predict` runs it for `--do_eval`.
 
   ours   `albert.tasks.classifier.ClassifierTask` on `albert.train.trainer.Trainer`: the Trainer's own
-         compiled host loop (`Trainer._make_train_loop()`) and prediction step
-         (`Trainer._make_predict_step()`), the Trainer's AdamW.
+         compiled host loop (`Trainer.make_train_loop()`) and prediction step
+         (`trainer.evaluator.make_predict_step()`), the Trainer's AdamW.
   peer   `official.nlp.modeling.models.BertClassifier` (dropout 0.1 on the pooled output, a
          Dense head) over `networks.AlbertEncoder` of the same sizes, AdamW of
          `official.nlp.optimization.create_optimizer`, run through the same host loop
@@ -29,10 +29,10 @@ pass has the batches the one-pass eval pipeline actually yields (each bucket pad
 batches). With fixed padding there is one shape. `examples_per_s` = examples / that time.
 
 For ours with buckets, a `stream` check then runs the Trainer's loop on its real shuffled,
-bucketed training input (`Trainer._distributed("train", ...)`, the iterator `Trainer.run`
-uses) for 2 x `--stream-steps` steps after a warm-up call, and compares the time with the sum
-of the per-shape step times of the batches it consumed (the same seeded pipeline, iterated
-alongside): the extrapolation holds when `stream_over_estimate` is close to 1.
+bucketed training input (`albert.train.distribute.distributed_dataset`, the iterator
+`Trainer.run` uses) for 2 x `--stream-steps` steps after a warm-up call, and compares the time
+with the sum of the per-shape step times of the batches it consumed (the same seeded pipeline,
+iterated alongside): the extrapolation holds when `stream_over_estimate` is close to 1.
 
 `conversion` measurements: `build_glue_cache` of SST-2 train (67,349 examples) at
 max_seq_length 128 into an empty folder, in a fresh TF-free process (1 worker, the default for
@@ -140,10 +140,10 @@ def _ours(spec: Dict, task, scratch: str):
                           enable_xla=spec["xla"], seed=spec["seed"]),
       OptimizerConfig(optimizer="adamw", learning_rate=lr, num_warmup_steps=warmup),
       log=lambda _: None)
-  trainer._prepare(["train", "eval"])  # pylint: disable=protected-access
-  trainer._build()  # pylint: disable=protected-access
-  return (trainer.model, trainer._make_train_loop(),  # pylint: disable=protected-access
-          trainer._make_predict_step(), trainer)  # pylint: disable=protected-access
+  trainer.prepare(["train", "eval"])
+  trainer.build()
+  return (trainer.model, trainer.make_train_loop(), trainer.evaluator.make_predict_step(),
+          trainer)
 
 
 def _peer(spec: Dict, task):
@@ -155,7 +155,7 @@ def _peer(spec: Dict, task):
   from albert.train.loop import make_train_loop  # pylint: disable=import-outside-toplevel
   task.prepare("train")
   task.prepare("eval")
-  c = task.config.albert_config
+  c = task.albert_config
   tf_keras.utils.set_random_seed(spec["seed"])
   encoder = common.peer_albert_encoder(c)
   model = models.BertClassifier(encoder, num_classes=task.processor.num_labels,
@@ -174,7 +174,7 @@ def _peer(spec: Dict, task):
                                task.build_metrics(), clip_norm=1.0, enable_xla=spec["xla"],
                                dense_gradients=False)
 
-  def replica_step(features):  # what Trainer._make_predict_step computes, for this model
+  def replica_step(features):  # what Evaluator.make_predict_step computes, for this model
     result = dict(task.prediction_outputs(features, forward(features, False)))
     result[ROW_INDEX] = features[ROW_INDEX]
     result[IS_REAL] = features[IS_REAL]
@@ -195,7 +195,8 @@ def train_shapes(task, batch: int) -> List[Dict]:
   """Per occupied padded length of the train split: its examples and batches per epoch."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   lengths = np.asarray(task.metadata("train")["lengths"])
-  boundaries = list(task.config.bucket_boundaries or (task.config.max_seq_length,))
+  shared = task.config.finetune
+  boundaries = list(shared.bucket_boundaries or (shared.max_seq_length,))
   index = np.minimum(np.searchsorted(boundaries, lengths, side="left"), len(boundaries) - 1)
   shapes = []
   for b, boundary in enumerate(boundaries):
@@ -294,7 +295,8 @@ def _stream_check(spec: Dict, trainer, task, train_loop, step_s: Dict[int, float
   tf, _ = common.import_tensorflow()
   k = spec["stream_steps"]
   batch = spec["train_batch"]
-  iterator = iter(trainer._distributed("train", batch))  # pylint: disable=protected-access
+  from albert.train.distribute import distributed_dataset  # pylint: disable=import-outside-toplevel
+  iterator = iter(distributed_dataset(trainer.strategy, task, "train", batch))
   seen = [(int(f["input_ids"].shape[1]),
            int(tf.reduce_sum(tf.cast(tf.not_equal(f["input_mask"], 0), tf.int64))))
           for f in task.build_dataset("train", batch).take(3 * k)]

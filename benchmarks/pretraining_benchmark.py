@@ -7,7 +7,7 @@ skipped for `LayerNorm`/`layer_norm`/`bias`) and the job's metrics. Every measur
 fresh subprocess (so that its peak RSS is its own) and times a `tf.function` loop of N steps
 over an in-memory synthetic batch:
 
-  ours    `albert.train.trainer.Trainer`'s own compiled host loop (`Trainer._make_train_loop()`), on
+  ours    `albert.train.trainer.Trainer`'s own compiled host loop (`Trainer.make_train_loop()`), on
           the `albert.tasks.pretraining.PretrainingTask` model and the Trainer's LAMB: exactly
           the step `run_pretraining.py` runs (XLA: `TrainerConfig(enable_xla=True)`, which
           compiles the replica step with `jit_compile`).
@@ -16,7 +16,7 @@ over an in-memory synthetic batch:
           (Dense(2) on the encoder's `pooled_output`, as the original), LAMB from
           `official.modeling.optimization.lamb` (`--peer-optimizer ours`: our LAMB on its
           variables), `tf.clip_by_global_norm(grads, 1.0)`, run by the Trainer's host loop
-          itself (`albert.train.trainer.make_train_loop`: same `strategy.run`, reduce, finiteness
+          itself (`albert.train.loop.make_train_loop`: same `strategy.run`, reduce, finiteness
           check, metrics, XLA on the replica step), its embedding gradients left sparse as
           tf-models-official's trainer leaves them.
   ours_mirror  (optional) our model and LAMB built outside the Trainer, through the same
@@ -237,8 +237,8 @@ def run_loop_worker(spec: Dict) -> Dict:
   try:
     if impl == "ours":
       trainer = _ours_trainer(spec, scratch)
-      trainer._build()  # pylint: disable=protected-access
-      train_loop = trainer._make_train_loop()  # pylint: disable=protected-access
+      trainer.build()
+      train_loop = trainer.make_train_loop()
       model, optimizer = trainer.model, trainer.optimizer
       variables = model.trainable_variables
       task = trainer.task

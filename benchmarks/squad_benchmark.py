@@ -32,8 +32,9 @@ model     v1 SQuAD model on the base configuration (configs/v2/base, random weig
           as configured), seq 384, synthetic features ([CLS] 16-piece question [SEP] document
           [SEP], full length; gold spans inside the document):
   ours    `albert.tasks.squad.SquadTask` (v1: `cls/squad` head) on the `Trainer`: train = its
-          compiled host loop (`Trainer._make_train_loop()`, AdamW lr 5e-5 as run_squad.py);
-          predict = its predict step (`Trainer._make_predict_step()`, logits to numpy).
+          compiled host loop (`Trainer.make_train_loop()`, AdamW lr 5e-5 as run_squad.py);
+          predict = its predict step (`trainer.evaluator.make_predict_step()`, logits to
+          numpy).
   peer    tf-models-official `models.BertSpanLabeler` over `networks.AlbertEncoder` of the
           same sizes (its `SpanLabeling` Dense(2) is the v1 head); train = the same host loop
           (`albert.train.loop.make_train_loop`, the same loss `losses.squad_v1_loss`, clipping
@@ -354,13 +355,13 @@ def run_model_worker(spec: Dict) -> Dict:
                               iterations_per_loop=1, seed=spec["seed"]),
           OptimizerConfig(optimizer="adamw", learning_rate=LEARNING_RATE,
                           num_warmup_steps=WARMUP_STEPS), log=lambda _: None)
-      trainer._build()  # pylint: disable=protected-access
+      trainer.build()
       variables = trainer.model.trainable_variables
       optimizer = trainer.optimizer
       if mode == "train":
-        train_loop = trainer._make_train_loop()  # pylint: disable=protected-access
+        train_loop = trainer.make_train_loop()
       else:
-        predict_step = trainer._make_predict_step()  # pylint: disable=protected-access
+        predict_step = trainer.evaluator.make_predict_step()
     else:
       from official.nlp import (  # pylint: disable=import-outside-toplevel
           optimization as tfm_optimization)

@@ -118,7 +118,7 @@ class ServingModule:
   def served(cls, task, settings: ExportSettings) -> Dict[str, Any]:
     """What an export of `task` records that tells its model apart (`versioned.SERVED_KEYS`),
     known before the training; checks the settings."""
-    return {"task_kind": cls.kind, "max_seq_length": task.config.max_seq_length}
+    return {"task_kind": cls.kind, "max_seq_length": task.config.finetune.max_seq_length}
 
   @classmethod
   def from_task(cls, task, model: tf_keras.Model, settings: ExportSettings,
@@ -126,7 +126,7 @@ class ServingModule:
                 log: Callable[[str], None] = print) -> "ServingModule":
     """The serving module of `task`'s model, whose weights are `source`'s (at `step`)."""
     del settings, log
-    return cls(model, info={"max_seq_length": task.config.max_seq_length}, step=step,
+    return cls(model, info={"max_seq_length": task.config.finetune.max_seq_length}, step=step,
                source=source)
 
   @classmethod
@@ -208,7 +208,7 @@ class SquadServing(ServingModule):
   @classmethod
   def served(cls, task, settings: ExportSettings) -> Dict[str, Any]:
     return {"task_kind": "squad_v2" if task.v2 else "squad_v1",
-            "max_seq_length": task.config.max_seq_length}
+            "max_seq_length": task.config.finetune.max_seq_length}
 
   @classmethod
   def from_task(cls, task, model, settings, step=None, source=None, log=print
@@ -217,8 +217,9 @@ class SquadServing(ServingModule):
     the held-out null threshold stored with the checkpoint `source` (v2)."""
     spec = task.tokenizer_spec()
     stored = task.stored_threshold(source)
-    info = {"max_seq_length": task.config.max_seq_length, "do_lower_case": spec.do_lower_case,
-            "doc_stride": task.squad.doc_stride, "max_query_length": task.squad.max_query_length,
+    info = {"max_seq_length": task.config.finetune.max_seq_length,
+            "do_lower_case": spec.do_lower_case, "doc_stride": task.config.doc_stride,
+            "max_query_length": task.config.max_query_length,
             "null_score_diff_threshold": stored["threshold"] if stored else None}
     return cls(model, task.v2, info=info, assets={"sp_model_file": spec.spm_model_file},
                step=step, source=source)
@@ -289,7 +290,7 @@ class ClassifierSpec:
     spm_model = spec.spm_model_file if settings.raw_text else None
     if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
       raise FlagError(f"--spm_model_file={spm_model}: no such file")
-    return cls.for_task(task.task_name, task.config.max_seq_length, spm_model,
+    return cls.for_task(task.task_name, task.config.finetune.max_seq_length, spm_model,
                         spec.do_lower_case, settings.threshold)
 
   def info(self) -> dict:

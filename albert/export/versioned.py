@@ -231,14 +231,9 @@ def checkpoint_to_export(output_dir: str, init_checkpoint: Optional[str] = None)
   """The weights a run's `--export_dir` exports, as `--do_predict` picks them:
   `model.ckpt-best`, else the latest `model.ckpt-N` of `output_dir`, else `init_checkpoint`."""
   from albert.train.run_dir import RunDir  # pylint: disable=g-import-not-at-top
-  run = RunDir(output_dir)
-  if os.path.exists(run.best_prefix + ".index"):
-    return run.best_prefix
-  steps = run.steps()
-  if steps:
-    return run.prefix(steps[-1])
-  if init_checkpoint:
-    return init_checkpoint
+  found = RunDir(output_dir).best_or_latest(init_checkpoint)
+  if found:
+    return found
   raise ExportError(f"--export_dir needs a checkpoint: none in --output_dir ({output_dir}) and "
                     "no --init_checkpoint")
 
@@ -255,9 +250,8 @@ def load_task_model(task, checkpoint_path: str) -> Tuple[tf_keras.Model, str, in
   finally:
     tf_keras.mixed_precision.set_global_policy(policy)
   checkpoint.load_tf1_checkpoint(model, prefix, require_all=True)
-  reader = checkpoint.open_reader(prefix)
-  step = int(reader.get_tensor("global_step")) if reader.has_tensor("global_step") else 0
-  return model, prefix, step
+  from albert.train.run_dir import checkpoint_step  # pylint: disable=g-import-not-at-top
+  return model, prefix, checkpoint_step(prefix)
 
 
 # --------------------------------------------------------------------------- verification

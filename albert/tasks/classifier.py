@@ -45,24 +45,47 @@ class ClassifierTaskConfig:
 
 
 class ClassifierTask(FinetuneTask):
-  """One GLUE task on the Trainer; see the module docstring."""
+  """One GLUE task on the Trainer; see the module docstring.
+
+  Args:
+    config: the task's settings (`finetune`: the shared fine-tuning ones).
+    log: where the task's lines go; default: printed.
+
+  Example (two training steps of a tiny model on the test files, then dev scored):
+
+  ```python
+  from albert.config import AlbertConfig
+  from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+  from albert.tasks.finetune import FinetuneConfig
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+
+  tiny = AlbertConfig(vocab_size=30000, embedding_size=8, hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32)
+  task = ClassifierTask(ClassifierTaskConfig(
+      FinetuneConfig(tiny, output_dir="out", max_seq_length=32,
+                     spm_model_file="tests/testdata/albert_spm/30k-clean.model"),
+      task_name="RTE", data_dir="tests/testdata/glue"))
+  trainer = Trainer(task, TrainerConfig("out", train_batch_size=8, eval_batch_size=8,
+                                        num_train_steps=2, save_checkpoints_steps=2),
+                    OptimizerConfig(optimizer="adamw", learning_rate=1e-4))
+  results = trainer.run(do_train=True, do_eval=True)  # eval_accuracy, eval_loss, global_step 2
+  ```
+  """
 
   name = "classifier"
-  passthrough_features = ("label_ids",)
 
   def __init__(self, config: ClassifierTaskConfig, log=None):
-    self.glue = config
-    super().__init__(config.finetune)
+    super().__init__(config, log)
     self.task_name = glue.canonical_task_name(config.task_name)
     # The original preprocesses text for SentencePiece (use_spm); WordPiece only with a vocab alone.
-    use_spm = not (config.finetune.vocab_file and not config.finetune.spm_model_file)
-    self.processor = glue.get_processor(self.task_name, config.finetune.do_lower_case, use_spm)
+    shared = config.finetune
+    use_spm = not (shared.vocab_file and not shared.spm_model_file)
+    self.processor = glue.get_processor(self.task_name, shared.do_lower_case, use_spm)
     self.best_metric = metrics.best_metric_key(self.task_name)
     self.regression = self.processor.is_regression
     if self.task_name == "mnli":
       self.predict_splits = ("predict",) + tuple(_MNLI_EXTRA)
       self.extra_eval_splits = ("eval_mismatched",)
-    self._log = log or (lambda line: print(line, flush=True))
 
   def run_identity(self):
     return dict(super().run_identity(), task_name=self.task_name,
@@ -75,28 +98,26 @@ class ClassifierTask(FinetuneTask):
     return self.task_name, _SPLITS[split]
 
   def check_data(self, split: str) -> None:
-    for extra in (self.predict_splits[1:] if split == "predict" else
-                  self.extra_eval_splits if split == "eval" else ()):
-      self.check_data(extra)
     task, glue_split = self._where(split)
     processor = self.processor if task == self.task_name else glue.get_processor(task)
-    path = processor.file_path(self.glue.data_dir, glue_split)
+    path = processor.file_path(self.config.data_dir, glue_split)
     if not os.path.isfile(path):
       raise InputError(f"{path}: no such file; --data_dir must be the GLUE root with the "
-                            f"official task folders ({processor.task_dir}/...)")
+                       f"official task folders ({processor.task_dir}/...)")
     processor.check_has_example(path, glue_split)
 
   def build_cache(self, split):
     task, glue_split = self._where(split)
+    shared = self.config.finetune
     return glue_features.build_glue_cache(
-        task, self.glue.data_dir, glue_split, self.tokenizer_spec(), self.config.max_seq_length,
-        self.cache_dir, num_workers=self.config.num_workers, log=self._log)
+        task, self.config.data_dir, glue_split, self.tokenizer_spec(), shared.max_seq_length,
+        self.cache_dir, num_workers=shared.num_workers, log=self.log)
 
   def schema(self, split):
-    return glue.feature_schema(self.config.max_seq_length, self.regression)
+    return glue.feature_schema(self.config.finetune.max_seq_length, self.regression)
 
   def build_model(self) -> tf_keras.Model:
-    return build_classifier_model(self.config.albert_config, self.processor.num_labels,
+    return build_classifier_model(self.albert_config, self.processor.num_labels,
                                   regression=self.regression, encoder=self.encoder())
 
   def compute_loss(self, features, outputs):
@@ -149,7 +170,7 @@ class ClassifierTask(FinetuneTask):
                                          predictions["probabilities"])
       glue_submission.write_submit_results(os.path.join(output_dir, "submit_results.tsv"),
                                            task, meta["guids"], scores)
-    directory = self.glue.submission_dir or os.path.join(output_dir, "submission")
+    directory = self.config.submission_dir or os.path.join(output_dir, "submission")
     path = glue_submission.write_submission_file(directory, task, meta["guids"], scores)
-    self._log(f"Wrote {path} ({count} predictions)")
+    self.log(f"Wrote {path} ({count} predictions)")
     return {}

@@ -1,13 +1,16 @@
 """What the fine-tuning tasks (GLUE, SQuAD, RACE) share, so that each task file holds only its own.
 
-`FinetuneTask` (a `Task`) owns:
+`FinetuneConfig` is the part of every fine-tuning task's config they share (each task's own
+config holds it as `finetune`); `FinetuneTask` (a `Task`) owns:
 * the tokenizer: `--spm_model_file` / `--vocab_file` / `--do_lower_case`, or the tokenizer asset
   of `--albert_hub_module_handle`; a SentencePiece model larger than the config's `vocab_size`,
   and a `max_seq_length` above `max_position_embeddings`, are refused before any work;
 * the encoder: a fresh `bert` from the albert config, or the hub module's (its variables keep
   the original `bert/...` names, so fine-tuned checkpoints are TF1-name checkpoints either way);
-* one feature cache per split (`prepare` -> the subclass's `build_cache`), read back as
-  fixed-shape batches by `albert.train.input_pipeline` (train: shuffled and repeated; eval and
+* `prepare(split)`: the shared checks and the subclass's `check_data(split)`, then one feature
+  cache per split (the subclass's `build_cache(split)`), with the splits scored or predicted
+  beside it (MNLI's mismatched sets, SQuAD's held-out articles); read back by
+  `albert.train.input_pipeline` as fixed-shape batches (train: shuffled and repeated; eval and
   predict: one ordered pass whose padding rows have `is_real_example` 0), optionally in length
   buckets;
 * `initialize`: a pretrained or fine-tuned TF1-name checkpoint must restore the whole encoder
@@ -16,15 +19,17 @@
   fine-tuned checkpoint evaluates as is), and those of another shape are skipped and named.
 
 A subclass sets `name`, `best_metric` and implements `check_data(split)`, `build_cache(split)
--> (path, metadata)`, `schema(split)`, `build_model()`, `compute_loss`, `postprocess`.
-Evaluation is by predict + postprocess (metrics such as MCC, F1 or SQuAD's cannot stream).
+-> (path, metadata)`, `schema(split)`, `build_model()`, `compute_loss`, `prediction_outputs`,
+`postprocess`. Evaluation is by predict + postprocess (metrics such as MCC, F1 or SQuAD's cannot
+stream).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras
@@ -35,9 +40,8 @@ from albert.config import AlbertConfig
 from albert.data import cache as cache_lib
 from albert.data.pretraining.corpus import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
+from albert.train.loop import StopRequest
 from albert.train.task import Task
-
-SPLITS = ("train", "eval", "predict")
 
 
 @dataclasses.dataclass
@@ -73,38 +77,49 @@ def default_buckets(max_seq_length: int) -> Tuple[int, ...]:
 
 
 class FinetuneTask(Task):
-  """The shared half of GLUE, SQuAD and RACE; see the module docstring."""
+  """The shared half of GLUE, SQuAD and RACE; see the module docstring.
+
+  Args:
+    config: the task's config; its `finetune` field is a `FinetuneConfig`.
+    log: where the task's lines go; default: printed.
+  """
 
   eval_by_predict = True
   keep_unscored_checkpoints = True
 
-  def __init__(self, config: FinetuneConfig):
-    self.config = config
+  def __init__(self, config, log: Optional[Callable[[str], None]] = None):
+    super().__init__(config, log)
+    shared = config.finetune
     self._caches: Dict[str, Tuple[str, Dict[str, Any]]] = {}
+    self._checked = set()
     self._hub_info = None
-    if config.hub_module_handle:
+    if shared.hub_module_handle:
       from albert import hub  # pylint: disable=g-import-not-at-top
       # The module's own config; the explicit one only for a module that carries none.
-      self._hub_info = hub.inspect_handle(config.hub_module_handle,
-                                          albert_config=config.albert_config)
+      self._hub_info = hub.inspect_handle(shared.hub_module_handle,
+                                          albert_config=shared.albert_config)
       module_config = self._hub_info.albert_config
-      if config.albert_config is not None and module_config is not None:
-        differences = config.albert_config.differences(module_config)
+      if shared.albert_config is not None and module_config is not None:
+        differences = shared.albert_config.differences(module_config)
         if differences:
           shown = "; ".join(f"{k}: {a!r} in the file, {b!r} in the module"
                             for k, (a, b) in differences.items())
           raise FlagError(
               f"--albert_config_file disagrees with the albert config of the hub module "
-              f"{config.hub_module_handle} ({shown}): the module's encoder is what runs. Leave "
+              f"{shared.hub_module_handle} ({shown}): the module's encoder is what runs. Leave "
               "out --albert_config_file (a hub module's config comes from the module)")
       if module_config is not None:
-        config.albert_config = module_config
-    elif config.albert_config is None and not config.features_only:
+        shared.albert_config = module_config
+    elif shared.albert_config is None and not shared.features_only:
       raise FlagError("--albert_config_file is required (or --albert_hub_module_handle)")
+
+  @property
+  def albert_config(self) -> Optional[AlbertConfig]:
+    return self.config.finetune.albert_config
 
   # ------------------------------------------------------------------------------- tokenizer
   def tokenizer_spec(self) -> TokenizerSpec:
-    c = self.config
+    c = self.config.finetune
     spm_model, vocab = c.spm_model_file, c.vocab_file
     do_lower_case = c.do_lower_case
     if not spm_model and not vocab and self._hub_info is not None:
@@ -124,7 +139,7 @@ class FinetuneTask(Task):
     tokenizer = spec.build()
     size = len(tokenizer.vocab)
     self._check_hub_tokenizer(spec, tokenizer)
-    albert_config = self.config.albert_config
+    albert_config = self.albert_config
     if albert_config is not None and size > albert_config.vocab_size:
       raise FlagError(f"the tokenizer ({spec.spm_model_file or spec.vocab_file}) has {size} "
                       f"pieces, but the albert config's vocab_size is "
@@ -133,8 +148,8 @@ class FinetuneTask(Task):
 
   def _check_hub_tokenizer(self, spec: TokenizerSpec, tokenizer) -> None:
     """An explicit tokenizer beside a hub module must be the module's own vocabulary."""
-    info = self._hub_info
-    if info is None or not (self.config.spm_model_file or self.config.vocab_file):
+    info, shared = self._hub_info, self.config.finetune
+    if info is None or not (shared.spm_model_file or shared.vocab_file):
       return
     flag = "--spm_model_file" if spec.spm_model_file else "--vocab_file"
     given = f"{flag}={spec.spm_model_file or spec.vocab_file}"
@@ -159,48 +174,72 @@ class FinetuneTask(Task):
       return
     raise FlagError(
         f"{given} ({size} pieces) is not the vocabulary of the hub module "
-        f"{self.config.hub_module_handle} ({what}): the encoder would embed the ids of one "
+        f"{shared.hub_module_handle} ({what}): the encoder would embed the ids of one "
         f"vocabulary as those of the other. {advice}")
 
-  # ---------------------------------------------------------------------------------- checks
-  def check_inputs(self, split: str) -> None:
-    c = self.config
+  # ------------------------------------------------------------------------------ prepare
+  def _splits_with(self, split: str) -> Tuple[str, ...]:
+    """`split` and the splits scored or predicted with it (MNLI's, SQuAD's held-out)."""
+    extra = {"eval": self.extra_eval_splits, "predict": self.predict_splits[1:]}.get(split, ())
+    return (split,) + tuple(s for s in extra if s != split)
+
+  def prepare(self, split: str, check_only: bool = False) -> None:
+    """Checks the settings, the tokenizer and the data of `split` and of the splits scored or
+    predicted with it, then (unless `check_only`) builds or reuses their feature caches."""
+    splits = self._splits_with(split)
+    for name in splits:
+      if name not in self._checked:
+        if not self._checked:
+          self._check_shared()
+        self.check_data(name)
+        self._checked.add(name)
+    if not check_only:
+      for name in splits:
+        if name not in self._caches:
+          self._caches[name] = self.build_cache(name)
+
+  def prepare_only(self, splits) -> None:
+    """`--prepare_only`: checks every split in `splits`, then builds their feature caches;
+    builds no model."""
+    for split in splits:
+      self.prepare(split, check_only=True)
+    with StopRequest():  # Ctrl-C or SIGTERM: stopped at once, no cache file left half-written
+      for split in splits:
+        self.prepare(split)
+
+  def _check_shared(self) -> None:
+    """max_seq_length against the albert config, and the tokenizer."""
+    c = self.config.finetune
     if c.albert_config is not None and c.max_seq_length > c.albert_config.max_position_embeddings:
       raise FlagError(f"--max_seq_length={c.max_seq_length} exceeds max_position_embeddings "
                       f"({c.albert_config.max_position_embeddings}) of the albert config")
     if c.max_seq_length < 3:
       raise FlagError(f"--max_seq_length={c.max_seq_length} is too small ([CLS] x [SEP])")
     self._check_tokenizer()
-    self.check_data(split)
 
+  @abc.abstractmethod
   def check_data(self, split: str) -> None:
-    """Raises a clear error naming the file or flag if `split`'s data cannot be read."""
-    raise NotImplementedError
+    """Raises a clear error naming the file or flag if `split`'s data cannot be read; writes
+    nothing (the subclass's half of `prepare`'s checks)."""
 
-  def prepare_only(self, splits) -> None:
-    """`--prepare_only`: checks the inputs of every split in `splits`, then builds their
-    feature caches (with their extra splits, e.g. MNLI's mismatched ones); builds no model."""
-    from albert.train.loop import StopRequest  # pylint: disable=g-import-not-at-top
-    for split in splits:
-      self.check_inputs(split)
-    with StopRequest():  # Ctrl-C or SIGTERM: stopped at once, no cache file left half-written
-      for split in splits:
-        extra = (self.extra_eval_splits if split == "eval" else
-                 self.predict_splits[1:] if split == "predict" else ())
-        for name in (split,) + tuple(extra):
-          self.prepare(name)
-
-  # ----------------------------------------------------------------------------------- data
-  @property
-  def cache_dir(self) -> str:
-    return self.config.cache_dir or os.path.join(self.config.output_dir, "cache")
-
+  @abc.abstractmethod
   def build_cache(self, split: str) -> Tuple[str, Dict[str, Any]]:
     """Builds (or reuses) the split's feature cache; returns (record file, metadata)."""
-    raise NotImplementedError
 
-  def schema(self, split: str) -> input_pipeline.Schema:
-    raise NotImplementedError
+  def _cache(self, split: str) -> Tuple[str, Dict[str, Any]]:
+    if split not in self._caches:
+      raise RuntimeError(f"task {self.name}: the {split!r} split is not prepared; call "
+                         f"prepare({split!r}) first")
+    return self._caches[split]
+
+  @property
+  def cache_dir(self) -> str:
+    shared = self.config.finetune
+    return shared.cache_dir or os.path.join(shared.output_dir, "cache")
+
+  def metadata(self, split: str) -> Dict[str, Any]:
+    """The metadata of a prepared split's feature cache (counts, fingerprint, per-example ids)."""
+    return self._cache(split)[1]
 
   def decode(self, split: str, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Per-record changes after parsing (e.g. a reshape); the default changes nothing."""
@@ -209,14 +248,6 @@ class FinetuneTask(Task):
   def finalize(self, split: str, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Per-batch changes after batching (undoes a `decode` reshape); the default: none."""
     return batch
-
-  def prepare(self, split: str) -> None:
-    if split not in self._caches:
-      self._caches[split] = self.build_cache(split)
-
-  def metadata(self, split: str) -> Dict[str, Any]:
-    self.prepare(split)
-    return self._caches[split][1]
 
   def data_fingerprint(self, split: str) -> Optional[str]:
     return self.metadata(split).get("fingerprint")
@@ -227,7 +258,7 @@ class FinetuneTask(Task):
     model_file = spec.spm_model_file or spec.vocab_file
     digest = (cache_lib.file_digest(model_file)[:16]
               if model_file and os.path.isfile(model_file) else model_file)
-    return {"task": self.name, "max_seq_length": self.config.max_seq_length,
+    return {"task": self.name, "max_seq_length": self.config.finetune.max_seq_length,
             "do_lower_case": bool(spec.do_lower_case), "tokenizer_sha256": digest}
 
   def input_files(self, split: str) -> List[str]:
@@ -238,24 +269,21 @@ class FinetuneTask(Task):
     return meta.get("num_examples", meta.get("num_records"))
 
   def build_dataset(self, split, batch_size, input_context=None):
-    self.prepare(split)
-    path = self._caches[split][0]
     mode = "train" if split == "train" else "one_pass"
     return input_pipeline.make_dataset(
-        [path], self.schema(split), batch_size, mode, input_context, seed=self.config.seed,
-        decode=lambda features: self.decode(split, features),
+        [self._cache(split)[0]], self.schema(split), batch_size, mode, input_context,
+        seed=self.config.finetune.seed, decode=lambda features: self.decode(split, features),
         finalize=lambda batch: self.finalize(split, batch),
-        bucket_boundaries=self.config.bucket_boundaries)
+        bucket_boundaries=self.config.finetune.bucket_boundaries)
 
   # ---------------------------------------------------------------------------------- model
   def encoder(self) -> Optional[str]:
     """What the model builders take as `encoder`: the hub handle, or None (a fresh `bert`)."""
-    return self.config.hub_module_handle or None
+    return self.config.finetune.hub_module_handle or None
 
   def initial_weights_note(self) -> Optional[str]:
-    if self.config.hub_module_handle:
-      return f"Encoder weights from the hub module {self.config.hub_module_handle}"
-    return None
+    handle = self.config.finetune.hub_module_handle
+    return f"Encoder weights from the hub module {handle}" if handle else None
 
   def initialize(self, model: tf_keras.Model, init_checkpoint: str,
                  init_from_group0: bool = False) -> checkpoint.LoadReport:
@@ -263,7 +291,7 @@ class FinetuneTask(Task):
     prefix = checkpoint.resolve_checkpoint(init_checkpoint)
     shapes = checkpoint.open_reader(prefix).get_variable_to_shape_map()
     variables = checkpoint.variables_by_name(model)
-    skip = tuple(self.config.init_skip)
+    skip = tuple(self.config.finetune.init_skip)
     encoder = {n for n in variables if n.startswith("bert/") and not n.startswith(skip or "\0")}
     chosen = [v for n, v in variables.items() if not (skip and n.startswith(skip)) and (
         n in encoder or n not in shapes or list(shapes[n]) == list(v.shape))]

@@ -7,7 +7,7 @@ eval keys: `masked_lm_accuracy`, `masked_lm_loss` (weighted mean), `sentence_ord
 
 Records: the schema is owned by `albert.data.records` (the original's names, types and
 lengths); the task reads the `FEATURES` the original's `input_fn` reads (not `token_boundary`),
-ids as int32, and `next_sentence_labels` holds the SOP label. `check_inputs` reads the first
+ids as int32, and `next_sentence_labels` holds the SOP label. `prepare` reads the first
 record before any work, so that a `max_seq_length` or `max_predictions_per_seq` that does not
 match the files is a clear error, and every record's ids are checked against the config's
 `vocab_size` as it is read (an id out of range is an error naming the files: on GPU an
@@ -65,14 +65,40 @@ class PretrainingTaskConfig:
 
 
 class PretrainingTask(Task):
-  """Masked-LM and sentence-order prediction."""
+  """Masked-LM and sentence-order prediction; see the module docstring.
+
+  Args:
+    config: the task's settings (the albert config, the train and eval records).
+    log: where the task's lines go; default: printed.
+
+  Example (two steps of a tiny model on records of create_pretraining_data.py):
+
+  ```python
+  from albert.config import AlbertConfig
+  from albert.tasks.pretraining import (PretrainingDataConfig, PretrainingTask,
+                                        PretrainingTaskConfig)
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+
+  tiny = AlbertConfig(vocab_size=30000, embedding_size=8, hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32)
+  records = PretrainingDataConfig("records/*.tfrecord", max_seq_length=64,
+                                  max_predictions_per_seq=10)
+  task = PretrainingTask(PretrainingTaskConfig(tiny, train_data=records, eval_data=records))
+  trainer = Trainer(task, TrainerConfig("out", train_batch_size=8, eval_batch_size=8,
+                                        num_train_steps=2, save_checkpoints_steps=2,
+                                        max_eval_steps=2),
+                    OptimizerConfig(learning_rate=1e-4, num_warmup_steps=0))
+  results = trainer.run(do_train=True, do_eval=True)  # masked_lm_accuracy, ..., global_step 2
+  ```
+  """
 
   name = "pretraining"
   best_metric = "masked_lm_accuracy"
   eval_streams = True
 
-  def __init__(self, config: PretrainingTaskConfig):
-    self.config = config
+  def __init__(self, config: PretrainingTaskConfig, log=None):
+    super().__init__(config, log)
+    self._checked = set()
 
   def _data(self, split: str) -> PretrainingDataConfig:
     data = self.config.train_data if split == "train" else self.config.eval_data
@@ -80,7 +106,13 @@ class PretrainingTask(Task):
       raise InputError(f"no input files for {split}: set --input_file")
     return data
 
-  def check_inputs(self, split: str) -> None:
+  def prepare(self, split: str, check_only: bool = False) -> None:
+    """Checks the flags against the records (nothing to build: the records are the input)."""
+    if split not in self._checked:
+      self._check(split)
+      self._checked.add(split)
+
+  def _check(self, split: str) -> None:
     data = self._data(split)
     limit = self.config.albert_config.max_position_embeddings
     if data.max_seq_length > limit:

@@ -44,33 +44,53 @@ class RaceTaskConfig:
 
 
 class RaceTask(FinetuneTask):
-  """RACE on the Trainer; see the module docstring."""
+  """RACE on the Trainer; see the module docstring.
+
+  Args:
+    config: the task's settings (`finetune`: the shared fine-tuning ones).
+    log: where the task's lines go; default: printed.
+
+  Example (two training steps of a tiny model on the test passages, then dev scored):
+
+  ```python
+  from albert.config import AlbertConfig
+  from albert.tasks.finetune import FinetuneConfig
+  from albert.tasks.race import RaceTask, RaceTaskConfig
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+
+  tiny = AlbertConfig(vocab_size=30000, embedding_size=8, hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32)
+  task = RaceTask(RaceTaskConfig(
+      FinetuneConfig(tiny, output_dir="out", max_seq_length=64,
+                     spm_model_file="tests/testdata/albert_spm/30k-clean.model"),
+      data_dir="tests/testdata/race", max_qa_length=16))
+  trainer = Trainer(task, TrainerConfig("out", train_batch_size=8, eval_batch_size=8,
+                                        num_train_steps=2, save_checkpoints_steps=2),
+                    OptimizerConfig(optimizer="adamw", learning_rate=1e-4))
+  results = trainer.run(do_train=True, do_eval=True)  # eval_accuracy, global_step 2
+  ```
+  """
 
   name = "race"
   best_metric = "eval_accuracy"
-  passthrough_features = ("label_ids",)
-
-  def __init__(self, config: RaceTaskConfig):
-    self.race = config
-    super().__init__(config.finetune)
 
   def check_data(self, split: str) -> None:
     """Reads the split (every file checked: RACE JSON, four options, answers A-D) before any
     output is written; quick next to the feature conversion."""
     spec = self.tokenizer_spec()
-    race_data.read_examples(self.race.data_dir, SPLIT_NAMES[split], self.race.levels,
+    race_data.read_examples(self.config.data_dir, SPLIT_NAMES[split], self.config.levels,
                             spec.do_lower_case, use_spm=bool(spec.spm_model_file))
 
   def build_cache(self, split):
-    override = (self.race.cache_files or {}).get(split)
+    override = (self.config.cache_files or {}).get(split)
     return race_data.build_race_cache(
-        self.race.data_dir, SPLIT_NAMES[split], self.tokenizer_spec(),
-        self.config.max_seq_length, self.race.max_qa_length, self.race.levels,
-        self.race.truncation, cache_dir=None if override else self.cache_dir,
+        self.config.data_dir, SPLIT_NAMES[split], self.tokenizer_spec(),
+        self.config.finetune.max_seq_length, self.config.max_qa_length, self.config.levels,
+        self.config.truncation, cache_dir=None if override else self.cache_dir,
         path_override=override)
 
   def schema(self, split):
-    return race_data.record_schema(self.config.max_seq_length)
+    return race_data.record_schema(self.config.finetune.max_seq_length)
 
   # Every per-position feature as rows [C, S], so that length buckets see the longest choice and
   # cut each one alike; flat again per batch.
@@ -86,8 +106,8 @@ class RaceTask(FinetuneTask):
             for k, v in batch.items()}
 
   def build_model(self):
-    return build_race_model(self.config.albert_config, race_data.NUM_CHOICES,
-                            dropout_prob=self.race.dropout_prob, encoder=self.encoder())
+    return build_race_model(self.albert_config, race_data.NUM_CHOICES,
+                            dropout_prob=self.config.dropout_prob, encoder=self.encoder())
 
   def compute_loss(self, features, outputs):
     weights = features.get("is_real_example")

@@ -68,26 +68,49 @@ class SquadTaskConfig:
 
 
 class SquadTask(FinetuneTask):
-  """SQuAD v1.1 / v2.0 on the Trainer; see the module docstring."""
+  """SQuAD v1.1 / v2.0 on the Trainer; see the module docstring.
+
+  Args:
+    config: the task's settings (`finetune`: the shared fine-tuning ones).
+    log: where the task's lines go; default: printed.
+
+  Example (two training steps of a tiny model on the test file, then predictions.json):
+
+  ```python
+  from albert.config import AlbertConfig
+  from albert.tasks.finetune import FinetuneConfig
+  from albert.tasks.squad import SquadTask, SquadTaskConfig
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+
+  tiny = AlbertConfig(vocab_size=30000, embedding_size=8, hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32)
+  squad = "tests/testdata/squad/dev-v1.1-first2.json"
+  task = SquadTask(SquadTaskConfig(
+      FinetuneConfig(tiny, output_dir="out", max_seq_length=64,
+                     spm_model_file="tests/testdata/albert_spm/30k-clean.model"),
+      train_file=squad, predict_file=squad, doc_stride=32, max_query_length=16))
+  trainer = Trainer(task, TrainerConfig("out", train_batch_size=8, eval_batch_size=8,
+                                        num_train_steps=2, save_checkpoints_steps=2),
+                    OptimizerConfig(optimizer="adamw", learning_rate=1e-4))
+  results = trainer.run(do_train=True, do_eval=True)  # exact_match, f1, global_step 2
+  ```
+  """
 
   name = "squad"
-  passthrough_features = ("unique_ids",)
 
   def __init__(self, config: SquadTaskConfig, log=None):
-    self.squad = config
-    super().__init__(config.finetune)
+    super().__init__(config, log)
     self.v2 = config.version_2_with_negative
     # The held-out slice comes from the training file: without one (predict-only), none.
     self.heldout = self.v2 and config.heldout_fraction > 0 and bool(config.train_file)
     self.best_metric = "heldout_f1" if self.heldout else "f1"
     self.extra_eval_splits = ("heldout",) if self.heldout else ()
-    self._log = log or (lambda line: print(line, flush=True))
     self._eval_state: Dict[str, Any] = {}
     self._check_settings()
 
   def _check_settings(self) -> None:
     """The numeric flags, before any work: each must leave something to compute."""
-    s = self.squad
+    s = self.config
     counts = [("n_best_size", s.n_best_size), ("max_answer_length", s.max_answer_length)]
     if self.v2:
       counts += [("start_n_top", s.start_n_top), ("end_n_top", s.end_n_top)]
@@ -102,8 +125,9 @@ class SquadTask(FinetuneTask):
 
   # ----------------------------------------------------------------------------------- data
   def _settings(self) -> squad_features.FeatureSettings:
-    return squad_features.FeatureSettings(self.config.max_seq_length, self.squad.doc_stride,
-                                          self.squad.max_query_length)
+    return squad_features.FeatureSettings(self.config.finetune.max_seq_length,
+                                          self.config.doc_stride,
+                                          self.config.max_query_length)
 
   def _spec(self) -> squad_features.TokenizerSpec:
     spec = self.tokenizer_spec()
@@ -112,49 +136,54 @@ class SquadTask(FinetuneTask):
                       "original's ALBERT squad_utils")
     return squad_features.TokenizerSpec(spec.spm_model_file, spec.do_lower_case)
 
-  def _source(self, split: str) -> Tuple[str, bool]:
-    """(SQuAD file, is_training) of a split; the training file is split when holding out."""
+  def _input_file(self, split: str) -> Tuple[str, bool]:
+    """(SQuAD file, is_training) of a split (holding out: a part of the training file)."""
     if split in ("train", "heldout"):
-      if not self.squad.train_file:
+      if not self.config.train_file:
         raise FlagError("--train_file is required for training")
       if self.heldout:
-        train, heldout = self._heldout_files()
+        train, heldout = self._heldout_paths()
         return (train, True) if split == "train" else (heldout, False)
-      return self.squad.train_file, True
-    if not self.squad.predict_file:
+      return self.config.train_file, True
+    if not self.config.predict_file:
       raise FlagError("--predict_file is required for --do_predict")
-    return self.squad.predict_file, False
+    return self.config.predict_file, False
 
-  def _heldout_files(self) -> Tuple[str, str]:
-    """The training file without the held-out articles, and the held-out articles (cached)."""
-    source = self.squad.train_file
-    key = cache_lib.fingerprint([source], {"heldout_fraction": self.squad.heldout_fraction,
-                                           "seed": self.config.seed})[:16]
+  def _heldout_paths(self) -> Tuple[str, str]:
+    """Where the training file without the held-out articles and the held-out articles go."""
+    source = self.config.train_file
+    key = cache_lib.fingerprint([source], {"heldout_fraction": self.config.heldout_fraction,
+                                           "seed": self.config.finetune.seed})[:16]
     stem = os.path.splitext(os.path.basename(source))[0]
-    paths = (os.path.join(self.cache_dir, f"{stem}-train-{key}.json"),
-             os.path.join(self.cache_dir, f"{stem}-heldout-{key}.json"))
-    if not all(os.path.exists(p) for p in paths):
-      data = squad_data.load_squad_json(source)
-      examples = squad_data.read_squad_examples(source, False, True, data=data)
-      _, held = squad_metrics.split_held_out(examples, self.squad.heldout_fraction,
-                                             self.config.seed)
-      titles = {e.title for e in held}
-      parts = ([a for a in data["data"] if a.get("title") not in titles],
-               [a for a in data["data"] if a.get("title") in titles])
-      for path, articles in zip(paths, parts):
-        files.write_text(path, json.dumps({"version": data.get("version", "v2.0"),
-                                           "data": articles}))
-      self._log(f"Held out {len(parts[1])} of {len(data['data'])} training articles "
-                f"({len(held)} questions) to tune the no-answer threshold: {paths[1]}")
-    return paths
+    return (os.path.join(self.cache_dir, f"{stem}-train-{key}.json"),
+            os.path.join(self.cache_dir, f"{stem}-heldout-{key}.json"))
+
+  def _split_off_heldout(self) -> None:
+    """Writes the two parts of the training file (`_heldout_paths`), unless they exist."""
+    paths = self._heldout_paths()
+    if all(os.path.exists(p) for p in paths):
+      return
+    source = self.config.train_file
+    data = squad_data.load_squad_json(source)
+    examples = squad_data.read_squad_examples(source, False, True, data=data)
+    _, held = squad_metrics.split_held_out(examples, self.config.heldout_fraction,
+                                           self.config.finetune.seed)
+    titles = {e.title for e in held}
+    parts = ([a for a in data["data"] if a.get("title") not in titles],
+             [a for a in data["data"] if a.get("title") in titles])
+    for path, articles in zip(paths, parts):
+      files.write_text(path, json.dumps({"version": data.get("version", "v2.0"),
+                                         "data": articles}))
+    self.log(f"Held out {len(parts[1])} of {len(data['data'])} training articles "
+             f"({len(held)} questions) to tune the no-answer threshold: {paths[1]}")
 
   def check_data(self, split: str) -> None:
     if split in ("train", "heldout"):
-      path = self.squad.train_file
+      path = self.config.train_file
       if not path:
         raise FlagError("--train_file is required for --do_train")
     else:
-      path = self.squad.predict_file
+      path = self.config.predict_file
       if not path:
         raise FlagError("--predict_file is required for --do_predict")
     data = squad_data.load_squad_json(path)
@@ -170,26 +199,26 @@ class SquadTask(FinetuneTask):
       raise FlagError(f"{path} has no answers to score (a file without answers is only "
                       "predicted)")
     self._spec()
-    for extra in (self.extra_eval_splits if split == "eval" else ()):
-      self.check_data(extra)
 
   def _version_advice(self, want_v2: bool) -> str:
     """How to read the other SQuAD version, in the terms of the command that was run."""
-    command = self.squad.command
+    command = self.config.command
     if command in ("run_squad_v1.py", "run_squad_v2.py"):
       return f"use run_squad_v{2 if want_v2 else 1}.py"
     return ("pass --version_2_with_negative" if want_v2 else
             "drop --version_2_with_negative (it is for SQuAD 2.0 files)")
 
   def build_cache(self, split):
-    path, is_training = self._source(split)
-    override = (self.squad.train_feature_file if split == "train" else
-                self.squad.predict_feature_file if split in ("eval", "predict") else None)
+    if self.heldout and split in ("train", "heldout"):
+      self._split_off_heldout()
+    path, is_training = self._input_file(split)
+    override = (self.config.train_feature_file if split == "train" else
+                self.config.predict_feature_file if split in ("eval", "predict") else None)
     files.make_dirs(self.cache_dir)
     record_path, cache = squad_cache.build_squad_cache(
         path, is_training, self.v2, self._spec(), self._settings(), self.cache_dir,
         num_workers=self._workers(path), path_override=override,
-        multiple_answers="first", log=self._log)
+        multiple_answers="first", log=self.log)
     return record_path, {"cache": cache, "num_examples": cache.info["num_examples"],
                          "num_records": cache.num_features,
                          "fingerprint": cache.info.get("fingerprint")}
@@ -207,18 +236,18 @@ class SquadTask(FinetuneTask):
     key = super().data_fingerprint(split)
     if split == "train" or key is None:
       return key
-    return f"{key} n_best_size={self.squad.n_best_size} " \
-           f"max_answer_length={self.squad.max_answer_length}"
+    return f"{key} n_best_size={self.config.n_best_size} " \
+           f"max_answer_length={self.config.max_answer_length}"
 
   def _workers(self, path: str) -> int:
     """--num_workers, else one process for files under 8 MB (dev-v1.1 converts in 2 s of CPU,
     less than a worker pool costs to start: benchmarks/README.md), else one per core (0)."""
-    if self.config.num_workers:
-      return self.config.num_workers
+    if self.config.finetune.num_workers:
+      return self.config.finetune.num_workers
     return 0 if os.path.getsize(path) > (8 << 20) else 1
 
   def schema(self, split):
-    length = self.config.max_seq_length
+    length = self.config.finetune.max_seq_length
     schema = {name: ("int64", length) for name in ("input_ids", "input_mask", "segment_ids",
                                                    "p_mask")}
     schema["unique_ids"] = ("int64", 1)
@@ -240,8 +269,8 @@ class SquadTask(FinetuneTask):
 
   # ---------------------------------------------------------------------------------- model
   def build_model(self):
-    return build_squad_model(self.config.albert_config, self.v2, self.squad.start_n_top,
-                             self.squad.end_n_top, self.squad.dropout_prob,
+    return build_squad_model(self.albert_config, self.v2, self.config.start_n_top,
+                             self.config.end_n_top, self.config.dropout_prob,
                              encoder=self.encoder())
 
   def compute_loss(self, features, outputs):
@@ -271,7 +300,7 @@ class SquadTask(FinetuneTask):
                   "end_top_index", "cls_logits"):
         result[key] = outputs[key]
     else:  # [B, S] with S per length bucket: padded back to the cap (never a best index)
-      pad = self.config.max_seq_length - tf.shape(outputs["start_logits"])[1]
+      pad = self.config.finetune.max_seq_length - tf.shape(outputs["start_logits"])[1]
       for key in ("start_logits", "end_logits"):
         result[key] = tf.pad(outputs[key], [[0, 0], [0, pad]], constant_values=-1e30)
     return result
@@ -279,7 +308,7 @@ class SquadTask(FinetuneTask):
   # ---------------------------------------------------------------------------- postprocess
   def postprocess(self, split, predictions, output_dir) -> Dict[str, float]:
     cache = self.metadata(split)["cache"]
-    s = self.squad
+    s = self.config
     results = {k: v for k, v in predictions.items() if k not in ("row_index", "is_real_example")}
     if not self.v2:
       answers, nbest = squad_postprocess.decode_v1(cache.examples, cache.features, results,
@@ -326,7 +355,7 @@ class SquadTask(FinetuneTask):
             "heldout_threshold": float(threshold)}
 
   def _heldout_scores(self, cache, results) -> Dict[str, float]:
-    s = self.squad
+    s = self.config
     first, _, null_odds = squad_postprocess.decode_v2(cache.examples, cache.features, results,
                                                       s.n_best_size, s.max_answer_length)
     _, threshold = squad_metrics.best_threshold(null_odds, first, cache.dataset())
@@ -378,15 +407,15 @@ class SquadTask(FinetuneTask):
       honest = (f"; heldout_exact/heldout_f1 use the held-out threshold {stored['threshold']:.4f} "
                 f"stored with {where} ({stored['source']})" if stored else
                 f"; no held-out threshold is stored with {where}, so no heldout_f1")
-      self._log(f"SQuAD 2.0: predictions.json, exact and f1 use the original's null threshold "
-                f"{original:.4f}, tuned on {predict_file} itself{honest}")
+      self.log(f"SQuAD 2.0: predictions.json, exact and f1 use the original's null threshold "
+               f"{original:.4f}, tuned on {predict_file} itself{honest}")
     elif stored:
-      self._log(f"SQuAD 2.0: predictions.json uses the null threshold {stored['threshold']:.4f} "
-                f"tuned on held-out training articles, stored with {where} ({stored['source']})")
+      self.log(f"SQuAD 2.0: predictions.json uses the null threshold {stored['threshold']:.4f} "
+               f"tuned on held-out training articles, stored with {where} ({stored['source']})")
     else:
-      self._log(f"SQuAD 2.0: no null threshold is stored with {where} and {predict_file} has no "
-                "answers to tune one: predictions.json answers every question (no null "
-                "answers); null_odds.json holds each question's null score to apply one")
+      self.log(f"SQuAD 2.0: no null threshold is stored with {where} and {predict_file} has no "
+               "answers to tune one: predictions.json answers every question (no null "
+               "answers); null_odds.json holds each question's null score to apply one")
 
   def _keep_threshold(self, stored: Optional[Dict[str, Any]], output_dir: str) -> None:
     """Writes a threshold recorded by this run (eval_results.txt) to its null_threshold.json."""

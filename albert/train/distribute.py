@@ -3,7 +3,8 @@
 `make_strategy(DistributeConfig(...))` is what every script uses. With `strategy="auto"`: a
 TPU when `use_tpu`, MultiWorkerMirroredStrategy when `TF_CONFIG` names more than one task,
 MirroredStrategy over the GPUs when there are several, otherwise one device (the default
-strategy: the GPU if there is one, else the CPU).
+strategy: the GPU if there is one, else the CPU). `distributed_dataset` feeds a task's split to
+every replica of a strategy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Optional
 import tensorflow as tf
 
 from albert.errors import FlagError
+from albert.train.task import Task
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
@@ -91,3 +93,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return resolver.task_type == "chief" or (
       resolver.task_type == "worker" and resolver.task_id == 0
       and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def distributed_dataset(strategy: tf.distribute.Strategy, task: Task, split: str,
+                        global_batch: int, skip_steps: int = 0):
+  """The task's batches of `split` on every replica (`global_batch` split among them); the
+  batches of the first `skip_steps` global steps are skipped (a resume on several devices)."""
+  def dataset_fn(context: tf.distribute.InputContext):
+    dataset = task.build_dataset(split, context.get_per_replica_batch_size(global_batch), context)
+    if skip_steps:  # each pipeline feeds its local replicas one batch each per step
+      local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+      dataset = dataset.skip(skip_steps * local_replicas)
+    return dataset
+  return strategy.distribute_datasets_from_function(dataset_fn)

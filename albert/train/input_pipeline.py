@@ -88,9 +88,8 @@ def corrupted_records_error(path: str, error: tf.errors.OpError, then: str = "")
                     f"({describe_read_error(error.message)}){then}")
 
 
-def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[str, str]] = None,
-                       written_by: str = "this task's data preparation") -> None:
-  """Reads the first record of `path` and checks every feature's presence, kind and length."""
+def _first_example(path: str) -> tf.train.Example:
+  """The first record of `path`, parsed; a clear error when there is none or it is no Example."""
   try:
     record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
   except tf.errors.DataLossError as error:
@@ -100,10 +99,28 @@ def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[st
   if record is None:
     raise InputError(f"{path}: contains no record")
   try:
-    example = tf.train.Example.FromString(record.numpy())
+    return tf.train.Example.FromString(record.numpy())
   except Exception:  # google.protobuf.message.DecodeError
     raise InputError(f"{path}: the first record is not a tf.train.Example") from None
-  found = example.features.feature
+
+
+def schema_of_first_record(path: str) -> Schema:
+  """The schema of the first record of `path`: each int64 or float feature with its length."""
+  schema = {}
+  for name, feature in sorted(_first_example(path).features.feature.items()):
+    kind = feature.WhichOneof("kind")
+    if kind not in ("int64_list", "float_list"):
+      raise InputError(f"{path}: feature {name!r} holds {kind}; only int64 and float features "
+                       "are read")
+    values = getattr(feature, kind).value
+    schema[name] = ("int64" if kind == "int64_list" else "float32", len(values))
+  return schema
+
+
+def check_first_record(path: str, schema: Schema, length_flags: Optional[Dict[str, str]] = None,
+                       written_by: str = "this task's data preparation") -> None:
+  """Reads the first record of `path` and checks every feature's presence, kind and length."""
+  found = _first_example(path).features.feature
   for name, (dtype, want) in schema.items():
     if name not in found:
       raise InputError(f"{path}: record has no feature {name!r} (has {sorted(found)}); is it "

@@ -1,5 +1,6 @@
 """The compiled training loop and the run-time guards around it.
 
+* `model_inputs(model, features)`: the features a model takes, out of a batch.
 * `make_train_loop(...)`: the compiled host loop of training, usable around any model and
   optimizer (the Trainer's; the pretraining benchmark runs tf-models-official's model through it).
   Each step on every replica: forward, loss / replicas, gradients summed over replicas (dense:
@@ -27,6 +28,12 @@ from albert import optimization
 from albert.errors import InputError
 from albert.train.input_pipeline import INPUT_CHECK_MARK, corrupted_records_error
 from albert.train.task import Task
+
+
+def model_inputs(model: tf_keras.Model, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """The features `model` takes (labels, weights and ids stay with the task)."""
+  names = model.input if isinstance(model.input, dict) else None
+  return {k: v for k, v in features.items() if names is None or k in names}
 
 
 def count_batch(features: Dict[str, tf.Tensor]):

@@ -1,7 +1,8 @@
 """A run's output directory: what the original wrote there, read back and written atomically.
 
 `RunDir(output_dir)` owns the files a run shares with its users and with later runs:
-* `model.ckpt-N` (TF1 names, weights only): `steps()`, `prefix(step)`, `prune(keep)`;
+* `model.ckpt-N` (TF1 names, weights only): `steps()`, `prefix(step)`, `prune(keep)`,
+  `best_or_latest()` (what a prediction or an export reads);
 * `eval_results.txt`: per evaluation, the sorted `key = value` lines of its results (the
   original's format; `global_step` among them), appended; `results()` reads them back;
 * `model.ckpt-best` + `best_trial.txt` (the original's one line `global_step:best_step:value`,
@@ -16,11 +17,15 @@
   data it was scored on (`record_eval`, `scored(data)`), which is how a rerun knows which
   checkpoints were already scored: only on the same data, so a changed dev set scores every
   checkpoint again (and a best chosen on other data is beaten by any score);
+* `train_state/ckpt-N` (the resume states, written by the Trainer's `tf.train.CheckpointManager`):
+  `state_steps()`, `state_path(step)`, `repair_state_index()` (a damaged `train_state/checkpoint`
+  index is rebuilt from the states beside it);
 * `train_state/lock`: `lock()` holds the directory for one run at a time (`flock`, released by
   the kernel when the process dies, even by SIGKILL).
 
 The best checkpoint is copied (data first, the index last, each atomically), never renamed:
-nothing of a run is deleted.
+nothing of a run is deleted. TensorFlow is imported only by what reads a checkpoint
+(`checkpoint_step`, `repair_state_index`): scripts/run_glue.py reads results without it.
 """
 
 from __future__ import annotations
@@ -58,6 +63,13 @@ def describe_differences(before: Dict[str, Any], now: Dict[str, Any],
   changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
   return "; ".join(f"{k}: {before.get(k)!r} there, {now.get(k)!r} now"
                    for k in changed[:limit])
+
+
+def checkpoint_step(prefix: str) -> int:
+  """The `global_step` a checkpoint records (0 when it has none)."""
+  from albert import checkpoint  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  reader = checkpoint.open_reader(prefix)
+  return int(reader.get_tensor("global_step")) if reader.has_tensor("global_step") else 0
 
 
 def _read_json(path: str) -> Optional[Any]:
@@ -115,6 +127,14 @@ class RunDir:
         found.append(int(match.group(1)))
     return sorted(found)
 
+  def best_or_latest(self, fallback: Optional[str] = None) -> Optional[str]:
+    """The weights a prediction or an export of the run uses: `model.ckpt-best`, else the
+    latest `model.ckpt-N`, else `fallback` (--init_checkpoint); None when there is none."""
+    if os.path.exists(self.best_prefix + ".index"):
+      return self.best_prefix
+    steps = self.steps()
+    return self.prefix(steps[-1]) if steps else fallback
+
   def prune(self, keep: int, protect: Optional[int] = None) -> None:
     """Deletes the oldest `model.ckpt-N` beyond `keep` (never `protect`, the one not yet scored)."""
     for old in self.steps()[:-keep]:
@@ -124,6 +144,40 @@ class RunDir:
         path = self.prefix(old) + suffix
         if os.path.exists(path):
           os.remove(path)
+
+  # --------------------------------------------------------------------------- resume states
+  def state_path(self, step: int) -> str:
+    return os.path.join(self.state_dir, f"ckpt-{step}")
+
+  def state_steps(self) -> List[int]:
+    """Steps of the resume states on disk (`train_state/ckpt-N.index`), ascending."""
+    if not os.path.isdir(self.state_dir):
+      return []
+    return sorted(int(m.group(1)) for m in (re.match(r"ckpt-(\d+)\.index$", n)
+                                            for n in os.listdir(self.state_dir)) if m)
+
+  def repair_state_index(self, log) -> None:
+    """Rebuilds a `train_state/checkpoint` index that cannot be read from the resume states
+    beside it (removes it when there is none), saying so with `log`."""
+    index = os.path.join(self.state_dir, "checkpoint")
+    if not os.path.exists(index):
+      return
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    try:
+      readable = tf.train.get_checkpoint_state(self.state_dir) is not None
+    except Exception:  # pylint: disable=broad-except  (text_format.ParseError and friends)
+      readable = False
+    if readable:
+      return
+    steps = self.state_steps()
+    log(f"warning: {index} cannot be read; rebuilt from the {len(steps)} resume state(s) found "
+        "beside it")
+    if steps:
+      lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
+      lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
+      files.write_text(index, "\n".join(lines) + "\n")
+    else:
+      os.remove(index)
 
   # -------------------------------------------------------------------------------- results
   @property

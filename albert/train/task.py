@@ -1,139 +1,307 @@
-"""The Task interface: model, data, loss, metrics and initialisation of one job.
+"""The Task interface: what one job on the Trainer owns; the Trainer owns everything generic.
 
-The trainer (albert/train/trainer.py) owns everything generic: strategy, steps per loop,
-optimizer, clipping, checkpoints, resume, evaluation in one pass, prediction, scoring every
-checkpoint and keeping the best, progress and summaries. A task owns what differs between
-pretraining, GLUE, SQuAD and RACE. Beyond the abstract methods, a task may override hooks whose
-defaults fit pretraining:
+The Trainer (albert/train/trainer.py) owns the strategy, steps per loop, optimizer, clipping,
+checkpoints, resume, one-pass evaluation, prediction, scoring every checkpoint and keeping the
+best, progress and summaries. A task owns what differs between pretraining, GLUE, SQuAD and
+RACE. `build_model` is its one abstract method; every other hook below has a working default,
+which fits a classifier over TFRecords of fixed-length features (`input_files` + `schema`,
+`logits` against `label_ids`). The Trainer calls the hooks in this order:
 
-* `prepare(split)`: build the split's feature cache (called after every check, before the
-  model is built);
-* `num_train_examples()`: for runs whose length is given in epochs;
-* `input_files(split)`: the record files of a split (named in errors about corrupted records);
-* `eval_streams`: True when the eval input is endless (then `max_eval_steps` caps it), False
-  for one pass over every example (`is_real_example` weights drop the padding);
-* `eval_by_predict`: evaluate through `predict` + `postprocess` instead of streaming metrics
-  (metrics that cannot stream, such as MCC or SQuAD's F1);
-* `prediction_outputs(features, outputs)`: the tensors `predict` returns per example;
-* `postprocess(split, predictions, output_dir)`: turns predictions into files and metrics;
-* `predict_splits`, `extra_eval_splits`: more than one split to predict or to score (MNLI);
-* `run_identity()`: what binds a run directory besides the albert config (a later run with
-  other values is refused); `data_fingerprint(split)`: a digest of a split's content (results
-  are keyed by the eval data's, a resume is refused on other training data).
+  prepare(split, check_only=True)   every split of the run, before anything is written
+  prepare(split)                    checks (remembered), then builds what the split reads
+  build_model, build_metrics        inside the strategy's scope
+  initialize                        from --init_checkpoint when there is no resume state
+  build_dataset                     per input pipeline
+  compute_loss, update_metrics      per replica and step (training and evaluation)
+  prediction_outputs, postprocess   predict; and evaluate, for an `eval_by_predict` task
+
+Class attributes a task may change: `name`, `best_metric` (the result that picks
+`model.ckpt-best`; None: no best) and `best_metric_higher_is_better`; `eval_streams` (the eval
+input is endless: `max_eval_steps` batches are scored; else one pass over every example, padding
+rows weighed 0); `eval_by_predict` (evaluate through predict + postprocess: metrics that cannot
+stream, such as MCC or SQuAD's F1); `predict_splits` and `extra_eval_splits` (more than one split
+to predict or score: MNLI's mismatched and diagnostic sets); `keep_unscored_checkpoints` (a
+train-only run keeps every checkpoint for a later eval-only run to score).
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, List, Optional, Tuple
+import io
+import os
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from albert import checkpoint
+from albert import checkpoint, files, losses
 from albert.config import AlbertConfig
+from albert.train import input_pipeline
+
+
+def print_line(line: str) -> None:
+  """The default `log` of tasks and the Trainer: one flushed line on stdout."""
+  print(line, flush=True)
 
 
 class Task(abc.ABC):
-  """One job. Subclasses set `name`, `best_metric` (and `best_metric_higher_is_better`)."""
+  """One job on the Trainer; subclasses implement `build_model` and override what differs.
+
+  Args:
+    config: the task's one config (a dataclass of its settings; None for a task without any).
+    log: where the task's progress lines go; default: printed.
+
+  Example (a classifier over `{train,eval,predict}.tfrecord` whose records hold `input_ids` [4]
+  and `label_ids` [1]: the default hooks read, batch, score and predict them):
+
+  ```python
+  import tensorflow as tf
+  import tf_keras
+  from albert.train.task import Task
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+
+  class BagOfWords(Task):
+    best_metric, best_metric_higher_is_better = "loss", False
+
+    def input_files(self, split):
+      return [f"{split}.tfrecord"]
+
+    def build_model(self):
+      ids = tf_keras.Input([4], dtype=tf.int32, name="input_ids")
+      pooled = tf.reduce_mean(tf_keras.layers.Embedding(20, 8)(ids), axis=1)
+      return tf_keras.Model({"input_ids": ids}, {"logits": tf_keras.layers.Dense(2)(pooled)})
+
+  trainer = Trainer(BagOfWords(), TrainerConfig("out", train_batch_size=8, eval_batch_size=8,
+                                                num_train_steps=2, save_checkpoints_steps=2),
+                    OptimizerConfig(optimizer="adamw", learning_rate=1e-3))
+  results = trainer.run(do_train=True, do_eval=True, do_predict=True)  # loss, global_step 2
+  # and out/predict_predictions.npz: each example's logits, in input order
+  ```
+  """
 
   name: str = "task"
   best_metric: Optional[str] = None
   best_metric_higher_is_better: bool = True
   eval_streams: bool = False
   eval_by_predict: bool = False
-  # Features `predict` passes through beside the model's outputs (ids that postprocess needs).
-  passthrough_features: Tuple[str, ...] = ()
-  # `--do_predict` predicts and postprocesses each of these splits (e.g. MNLI: also the
-  # mismatched test set and the diagnostic set); `evaluate("eval")` also scores these (an
-  # eval_by_predict task; their postprocess returns differently named keys).
   predict_splits: Tuple[str, ...] = ("predict",)
-  # A train-only run keeps every checkpoint for a later eval-only run to score (as the
-  # original's fine-tuning scripts, whose eval job chose the best); pretraining prunes.
-  keep_unscored_checkpoints: bool = False
   extra_eval_splits: Tuple[str, ...] = ()
-  # Set by the trainer when it predicts: the checkpoint the predictions come from (a TF1 prefix
-  # or a directory), for a `postprocess` that reads what was stored with it.
-  weights_source: Optional[str] = None
+  keep_unscored_checkpoints: bool = False
+
+  def __init__(self, config: Any = None, log: Optional[Callable[[str], None]] = None):
+    self.config = config
+    self.log = log or print_line
+    # Set by the Trainer when it predicts: the checkpoint the predictions come from (a TF1
+    # prefix or a directory), for a `postprocess` that reads what was stored with it.
+    self.weights_source: Optional[str] = None
 
   @property
   def albert_config(self) -> Optional[AlbertConfig]:
-    """The encoder's config (written to, and checked against, `output_dir/albert_config.json`)."""
-    config = getattr(self, "config", None)
-    return getattr(config, "albert_config", None)
+    """The encoder's config (written to, and checked against, `output_dir/albert_config.json`);
+    None when the task has none."""
+    return getattr(self.config, "albert_config", None)
 
+  # ------------------------------------------------------------------------------- the model
   @abc.abstractmethod
   def build_model(self) -> tf_keras.Model:
-    """The functional model (dict in, dict out), variables in the original TF1 names."""
+    """The task's functional model.
 
-  @abc.abstractmethod
-  def check_inputs(self, split: str) -> None:
-    """Raises a clear error (naming the file or flag) if `split` cannot run; writes nothing."""
-
-  @abc.abstractmethod
-  def build_dataset(self, split: str, batch_size: int,
-                    input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """Batches of `batch_size` (per replica) feature dicts for `split`."""
-
-  @abc.abstractmethod
-  def compute_loss(self, features: Dict[str, tf.Tensor],
-                   outputs: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-    """(mean loss over the replica's batch, auxiliary tensors for `update_metrics`)."""
-
-  @abc.abstractmethod
-  def build_metrics(self) -> Dict[str, tf_keras.metrics.Metric]:
-    """Fresh metric objects, keyed by the names written to eval_results.txt."""
-
-  @abc.abstractmethod
-  def update_metrics(self, metrics: Dict[str, tf_keras.metrics.Metric],
-                     features: Dict[str, tf.Tensor], aux: Dict[str, tf.Tensor]) -> None:
-    """Accumulates one batch into `metrics`."""
-
-  # ----------------------------------------------------------------------- optional hooks
-  def prepare(self, split: str) -> None:
-    """Builds what `split` reads (e.g. a feature cache); the default has nothing to build."""
-
-  def num_train_examples(self) -> Optional[int]:
-    """The number of training examples (epoch-based runs); None when unknown."""
-    return None
-
-  def input_files(self, split: str) -> List[str]:
-    """The record files `split` reads (to name a corrupted one); empty when unknown."""
-    return []
-
-  def run_identity(self) -> Dict[str, Any]:
-    """The task and the settings that shape its model or data, keyed by flag name (JSON
-    values), recorded in `output_dir/train_state/run_identity.json` by the first run: a later
-    run with other values is refused, naming them. The default: the task's name."""
-    return {"task": self.name}
-
-  def data_fingerprint(self, split: str) -> Optional[str]:
-    """A digest of the content `split` feeds the model (a feature cache's fingerprint), or None
-    when the task has none (pretraining's records are not hashed: reading gigabytes would cost
-    minutes; the Trainer keys their evaluations by the files' path, size and time instead).
-    An empty string: the split is data of the run itself, not of what the user scores (it does
-    not key the evaluations)."""
-    return None
-
-  def prediction_outputs(self, features: Dict[str, tf.Tensor],
-                         outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Per-example tensors `predict` returns: the model's outputs and `passthrough_features`."""
-    result = {k: v for k, v in outputs.items() if not isinstance(v, (list, tuple))}
-    result.update({k: features[k] for k in self.passthrough_features})
-    return result
-
-  def postprocess(self, split: str, predictions: Dict[str, np.ndarray],
-                  output_dir: str) -> Dict[str, float]:
-    """Turns the predictions of `split` into output files and metrics (eval_by_predict)."""
-    raise NotImplementedError(f"task {self.name} has no postprocess for {split!r}")
-
-  def initial_weights_note(self) -> Optional[str]:
-    """Where the weights come from without a checkpoint (e.g. a hub module); None: at random."""
-    return None
+    Returns:
+      A model taking a dict of the features it names as inputs and returning a dict of
+      outputs; its variables in the original TF1 names (they are what checkpoints hold).
+    """
 
   def initialize(self, model: tf_keras.Model, init_checkpoint: str,
                  init_from_group0: bool = False) -> checkpoint.LoadReport:
-    """Loads a TF1-name checkpoint (original or ours) into a model that starts from scratch."""
+    """Loads `--init_checkpoint` into a model that starts without a resume state.
+
+    Args:
+      model: the model `build_model` returned.
+      init_checkpoint: a TF1-name checkpoint (the original's or ours), prefix or directory.
+      init_from_group0: read every transformer group from the checkpoint's `group_0`.
+
+    Returns:
+      The load report (what was loaded, what is new), which the Trainer prints.
+    """
     return checkpoint.load_tf1_checkpoint(model, init_checkpoint,
                                           init_from_group0=init_from_group0)
+
+  def initial_weights_note(self) -> Optional[str]:
+    """Where the weights come from without any checkpoint.
+
+    Returns:
+      A line for the log (e.g. "Encoder weights from the hub module ..."), or None: the
+      Trainer says the model trains from scratch.
+    """
+    return None
+
+  # -------------------------------------------------------------------------------- the data
+  def prepare(self, split: str, check_only: bool = False) -> None:
+    """Checks that `split` can run, then builds what it reads (e.g. a feature cache).
+
+    The Trainer calls it with `check_only=True` for every split of a run before it writes
+    anything, then without before it builds the model. A task remembers what it checked and
+    built: a second call does no work twice. The default checks the first record of the
+    split's first input file against `schema(split)` and has nothing to build.
+
+    Args:
+      split: "train", "eval", "predict", or one of `extra_eval_splits` / `predict_splits`.
+      check_only: only check, writing nothing; a bad input raises an error of
+        `albert.errors` naming the file or flag and what was expected.
+    """
+    del check_only  # the default builds nothing
+    paths = self.input_files(split)
+    if paths:
+      input_pipeline.check_first_record(paths[0], self.schema(split))
+
+  def input_files(self, split: str) -> List[str]:
+    """The record files of `split` (read by the default `build_dataset`, named in errors about
+    corrupted records).
+
+    Returns:
+      The paths (after `prepare(split)` for a task that builds them); the default: none.
+    """
+    del split
+    return []
+
+  def schema(self, split: str) -> input_pipeline.Schema:
+    """The features of `split`'s records.
+
+    Returns:
+      `{name: ("int64" | "float32", length)}`; the default: every feature of the first
+      record of the split's first input file.
+    """
+    paths = self.input_files(split)
+    if not paths:
+      raise NotImplementedError(f"task {self.name} has no input files for {split!r}: "
+                                "override input_files (or build_dataset)")
+    return input_pipeline.schema_of_first_record(paths[0])
+
+  def build_dataset(self, split: str, batch_size: int,
+                    input_context: Optional[tf.distribute.InputContext] = None
+                    ) -> tf.data.Dataset:
+    """The batches of `split` on one input pipeline.
+
+    Args:
+      split: a prepared split.
+      batch_size: the batch size per replica.
+      input_context: the pipeline's place among all (None: the only one).
+
+    Returns:
+      Feature dicts: training batches shuffled and repeated; evaluation and prediction batches
+      one pass over every example (padding rows have `is_real_example` 0; every row carries
+      `row_index`), or an endless stream for an `eval_streams` task. The default reads
+      `input_files(split)` with `schema(split)` (`input_pipeline.make_dataset`).
+    """
+    mode = "train" if split == "train" else "stream" if self.eval_streams else "one_pass"
+    return input_pipeline.make_dataset(self.input_files(split), self.schema(split), batch_size,
+                                       mode, input_context)
+
+  def num_train_examples(self) -> Optional[int]:
+    """The number of training examples, for runs whose length is given in epochs.
+
+    Returns:
+      The count, or None when unknown; the default counts the records of the train split.
+    """
+    paths = self.input_files("train")
+    return input_pipeline.count_records(paths) if paths else None
+
+  def data_fingerprint(self, split: str) -> Optional[str]:
+    """A digest of the content `split` feeds the model (results are keyed by the eval data's; a
+    resume is refused on other training data).
+
+    Returns:
+      A prepared split's digest (e.g. its feature cache's fingerprint), or None: the Trainer
+      then keys the split by its files' path, size and time (the default: pretraining's
+      records are not hashed, reading gigabytes would cost minutes); or "": the split is data
+      of the run itself, not of what the user scores, and does not key the evaluations
+      (SQuAD's held-out training articles).
+    """
+    del split
+    return None
+
+  def run_identity(self) -> Dict[str, Any]:
+    """What binds a run directory besides the albert config: recorded in
+    `output_dir/train_state/run_identity.json` by the first run; a later run with other values
+    is refused, naming them.
+
+    Returns:
+      The task and the settings that shape its model or data, keyed by flag name (JSON
+      values); the default: the task's name.
+    """
+    return {"task": self.name}
+
+  # ------------------------------------------------------------------------ loss and metrics
+  def compute_loss(self, features: Dict[str, tf.Tensor], outputs: Dict[str, tf.Tensor]
+                   ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    """The loss of one replica's batch.
+
+    Args:
+      features: the batch (with `is_real_example`, 0 for padding rows, in evaluation).
+      outputs: the model's outputs on it.
+
+    Returns:
+      (the mean loss over the batch's real rows, auxiliary tensors for `update_metrics`); the
+      default: softmax cross-entropy of `outputs["logits"]` against `features["label_ids"]`,
+      auxiliaries `loss`, `per_example_loss`, `log_probs`, `probabilities`, `logits`.
+    """
+    result = losses.classification_loss(outputs["logits"], features["label_ids"],
+                                        features.get("is_real_example"))
+    return result["loss"], dict(result, logits=outputs["logits"])
+
+  def build_metrics(self) -> Dict[str, tf_keras.metrics.Metric]:
+    """Fresh streaming metrics (called inside the strategy's scope).
+
+    Returns:
+      Metrics keyed by the names shown in progress lines and written to eval_results.txt;
+      the default: `loss` (a mean).
+    """
+    return {"loss": tf_keras.metrics.Mean("loss")}
+
+  def update_metrics(self, metrics: Dict[str, tf_keras.metrics.Metric],
+                     features: Dict[str, tf.Tensor], aux: Dict[str, tf.Tensor]) -> None:
+    """Accumulates one batch into `metrics`.
+
+    Args:
+      metrics: what `build_metrics` returned.
+      features: the batch.
+      aux: the auxiliary tensors `compute_loss` returned (the default reads `aux["loss"]`).
+    """
+    del features
+    metrics["loss"].update_state(aux["loss"])
+
+  # ------------------------------------------------------------------------------ prediction
+  def prediction_outputs(self, features: Dict[str, tf.Tensor],
+                         outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The per-example tensors `predict` returns (the one place that names them).
+
+    Args:
+      features: one replica's batch.
+      outputs: the model's outputs on it.
+
+    Returns:
+      Tensors whose first axis is the batch: model outputs, and features that `postprocess`
+      needs (ids, labels); the default: every model output that is one tensor.
+    """
+    del features
+    return {k: v for k, v in outputs.items() if not isinstance(v, (list, tuple))}
+
+  def postprocess(self, split: str, predictions: Dict[str, np.ndarray],
+                  output_dir: str) -> Dict[str, float]:
+    """Turns the predictions of `split` into output files and metrics.
+
+    Args:
+      split: the predicted split.
+      predictions: `prediction_outputs` of every real example, in input order, plus
+        `row_index` and `is_real_example`.
+      output_dir: the run's output directory.
+
+    Returns:
+      Metrics (an `eval_by_predict` task's evaluation results); the default writes the
+      predictions to `<output_dir>/<split>_predictions.npz` and returns none.
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, **predictions)
+    files.write_bytes(os.path.join(output_dir, f"{split}_predictions.npz"), buffer.getvalue())
+    return {}

@@ -3,33 +3,30 @@
 `Trainer(task, TrainerConfig, OptimizerConfig, strategy).run(do_train, do_eval, do_predict)`:
 - checks the settings, the task's inputs, the init checkpoint and the run directory (another
   albert config, task or settings that shape the model or data are refused) before anything is
-  written; holds the directory (a second run is refused); lets the task build its feature
-  caches; turns an epoch-based length into steps (printed); claims the directory only once the
-  weights are loaded (a failed start leaves nothing);
+  written; holds the directory (a second run is refused); lets the task build its inputs; turns
+  an epoch-based length into steps (printed); claims the directory only once the weights are
+  loaded (a failed start leaves nothing);
 - builds the task's model and the optimizer inside the strategy's scope;
-- resumes from `output_dir/train_state/` (model, optimizer slots and step, input position and
-  dropout random state, so that a killed and resumed run ends with the weights of an
-  uninterrupted one; a damaged newest state falls back to the newest intact one), or starts
-  from `init_checkpoint` (TF1 names, original or ours);
+- resumes from `output_dir/train_state/` (`ResumeState`: a killed and resumed run ends with the
+  weights of an uninterrupted one), or starts from `init_checkpoint` (TF1 names);
 - runs `iterations_per_loop` steps per compiled host loop (fewer where a checkpoint is due):
   forward, loss / replicas, gradients summed over replicas, clipped to global norm
   `clip_norm` (1.0, the original's), applied by LAMB or AdamW with the original's schedule;
-- every `save_checkpoints_steps`: the resume checkpoint (`keep_checkpoint_max` kept) and, beside
+- every `save_checkpoints_steps`: the resume state (`keep_checkpoint_max` kept) and, beside
   it, a weights-only checkpoint in the original TF1 names, `output_dir/model.ckpt-N`; with
-  `do_eval`, scores it (`evaluate`), appends the results to `eval_results.txt` and keeps the
-  best (task's `best_metric`) as `model.ckpt-best` + `best_trial.txt`, deleting nothing;
-- `evaluate_checkpoints()` scores, in step order, every `model.ckpt-N` without a result on the
-  current eval data (after a kill between a save and its evaluation, in eval-only runs, after
-  the dev set changed);
-- `evaluate()` is one pass over every eval example (padding rows weigh 0), or, for a task
-  whose eval input streams, `max_eval_steps` batches; `predict(split)` returns the task's
-  per-example outputs for a whole split in input order, on any strategy, and the task's
-  `postprocess` turns them into files and metrics;
+  `do_eval`, its `Evaluator` scores it, appends the results to `eval_results.txt` and keeps the
+  best (task's `best_metric`) as `model.ckpt-best` + `best_trial.txt`, deleting nothing; it also
+  scores every `model.ckpt-N` left without a result on the current eval data, and predicts;
 - prints a progress line per loop (examples/s and tokens/s from the batches actually seen) and
   writes TensorBoard summaries; a non-finite loss stops the run with an error naming the step,
   and nothing after the last good checkpoint is saved; Ctrl-C (or SIGTERM) saves the resume
   state at the step reached and stops with one line (an evaluation or prediction stops after
   its current batch, writing nothing); a corrupted record file is named.
+
+Public besides `run`: `prepare(splits)` and `build()` set a run up without running it
+(benchmarks, exports); `make_train_loop()`; `evaluate`, `predict`, `evaluate_checkpoints` (they
+prepare and build, then call `trainer.evaluator`); `predict_checkpoint()`, the weights
+`--do_predict` alone (and an export) uses.
 
 Differences from the original, on purpose: gradients are summed over replicas before clipping
 (the original clipped each TPU core's gradient, then averaged), so that N replicas compute what
@@ -38,36 +35,28 @@ clipping, so the global norm is that of the true gradient on every device (the o
 on TPU, with one-hot embeddings; on CPU/GPU its sparse gradients counted each repeated token's
 slice separately in the norm).
 
-Files: this one (configs, set-up, training, saving); `albert/train/evaluator.py` (evaluate, predict,
-evaluate_checkpoints: a base class of the Trainer); `albert/train/loop.py` (the compiled step
-loop `make_train_loop`, usable around any model and optimizer, and the Ctrl-C and corrupted-input
-guards); `albert/train/run_dir.py` (the files of output_dir).
+Beside it: `evaluator.py` (the Evaluator), `resume.py` (the resume state), `loop.py` (the compiled
+step loop, Ctrl-C and corrupted-input guards), `run_dir.py` (the files of output_dir).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import shutil
-import tempfile
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint, files, optimization
 from albert.train import distribute
-from albert.data.pretraining.inspection import describe_read_error
-from albert.errors import Interrupted, OutputError, TrainingError
-from albert.train.run_dir import STATE_DIR, TF1_PREFIX, RunDir
-from albert.train.evaluator import Evaluation
-from albert.train.task import Task
-from albert.train.loop import NamedInputErrors, StopRequest, make_train_loop
-
-__all__ = ["OptimizerConfig", "TrainerConfig", "Trainer", "TrainingError", "make_train_loop",
-           "STATE_DIR", "TF1_PREFIX"]
+from albert.errors import Interrupted, TrainingError
+from albert.train.evaluator import Evaluator
+from albert.train.loop import NamedInputErrors, StopRequest, make_train_loop, model_inputs
+from albert.train.resume import ResumeState
+from albert.train.run_dir import TF1_PREFIX, RunDir
+from albert.train.task import Task, print_line
 
 
 @dataclasses.dataclass
@@ -137,18 +126,31 @@ class TrainerConfig:
     if not self.output_dir:
       raise TrainingError("--output_dir is required")
 
+  @property
+  def predict_batch(self) -> int:
+    """The global batch of the predict split: predict_batch_size, else eval_batch_size."""
+    return self.predict_batch_size or self.eval_batch_size
+
 
 def _format_duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-class Trainer(Evaluation):
-  """Trains, evaluates and predicts for one task; see the module docstring."""
+class Trainer:
+  """Trains, evaluates and predicts for one task; see the module docstring.
+
+  Args:
+    task: the job (albert/train/task.py).
+    config: the run's settings.
+    optimizer_config: the optimizer and its learning-rate schedule.
+    strategy: the distribution strategy (default: the current one).
+    log: where progress lines go; default: printed.
+  """
 
   def __init__(self, task: Task, config: TrainerConfig, optimizer_config: OptimizerConfig,
                strategy: Optional[tf.distribute.Strategy] = None,
-               log: Callable[[str], None] = lambda line: print(line, flush=True)):
+               log: Callable[[str], None] = print_line):
     config.validate()
     optimizer_config.validate()
     self.task = task
@@ -160,25 +162,18 @@ class Trainer(Evaluation):
     self.replicas = self.strategy.num_replicas_in_sync
     self.run_dir = RunDir(config.output_dir)
     self.state_dir = self.run_dir.state_dir
-    # Everything below is set by _prepare / _build.
+    # Set by prepare (epochs into steps) and build.
     self.num_train_steps: int = config.num_train_steps
     self.num_warmup_steps: int = optimizer_config.num_warmup_steps
     self.model: Optional[tf_keras.Model] = None
     self.optimizer = None
     self.schedule = None
     self.train_metrics: Dict[str, tf_keras.metrics.Metric] = {}
-    self.eval_metrics: Dict[str, tf_keras.metrics.Metric] = {}
-    self._built = False
+    self.evaluator: Optional[Evaluator] = None
     self._prepared = set()
-    self._writers: Dict[str, tf.summary.SummaryWriter] = {}
-    self._eval_step = None
-    self._predict_step: Optional[Callable] = None
     self._claimed = False
     self._steps_resolved = False
-    self._datasets: Dict[str, tf.distribute.DistributedDataset] = {}
-    self._checkpoint: Optional[tf.train.Checkpoint] = None
-    self._manager: Optional[tf.train.CheckpointManager] = None
-    self._weights_source: Optional[str] = None  # what the model's weights are now
+    self._summaries: Optional[tf.summary.SummaryWriter] = None
 
   # ------------------------------------------------------------------------------- set-up
   def _check(self, do_train: bool, do_eval: bool, do_predict: bool) -> None:
@@ -189,7 +184,7 @@ class Trainer(Evaluation):
                           "one training step")
     for name, size in (("train_batch_size", c.train_batch_size),
                        ("eval_batch_size", c.eval_batch_size),
-                       ("predict_batch_size", self._predict_batch_size)):
+                       ("predict_batch_size", c.predict_batch)):
       if size % self.replicas:
         raise TrainingError(f"--{name}={size} is not divisible by the {self.replicas} replicas "
                             "of the distribution strategy (the batch size is global)")
@@ -199,9 +194,9 @@ class Trainer(Evaluation):
     files.check_output_dir(c.output_dir)
     for split, wanted in (("train", do_train), ("eval", do_eval), ("predict", do_predict)):
       if wanted:
-        self.task.check_inputs(split)
+        self.task.prepare(split, check_only=True)
     if do_predict and not do_train:
-      self._predict_source()  # a checkpoint to predict with, or the error naming what is missing
+      self.predict_checkpoint()  # weights to predict with, or the error naming what is missing
     for source in (c.init_checkpoint, c.predict_checkpoint):
       if source:
         checkpoint.verify_complete(checkpoint.resolve_checkpoint(source))
@@ -213,10 +208,6 @@ class Trainer(Evaluation):
                f"or past --num_train_steps={self.num_train_steps}: the learning rate stays 0 "
                "for the whole run")
 
-  @property
-  def _predict_batch_size(self) -> int:
-    return self.config.predict_batch_size or self.config.eval_batch_size
-
   def _claim(self) -> None:
     """The run really starts (weights loaded): the chief writes the config and identity."""
     if self._claimed:
@@ -227,8 +218,12 @@ class Trainer(Evaluation):
                          self.config.albert_config_file, train_data=train_data)
     self._claimed = True
 
-  def _prepare(self, splits) -> None:
-    """Lets the task build its inputs, resolves epochs into steps."""
+  def prepare(self, splits: Sequence[str]) -> None:
+    """Lets the task check, then build, the inputs of `splits` (every split checked before any
+    is built; done once each), and turns an epoch-based length into steps."""
+    for split in splits:
+      if split not in self._prepared:
+        self.task.prepare(split, check_only=True)
     for split in splits:
       if split not in self._prepared:
         self.task.prepare(split)
@@ -251,8 +246,10 @@ class Trainer(Evaluation):
                f"{c.train_batch_size}: {self.num_train_steps:,} steps, "
                f"{self.num_warmup_steps:,} warmup steps")
 
-  def _build(self) -> None:
-    if self._built:
+  def build(self) -> None:
+    """Builds the task's model, the optimizer and the metrics inside the strategy's scope, and
+    the Evaluator (once; an epoch-based run is `prepare`d with "train" first)."""
+    if self.evaluator is not None:
       return
     c, o = self.config, self.optimizer_config
     tf_keras.utils.set_random_seed(c.seed)
@@ -270,28 +267,57 @@ class Trainer(Evaluation):
       self.optimizer = optimizer
       self.optimizer.build(self.model.trainable_variables)
       self.train_metrics = self.task.build_metrics()
-      self.eval_metrics = self.task.build_metrics()
-    self._built = True
+    self.evaluator = Evaluator(self.task, c, self.strategy, self.run_dir, self.model,
+                               self.optimizer.iterations, chief=self.chief, log=self.log,
+                               claim=self._claim)
 
   @property
   def global_step(self) -> int:
     return int(self.optimizer.iterations.numpy())
 
-  def _distributed(self, split: str, global_batch: int, skip_steps: int = 0):
-    """The distributed dataset; `skip_steps` global steps' batches are skipped (resume)."""
-    def dataset_fn(context: tf.distribute.InputContext):
-      dataset = self.task.build_dataset(
-          split, context.get_per_replica_batch_size(global_batch), context)
-      if skip_steps:  # each pipeline feeds its local replicas one batch each per step
-        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
-        dataset = dataset.skip(skip_steps * local_replicas)
-      return dataset
-    return self.strategy.distribute_datasets_from_function(dataset_fn)
+  def make_train_loop(self):
+    """The compiled host loop of training around this trainer's model and optimizer
+    (`loop.make_train_loop`): `train_loop(iterator, steps) -> dict`; after `build()`."""
+    model = self.model
+    return make_train_loop(
+        self.strategy, lambda features: model(model_inputs(model, features), training=True),
+        lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
+        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
 
-  def _model_inputs(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """The features the model takes (labels and weights stay with the task)."""
-    names = self.model.input if isinstance(self.model.input, dict) else None
-    return {k: v for k, v in features.items() if names is None or k in names}
+  # -------------------------------------------------------------------- evaluate, predict
+  def evaluate(self, split: str = "eval") -> Dict[str, float]:
+    """The current weights' results on `split` (`Evaluator.evaluate`)."""
+    self.prepare([split])
+    self.build()
+    return self.evaluator.evaluate(split)
+
+  def predict(self, split: str = "predict", checkpoint_path: Optional[str] = "auto"):
+    """The task's per-example outputs for `split`, in input order (`Evaluator.predict`).
+
+    `checkpoint_path`: a TF1-name checkpoint to load first; "auto": `predict_checkpoint()`;
+    None: the current weights.
+    """
+    self.prepare([split])
+    self.build()
+    if checkpoint_path == "auto":
+      checkpoint_path = self.predict_checkpoint()
+    return self.evaluator.predict(split, checkpoint_path)
+
+  def evaluate_checkpoints(self):
+    """Scores every `model.ckpt-N` without a result (`Evaluator.evaluate_checkpoints`)."""
+    self.prepare(["eval"])
+    self.build()
+    return self.evaluator.evaluate_checkpoints()
+
+  def predict_checkpoint(self) -> str:
+    """The weights `--do_predict` alone (and an export) uses: `--predict_checkpoint`, else
+    `model.ckpt-best`, else the latest `model.ckpt-N`, else `--init_checkpoint`."""
+    c = self.config
+    found = c.predict_checkpoint or self.run_dir.best_or_latest(c.init_checkpoint)
+    if not found:
+      raise TrainingError(f"--do_predict needs a checkpoint: none in --output_dir "
+                          f"({c.output_dir}) and no --init_checkpoint")
+    return found
 
   # ------------------------------------------------------------------------------- run
   def run(self, do_train: bool = True, do_eval: bool = False,
@@ -320,18 +346,17 @@ class Trainer(Evaluation):
 
   def _run(self, do_train: bool, do_eval: bool, do_predict: bool) -> Dict[str, float]:
     c = self.config
-    splits = [s for s, wanted in (("train", do_train), ("eval", do_eval),
-                                  ("predict", do_predict)) if wanted]
-    self._prepare(splits)
+    self.prepare([s for s, wanted in (("train", do_train), ("eval", do_eval),
+                                      ("predict", do_predict)) if wanted])
     self.log(f"Strategy: {type(self.strategy).__name__}, {self.replicas} replica(s); global "
              f"batch {c.train_batch_size} (train), {c.eval_batch_size} (eval); "
              f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}")
-    self._build()
+    self.build()
     results: Dict[str, float] = {}
     if do_train:
       results = self._train(do_eval)
     elif do_eval:
-      results = self._evaluate_only()
+      results = self.evaluator.evaluate_run()
     if do_predict:
       source = None if do_train and not do_eval else "auto"
       for split in self.task.predict_splits:
@@ -339,57 +364,33 @@ class Trainer(Evaluation):
         self._claim()
         metrics = self.task.postprocess(split, predictions, c.output_dir)
         results.update({f"{split}/{k}": v for k, v in (metrics or {}).items()})
-    for writer in self._writers.values():
-      writer.flush()
+    if self._summaries is not None:
+      self._summaries.flush()
     return results
 
   # ------------------------------------------------------------------------------ train
-  def _restore(self, ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> bool:
-    """Restores the newest readable resume state; a damaged one is named and skipped."""
-    candidates = [self._state_path(step) for step in reversed(self._state_steps())]
-    damaged = []
-    for path in candidates:
-      try:
-        ckpt.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
-        message = getattr(error, "message", str(error)).splitlines()[0][:200]
-        self.log(f"warning: resume state {path} cannot be read ({type(error).__name__}: "
-                 f"{message}); trying an older one")
-        damaged.append(path)
-        continue
-      if damaged:
-        self.log(f"Resuming from {path}, the newest intact resume state")
-      self.log(f"Resuming from {path} at step {self.global_step}")
-      return True
-    if damaged:
-      raise TrainingError(
-          f"no resume state in {self.state_dir} can be read ({', '.join(damaged)}); move "
-          f"{self.state_dir} away to start again from --init_checkpoint, or use a new "
-          "--output_dir")
-    return False
-
   def _train(self, do_eval: bool) -> Dict[str, float]:
     c = self.config
-    if self._state_steps():  # its input position must not be restored over other features
+    if self.run_dir.state_steps():  # its input position must not be restored over other data
       self.run_dir.check_train_data(self.task.data_fingerprint("train"))
     initial = None
     # Checkpoints an earlier (killed) run saved but did not score, or scored on other eval data.
-    if do_eval and self._unscored_steps():
+    if do_eval and self.evaluator.unscored_steps():
       initial = [v.numpy() for v in self.model.weights]  # the fresh initialisation
-      self.evaluate_checkpoints()
+      self.evaluator.evaluate_checkpoints()
     # The input position is part of the resume state. On one device (the default strategy) the
     # iterator itself is checkpointed; tf.distribute's iterators cannot be, so there the input
     # is rebuilt and the batches of the steps already done are skipped (exact, but read again).
     single = self.strategy is tf.distribute.get_strategy()  # the default strategy
-    iterator = iter(self._distributed("train", c.train_batch_size)) if single else None
-    ckpt = (tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, iterator=iterator)
-            if single else tf.train.Checkpoint(model=self.model, optimizer=self.optimizer))
-    self._checkpoint = ckpt
-    manager = self._checkpoint_manager(ckpt)
-    self._manager = manager
+    dataset = lambda skip=0: distribute.distributed_dataset(  # noqa: E731
+        self.strategy, self.task, "train", c.train_batch_size, skip_steps=skip)
+    iterator = iter(dataset()) if single else None
+    resume = ResumeState(self.run_dir, self.optimizer.iterations, c.keep_checkpoint_max,
+                         self.log, self.chief, model=self.model, optimizer=self.optimizer,
+                         **({"iterator": iterator} if single else {}))
     self.optimizer.iterations.assign(0)
-    self._weights_source = None
-    if not self._restore(ckpt, manager):
+    self.evaluator.weights_source = None
+    if not resume.restore():
       if initial is not None:  # scoring loaded other weights: back to the fresh ones
         for var, value in zip(self.model.weights, initial):
           var.assign(value)
@@ -402,11 +403,11 @@ class Trainer(Evaluation):
                  "Training from scratch (no checkpoint in --output_dir, no --init_checkpoint)")
     self._claim()
     if not single:
-      iterator = iter(self._distributed("train", c.train_batch_size, skip_steps=self.global_step))
+      iterator = iter(dataset(self.global_step))
 
-    train_loop = self._make_train_loop()
+    train_loop = self.make_train_loop()
     results: Dict[str, float] = {}
-    with StopRequest("loop") as stop, self._named_input_errors("train"):
+    with StopRequest("loop") as stop, NamedInputErrors(self.task.input_files("train"), "train"):
       while self.global_step < self.num_train_steps:
         step = self.global_step
         to_save = c.save_checkpoints_steps - step % c.save_checkpoints_steps
@@ -420,18 +421,18 @@ class Trainer(Evaluation):
           raise TrainingError(
               f"the loss became {float(out['loss'].numpy())} (gradient norm "
               f"{float(out['norm'].numpy())}) at step {bad_step}; stopping. Nothing after the "
-              f"last checkpoint was saved: {manager.latest_checkpoint or 'none yet'}")
+              f"last checkpoint was saved: {resume.latest or 'none yet'}")
         step = self.global_step
         self._log_progress(step, steps, out, time.time() - loop_start)
         if step % c.save_checkpoints_steps == 0 or step >= self.num_train_steps:
-          self._save(manager, do_eval)
+          self._save(resume, do_eval)
           if do_eval:
-            results = self.evaluate()
-            self._record_eval(results, step)
+            results = self.evaluator.evaluate()
+            self.evaluator.record(results, step)
             self.run_dir.prune(c.keep_checkpoint_max)
         elif stop.requested:
           if self.chief:
-            manager.save(checkpoint_number=step)
+            resume.save(step)
           raise Interrupted(f"at step {step} of {self.num_train_steps}; the resume state is "
                             f"saved in {self.state_dir}; rerun the same command to resume")
         if stop.requested:
@@ -439,68 +440,13 @@ class Trainer(Evaluation):
                             f"{self.run_dir.prefix(step)} is saved; rerun the same command to "
                             "resume")
     if do_eval and not results:  # nothing left to train: the results recorded for this step
-      results = dict(self._scored().get(self.global_step, {}))
-      if results:
-        self._log_eval(results, recorded=self.global_step)
+      results = self.evaluator.recorded(self.global_step)
     return results
 
-  def _state_steps(self):
-    """Steps of the resume states on disk (`train_state/ckpt-N.index`), ascending."""
-    if not os.path.isdir(self.state_dir):
-      return []
-    return sorted(int(m.group(1)) for m in (re.match(r"ckpt-(\d+)\.index$", n)
-                                            for n in os.listdir(self.state_dir)) if m)
-
-  def _state_path(self, step: int) -> str:
-    return os.path.join(self.state_dir, f"ckpt-{step}")
-
-  def _checkpoint_manager(self, ckpt: tf.train.Checkpoint) -> tf.train.CheckpointManager:
-    """The resume-state manager; a damaged `train_state/checkpoint` file is rebuilt first."""
-    state = os.path.join(self.state_dir, "checkpoint")
-    if os.path.exists(state):
-      try:
-        readable = tf.train.get_checkpoint_state(self.state_dir) is not None
-      except Exception:  # pylint: disable=broad-except  (text_format.ParseError and friends)
-        readable = False
-      if not readable:
-        steps = self._state_steps()
-        self.log(f"warning: {state} cannot be read; rebuilt from the {len(steps)} resume "
-                 "state(s) found beside it")
-        if steps:
-          lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
-          lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
-          files.write_text(state, "\n".join(lines) + "\n")
-        else:
-          os.remove(state)
-    return tf.train.CheckpointManager(ckpt, self.state_dir,
-                                      max_to_keep=self.config.keep_checkpoint_max,
-                                      checkpoint_name="ckpt")
-
-  def _make_train_loop(self):
-    model = self.model
-    return make_train_loop(
-        self.strategy, lambda features: model(self._model_inputs(features), training=True),
-        lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
-        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
-
-  def _save(self, manager: tf.train.CheckpointManager, do_eval: bool) -> str:
+  def _save(self, resume: ResumeState, do_eval: bool) -> str:
     """Saves the resume state and the TF1-name weights; returns the TF1 prefix."""
     step = self.global_step
-    try:
-      if self.chief:
-        manager.save(checkpoint_number=step)
-      else:  # every worker takes part in the save; only the chief's files are kept
-        scratch = tempfile.mkdtemp(prefix="albert-worker-")
-        self._checkpoint.write(os.path.join(scratch, "ckpt"))
-        shutil.rmtree(scratch, ignore_errors=True)
-    except tf.errors.OpError as error:
-      target = self._state_path(step)
-      # TensorFlow writes into `ckpt-N_temp/` and renames it when complete: a failed save
-      # leaves it behind (a full disk stays full of it).
-      shutil.rmtree(target + "_temp", ignore_errors=True)
-      raise files.tf_write_error(error, target) or OutputError(
-          None, f"cannot write the resume state {target}: "
-                f"{describe_read_error(error.message)[:300]}") from None
+    resume.save(step)
     prefix = self.run_dir.prefix(step)
     if self.chief:
       output_dir = self.config.output_dir
@@ -525,17 +471,15 @@ class Trainer(Evaluation):
     shown = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
     self.log(f"step {step}/{self.num_train_steps} | {shown} | lr {lr:.3g} | grad_norm "
              f"{norm:.3g} | {examples_per_second:.1f} examples/s | ETA {eta}")
-    if self.chief:
-      with self._writer("train").as_default():
-        for key, value in values.items():
-          tf.summary.scalar(key, value, step=step)
-        tf.summary.scalar("learning_rate", lr, step=step)
-        tf.summary.scalar("gradient_norm", norm, step=step)
-        tf.summary.scalar("examples_per_second", examples_per_second, step=step)
-        tf.summary.scalar("tokens_per_second", tokens_per_second, step=step)
-
-  # -------------------------------------------------------------------------- input errors
-  def _named_input_errors(self, split: str):
-    return NamedInputErrors(self.task.input_files(split), split)
-
-
+    if not self.chief:
+      return
+    if self._summaries is None:
+      self._summaries = tf.summary.create_file_writer(
+          os.path.join(self.config.output_dir, "summaries", "train"))
+    with self._summaries.as_default():
+      for key, value in values.items():
+        tf.summary.scalar(key, value, step=step)
+      tf.summary.scalar("learning_rate", lr, step=step)
+      tf.summary.scalar("gradient_norm", norm, step=step)
+      tf.summary.scalar("examples_per_second", examples_per_second, step=step)
+      tf.summary.scalar("tokens_per_second", tokens_per_second, step=step)

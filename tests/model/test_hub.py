@@ -258,17 +258,17 @@ def test_a_foreign_tokenizer_beside_a_hub_module_is_refused(tmp_path, module_30k
   one vocabulary as those of the other (and the run's albert_config.json said 1000)."""
   task = _glue_task(tmp_path, module_30k, spm_model_file=os.path.join(GOLDEN, "spm.model"))
   with pytest.raises(FlagError) as error:
-    task.check_inputs("train")
+    task.prepare("train", check_only=True)
   assert str(error.value).startswith(
       f"--spm_model_file={os.path.join(GOLDEN, 'spm.model')} (1000 pieces) is not the vocabulary "
       f"of the hub module {module_30k} (30000 pieces, 30k-clean.model)")
   assert task.albert_config.vocab_size == 30000  # the module's config
   # The module's own tokenizer given explicitly (a copy: same pieces), or none, is fine.
   shutil.copyfile(SPM_30K, tmp_path / "copy.model")
-  _glue_task(tmp_path, module_30k, spm_model_file=str(tmp_path / "copy.model")).check_inputs(
-      "train")
+  _glue_task(tmp_path, module_30k, spm_model_file=str(tmp_path / "copy.model")).prepare(
+      "train", check_only=True)
   plain = _glue_task(tmp_path, module_30k)
-  plain.check_inputs("train")
+  plain.prepare("train", check_only=True)
   assert plain.tokenizer_spec().spm_model_file.endswith("30k-clean.model")
   # Same size, other ids: still another vocabulary (the golden pieces, two of them swapped).
   small = write_tf1_hub_module(str(tmp_path / "hub_1k"))
@@ -277,7 +277,8 @@ def test_a_foreign_tokenizer_beside_a_hub_module_is_refused(tmp_path, module_30k
   (tmp_path / "swapped.vocab").write_text("\n".join(lines) + "\n", encoding="utf-8")
   piece = lines[10].split()[0]
   with pytest.raises(FlagError) as error:
-    _glue_task(tmp_path, small, vocab_file=str(tmp_path / "swapped.vocab")).check_inputs("train")
+    _glue_task(tmp_path, small, vocab_file=str(tmp_path / "swapped.vocab")).prepare(
+        "train", check_only=True)
   assert str(error.value).startswith(
       f"--vocab_file={tmp_path / 'swapped.vocab'} (1000 pieces) is not the vocabulary of the hub "
       f"module {small} (1000 pieces, 30k-clean.model; other pieces: e.g. id 10 is {piece!r} in "
@@ -303,7 +304,7 @@ def test_a_module_without_config_takes_the_explicit_one_in_a_task(tmp_path):
   path = write_tf1_hub_module(str(tmp_path / "no_config"), with_config=False)
   model_a = AlbertConfig.from_json_file(os.path.join(MODEL_A, "albert_config.json"))
   task = _glue_task(tmp_path, path, albert_config=model_a)
-  task.check_inputs("train")
+  task.prepare("train", check_only=True)
   model = task.build_model()
   g = golden_arrays("init")
   features = {k: g["input/" + k] for k in GOLDEN_FEATURES}

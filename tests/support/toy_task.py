@@ -46,19 +46,19 @@ def write_toy_records(path: str, count: int, seed: int = 0) -> str:
 class ToyTask(Task):
   name = "toy"
   best_metric = "eval_accuracy"
-  passthrough_features = ("example_id", "label_ids")
 
   def __init__(self, train_file: str, eval_file: str, by_predict: bool = False,
                num_examples: Optional[int] = None):
+    super().__init__()
     self.files = {"train": train_file, "eval": eval_file, "predict": eval_file}
     self.eval_by_predict = by_predict
     self._num_examples = num_examples
 
-  def check_inputs(self, split):
-    input_pipeline.check_first_record(self.files[split], SCHEMA)
-
   def input_files(self, split):
     return [self.files[split]]
+
+  def schema(self, split):  # the default prepare checks the first record against it
+    return SCHEMA
 
   def num_train_examples(self):
     return self._num_examples
@@ -96,6 +96,9 @@ class ToyTask(Task):
                                           sample_weight=aux["weights"])
     metrics["eval_loss"].update_state(aux["per_example_loss"], sample_weight=aux["weights"])
     metrics["count"].update_state(aux["weights"])
+
+  def prediction_outputs(self, features, outputs):
+    return dict(outputs, example_id=features["example_id"], label_ids=features["label_ids"])
 
   def postprocess(self, split, predictions, output_dir):
     labels = predictions["label_ids"].reshape(-1)

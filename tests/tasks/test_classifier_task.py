@@ -147,7 +147,7 @@ def test_a_head_that_starts_fresh_is_reported_as_new_not_unused(tmp_path):
           "  in the checkpoint but unused: 0\n") in text
   # A pretraining checkpoint, the pooler started fresh (as the main job does): the head and
   # the pooler are new; the pretraining heads are what the checkpoint has unused.
-  task.config.init_skip = ("bert/pooler/",)
+  task.config.finetune.init_skip = ("bert/pooler/",)
   report = task.initialize(model, os.path.join(golden, "model_A"))
   assert report.missing == ["output_bias", "output_weights"]
   assert sorted(report.new) == ["bert/pooler/dense/bias", "bert/pooler/dense/kernel"]
@@ -218,7 +218,7 @@ def test_a_corrupted_cache_is_rebuilt_or_named(tmp_path):
   lines = []
   again = make_trainer(tmp_path / "again", "SST-2", lines=lines, num_train_steps=2,
                        save_checkpoints_steps=2)
-  again.task.config.cache_dir = os.path.dirname(path)
+  again.task.config.finetune.cache_dir = os.path.dirname(path)
   again.run(do_train=True)
   assert any("rebuild" in l.lower() for l in lines)
   with open(again.task.input_files("train")[0], "rb") as f:

@@ -110,9 +110,9 @@ def _hooked(script: str, hook: str, *args: str):
 
 
 _AFTER_3_BATCHES = """
-    from albert.train import evaluator as evaluation
-    make = evaluation.Evaluation._make_predict_step
-    def _make_predict_step(self):
+    from albert.train.evaluator import Evaluator
+    make = Evaluator.make_predict_step
+    def make_predict_step(self):
       step, calls = make(self), []
       def counted(features):
         calls.append(1)
@@ -120,7 +120,7 @@ _AFTER_3_BATCHES = """
           print("marker: 3 batches predicted", flush=True)
         return step(features)
       return counted
-    evaluation.Evaluation._make_predict_step = _make_predict_step
+    Evaluator.make_predict_step = make_predict_step
 """
 
 _AFTER_3_CHUNKS = """

@@ -147,7 +147,7 @@ def test_length_buckets_give_the_predictions_of_fixed_padding(tmp_path):
     trainer = Trainer(task, TrainerConfig(output_dir=str(tmp_path / name), eval_batch_size=8,
                                           max_eval_steps=None, seed=3),
                       OptimizerConfig(optimizer="adamw"), log=lambda line: None)
-    trainer._build()  # pylint: disable=protected-access
+    trainer.build()
     if name == "fixed":  # the same weights in both
       for var, value in zip(trainer.model.weights, weights):
         var.assign(value)

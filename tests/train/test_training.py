@@ -13,8 +13,10 @@ from albert.config import AlbertConfig
 from albert.errors import InputError
 from albert.tasks.pretraining import PretrainingDataConfig
 from albert.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
-from albert.train.trainer import (OptimizerConfig, Trainer, TrainerConfig, TrainingError,
-                             make_train_loop)
+from albert.errors import TrainingError
+from albert.train.distribute import distributed_dataset
+from albert.train.loop import make_train_loop, model_inputs
+from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
 from conftest import MODEL_A
 from support.records import write_records
 from support.trainers import SMALL, make_trainer
@@ -34,10 +36,11 @@ def _run_make_train_loop(output_dir, files, dense, steps, clip_norm=1.0):
   make_train_loop on a dropout-free SMALL model."""
   config = SMALL.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
   trainer = make_trainer(output_dir, files, albert_config=config)
-  trainer._build()  # pylint: disable=protected-access
-  model, inputs = trainer.model, trainer._model_inputs  # pylint: disable=protected-access
+  trainer.build()
+  model = trainer.model
+  inputs = lambda features: model_inputs(model, features)  # noqa: E731
   initial = [v.numpy() for v in model.trainable_variables]
-  features = next(iter(trainer._distributed("train", 4)))  # pylint: disable=protected-access
+  features = next(iter(distributed_dataset(trainer.strategy, trainer.task, "train", 4)))
   with tf.GradientTape() as tape:
     loss, _ = trainer.task.compute_loss(features, model(inputs(features), training=True))
   grads = tape.gradient(loss, model.trainable_variables)
@@ -45,7 +48,8 @@ def _run_make_train_loop(output_dir, files, dense, steps, clip_norm=1.0):
       trainer.strategy, lambda f: model(inputs(f), training=True),
       lambda: model.trainable_variables, trainer.optimizer, trainer.task, trainer.train_metrics,
       clip_norm=clip_norm, dense_gradients=dense)
-  out = loop(iter(trainer._distributed("train", 4)), tf.constant(steps))  # pylint: disable=protected-access
+  out = loop(iter(distributed_dataset(trainer.strategy, trainer.task, "train", 4)),
+             tf.constant(steps))
   assert int(out["bad_step"]) == -1 and trainer.global_step == steps
   assert int(out["examples"]) == 4 * steps
   return initial, [v.numpy() for v in model.trainable_variables], float(out["norm"]), grads
@@ -179,7 +183,7 @@ class NanAtStep3(PretrainingTask):
 def test_non_finite_loss_stops_cleanly(tmp_path, records):
   trainer = make_trainer(tmp_path, records, task_class=NanAtStep3, num_train_steps=6,
                          save_checkpoints_steps=2, iterations_per_loop=2)
-  trainer._build()
+  trainer.build()
   trainer.task.optimizer_iterations = trainer.optimizer.iterations
   with pytest.raises(TrainingError, match=r"became nan .*at step 3.*ckpt-2"):
     trainer.run(do_train=True)

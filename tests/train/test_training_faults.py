@@ -61,13 +61,13 @@ def test_a_kill_between_checkpoint_and_evaluation_keeps_the_result(straight):
   out = base / "killed"
   wrapper = textwrap.dedent(f"""
       import os, runpy, signal, sys
-      from albert.train import evaluator as evaluation
-      original = evaluation.Evaluation.evaluate
+      from albert.train.evaluator import Evaluator
+      original = Evaluator.evaluate
       def evaluate(self, split="eval"):
         if self.global_step == 4:
           os.kill(os.getpid(), signal.SIGKILL)  # saved, not yet scored
         return original(self, split)
-      evaluation.Evaluation.evaluate = evaluate
+      Evaluator.evaluate = evaluate
       sys.argv = sys.argv[1:]
       runpy.run_path(sys.argv[0], run_name="__main__")
   """)
@@ -322,7 +322,7 @@ def test_a_second_run_of_a_directory_is_refused_while_the_first_holds_it(tmp_pat
       def hold(self, *args):
         open({str(holding)!r}, "w").close()
         time.sleep(600)
-      training.Trainer._build = hold  # holds the directory, as a long run does
+      training.Trainer.build = hold  # holds the directory, as a long run does
       make_trainer({str(out)!r}, {list(records)!r}).run()
   """)
   process = subprocess.Popen([sys.executable, "-c", first], env=environment(),
