@@ -146,7 +146,8 @@ def lower_utf8(text: tf.Tensor) -> tf.Tensor:
   return tf.strings.substr(joined, tf.zeros_like(length), length)
 
 
-def preprocess_text(text: tf.Tensor, remove_space: bool = True, lower: bool = False) -> tf.Tensor:
+def preprocess_text_graph(text: tf.Tensor, remove_space: bool = True,
+                          lower: bool = False) -> tf.Tensor:
   """In-graph `albert.tokenization.preprocess_text` on a string tensor [B].
 
   Steps, as the original: if `remove_space`, collapse whitespace runs to one space and strip;
@@ -206,7 +207,7 @@ class AlbertTokenizer(tf_keras.layers.Layer):
     """Strings [B] -> pieces RaggedTensor string [B, (pieces)]."""
     text = tf.convert_to_tensor(text, tf.string)
     if self.preprocess:
-      text = preprocess_text(text, remove_space=True, lower=self.do_lower_case)
+      text = preprocess_text_graph(text, remove_space=True, lower=self.do_lower_case)
     pieces = self._sp.tokenize(text)
     pieces = tf.RaggedTensor.from_row_splits(  # static row count for shape inference
         pieces.values, tf.reshape(pieces.row_splits, [tf.shape(text)[0] + 1]))

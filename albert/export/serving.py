@@ -35,7 +35,7 @@ int32 `input_ids`, `input_mask`, `segment_ids` [B, max_seq_length] that the raw-
 signatures feed the model (before dropping the padding columns).
 Before the folder is renamed into place, the reloaded `token_ids`, `tf_example` and
 `raw_text_pair` signatures are checked against the in-memory model (1e-5), the text one on a
-few fixed sentences through the Python tokenizer's features (`albert.data.glue.reader`).
+few fixed sentences through the Python tokenizer's features (`albert.data.glue.features`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ import tf_keras
 
 from albert.export import versioned as fx
 from albert import tokenization
+from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
 from albert.errors import FlagError
 from albert.models import ENCODER_INPUTS
@@ -251,12 +252,13 @@ def tf_example_function(max_seq_length: int, token_ids):
 # ---------------------------------------------------------------------------- python path
 def python_features(serving: GlueServing, pairs: Sequence[Tuple[str, Optional[str]]]
                     ) -> Dict[str, np.ndarray]:
-  """The original's features of (text_a, text_b) pairs through `albert.data.glue.reader` (Python)."""
-  process = glue.text_function(serving.do_lower_case, use_spm=True)
+  """The original's features of (text_a, text_b) pairs through `albert.data.glue.features`
+  (Python)."""
+  process = tokenization.text_processor(serving.do_lower_case, use_spm=True)
   tokenizer = tokenization.FullTokenizer(None, serving.do_lower_case, serving.spm_model_file)
   label_list = list(serving.labels) or [None]
-  converter = glue.FeatureConverter(tokenizer, label_list, serving.max_seq_length,
-                                    is_regression=serving.regression)
+  converter = glue_features.FeatureConverter(tokenizer, label_list, serving.max_seq_length,
+                                             is_regression=serving.regression)
   examples = [glue.InputExample(guid=str(i), text_a=process(a),
                                 text_b=process(b) if b is not None else None,
                                 label=label_list[0] if serving.labels else 0.0)
@@ -278,7 +280,7 @@ def example_bytes(features: Mapping[str, np.ndarray]) -> List[bytes]:
 def _check(loaded, serving: GlueServing, outputs: fx.OutputsFn) -> Dict[str, float]:
   """The reloaded export vs the in-memory model: `token_ids` and `tf_example` on the Python
   tokenizer's features of CHECK_TEXTS, `raw_text_pair` on the texts themselves (the in-graph
-  pipeline against `albert.data.glue.reader`). The other text signatures reuse these functions."""
+  pipeline against `albert.data.glue.features`). The other text signatures reuse these functions."""
   kind = "regression" if serving.regression else "classification"
   pairs = list(CHECK_TEXTS)
   features = python_features(serving, pairs) if serving.spm_model_file else fx.sample_features(

@@ -65,7 +65,7 @@ def assert_tie(got_ids, want_ids, tokenizer):
 # ----------------------------------------------------------------------------- normalization
 @pytest.mark.parametrize("lower", [True, False])
 def test_preprocess_text_matches_python_on_golden_strings(lower):
-  got = preprocessing.preprocess_text(tf.constant(TEXTS), lower=lower).numpy()
+  got = preprocessing.preprocess_text_graph(tf.constant(TEXTS), lower=lower).numpy()
   want = [c[f"preprocess_text(lower={lower})+tokenize"]["preprocessed_text"] for c in CASES]
   assert [g.decode("utf-8") for g in got] == want
 
@@ -73,7 +73,7 @@ def test_preprocess_text_matches_python_on_golden_strings(lower):
 def test_preprocess_text_on_every_code_point_differs_only_where_pinned():
   code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
   want = [tokenization.preprocess_text(chr(c), lower=True).encode("utf-8") for c in code_points]
-  got = preprocessing.preprocess_text(
+  got = preprocessing.preprocess_text_graph(
       tf.constant([chr(c).encode("utf-8") for c in code_points]), lower=True).numpy()
   differ = {c for c, w, g in zip(code_points, want, got) if w != g}
   unassigned = {c for c in differ if unicodedata.category(chr(c)) == "Cn"}
@@ -85,7 +85,7 @@ def test_preprocess_text_on_every_code_point_differs_only_where_pinned():
 
 def test_nul_and_whitespace_kinds_are_kept_as_python_does():
   texts = ["a\x00B", "\x1c A \u3000 b\u2028", " \u00a8x ", "ΟΔΟΣ ΑΣ."]
-  got = preprocessing.preprocess_text(tf.constant(texts), lower=True).numpy()
+  got = preprocessing.preprocess_text_graph(tf.constant(texts), lower=True).numpy()
   assert [g.decode("utf-8") for g in got] == [tokenization.preprocess_text(t, lower=True)
                                              for t in texts]
 
