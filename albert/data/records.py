@@ -141,17 +141,23 @@ class ExampleEncoder:
       return b"".join([table[v] for v in values])
     return b"".join([varint(int(v) % (1 << 64)) for v in values])
 
+  def packed_ids(self, values: Sequence[int]) -> bytes:
+    """`packed(values)` of a list of ids or positions (ints in [0, table size)), by table lookup
+    alone: the hot path of the converters (a value beyond the table raises IndexError)."""
+    table = self._varints
+    return b"".join([table[v] for v in values])
+
   def int64(self, name: str, packed: bytes) -> bytes:
     """The map entry of an int64 feature from its packed values (`packed(values)`)."""
-    return _field(b"\x0a", self.key(name) + _field(b"\x12", _field(b"\x1a",
-                                                                  _field(b"\x0a", packed))))
+    key = self._keys.get(name) or self.key(name)
+    return _field(b"\x0a", key + _field(b"\x12", _field(b"\x1a", _field(b"\x0a", packed))))
 
   def float32(self, name: str, values: Sequence[float]) -> bytes:
     """The map entry of a float feature."""
     values = list(values)
     packed = struct.pack(f"<{len(values)}f", *values)
-    return _field(b"\x0a", self.key(name) + _field(b"\x12", _field(b"\x12",
-                                                                  _field(b"\x0a", packed))))
+    key = self._keys.get(name) or self.key(name)
+    return _field(b"\x0a", key + _field(b"\x12", _field(b"\x12", _field(b"\x0a", packed))))
 
   @staticmethod
   def example(entries: Sequence[bytes]) -> bytes:
@@ -185,7 +191,7 @@ class ExampleEncoder:
                        f"max_seq_length={max_seq_length} / "
                        f"max_predictions_per_seq={max_predictions_per_seq}")
     zeros = b"\x00" * pad
-    int64, packed = self.int64, self.packed
+    int64, packed = self.int64, self.packed_ids
     return self.example([
         int64("input_ids", packed(input_ids) + zeros),
         int64("input_mask", b"\x01" * length + zeros),

@@ -2,12 +2,12 @@
 
 `build_glue_cache(task_name, data_dir, split, tokenizer_spec, max_seq_length, cache_dir)` returns
 `(path, metadata)` of an `albert.data.cache.FeatureCache`: a TFRecord file of the original's
-`tf.train.Example`s (`features.feature_schema`) and its JSON metadata. The fingerprint that names the
-file covers the TSV's bytes, the tokenizer model's bytes, lower-casing, `max_seq_length`, the task
-(the train file of `mnli` and `mismnli` is one cache) and the conversion's version, so a changed
-input or flag builds a new file, and an unchanged one is reused (same path) after checking that
-it is complete and intact (record count, size and sha256 in the metadata). A damaged cache is
-rebuilt, with a log line saying why.
+`tf.train.Example`s (`features.feature_schema`) and its JSON metadata. The fingerprint that names
+the file covers the TSV's bytes, the tokenizer model's bytes, lower-casing, `max_seq_length`, the
+task (the train file of `mnli` and `mismnli` is one cache) and the conversion's version, so a
+changed input or flag builds a new file, and an unchanged one is reused (same path) after
+checking that it is complete and intact (record count, size and sha256 in the metadata). A
+damaged cache is rebuilt, with a log line saying why.
 
 Metadata keys (besides FeatureCache's `fingerprint, num_records, num_bytes, format_version`):
 `task, family, split, input_file, max_seq_length, do_lower_case, spm_model_file, vocab_file,

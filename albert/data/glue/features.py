@@ -217,7 +217,7 @@ class FeatureConverter:
     else:
       label_entry = self._labels[label]
     return encoder.example((
-        encoder.int64("input_ids", encoder.packed(ids) + zeros),
+        encoder.int64("input_ids", encoder.packed_ids(ids) + zeros),
         self._masks[length],
         encoder.int64("segment_ids", b"\x00" * first + b"\x01" * (length - first) + zeros),
         label_entry,

@@ -18,8 +18,8 @@
   as in jiant's GLUE submission formatter and the GLUE baselines' prediction writer (which also
   clips STS-B to [0, 5] and writes the labels above).
 * `check_submission(directory)` lists what is missing or malformed (the row counts of the
-  official test sets, the rows' `test_rows`); `zip_submission(directory, zip_path)` packs the files at the archive's root, as the
-  server wants them.
+  official test sets, the rows' `test_rows`); `zip_submission(directory, zip_path)` packs the
+  files at the archive's root, as the server wants them.
 
 Every file is written atomically (`albert.files`).
 """

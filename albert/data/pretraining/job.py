@@ -308,8 +308,8 @@ def _remove_if_empty(folders: Sequence[str]) -> None:
       return
 
 
-def _tokenize_corpus(workers: workers_lib.OrderedPool, files: Sequence[str], store_dir: str, vocab_size: int,
-                     config: CreateDataConfig, log) -> corpus_lib.CorpusStats:
+def _tokenize_corpus(workers: workers_lib.OrderedPool, files: Sequence[str], store_dir: str,
+                     vocab_size: int, config: CreateDataConfig, log) -> corpus_lib.CorpusStats:
   total_bytes = sum(corpus_lib.file_size(p) for p in files)
   progress = Progress("tokenizing", total_bytes, "MB", config.progress_interval, log, scale=1e6)
   writer = corpus_lib.TokenStoreWriter(store_dir, vocab_size)
@@ -337,9 +337,9 @@ def _instance_tasks(store_dir: str, num_documents: int, config: CreateDataConfig
                           min(stop, first + units_per_task))
 
 
-def _write_shards(workers: workers_lib.OrderedPool, tasks: Iterator[_InstanceTask], outputs: Sequence[str],
-                  todo: Sequence[int], num_units_todo: int, config: CreateDataConfig,
-                  summary: Summary, log) -> instances_lib.InstanceStats:
+def _write_shards(workers: workers_lib.OrderedPool, tasks: Iterator[_InstanceTask],
+                  outputs: Sequence[str], todo: Sequence[int], num_units_todo: int,
+                  config: CreateDataConfig, summary: Summary, log) -> instances_lib.InstanceStats:
   """Consumes task results in order; each shard goes through its shuffle buffer into its file."""
   stats = instances_lib.InstanceStats(config.ngram)
   progress = Progress("instances", num_units_todo, "documents", config.progress_interval, log,

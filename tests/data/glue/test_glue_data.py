@@ -458,7 +458,7 @@ def test_damaged_cache_is_rebuilt_and_reported(tmp_path, damage, why):
 
 
 def test_parallel_conversion_writes_the_serial_bytes(tmp_path, monkeypatch):
-  monkeypatch.setattr(glue_features, "CHUNK_ROWS", 3)  # 7 chunks over 2 workers
+  monkeypatch.setattr(glue_cache, "CHUNK_ROWS", 3)  # 7 chunks over 2 workers
   serial, meta1, _ = _build(GLUE_SLICES, tmp_path / "one", task="mrpc", split="train",
                             num_workers=1)
   parallel, meta2, lines = _build(GLUE_SLICES, tmp_path / "two", task="mrpc", split="train",
@@ -470,7 +470,7 @@ def test_parallel_conversion_writes_the_serial_bytes(tmp_path, monkeypatch):
 
 
 def test_a_bad_line_in_a_worker_is_reported_with_its_line(tmp_path, monkeypatch):
-  monkeypatch.setattr(glue_features, "CHUNK_ROWS", 4)
+  monkeypatch.setattr(glue_cache, "CHUNK_ROWS", 4)
   root, path = _edited_copy(tmp_path, "MRPC", "dev.tsv", _replace_line(15, lambda l: b"7" + l[1:]))
   with pytest.raises(DataError, match=r"dev.tsv, line 15: label '7'"):
     _build(root, tmp_path / "cache", task="mrpc", num_workers=2, parallel_min_bytes=0)
