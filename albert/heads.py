@@ -22,8 +22,8 @@ import tf_keras
 
 from albert import layers
 from albert.config import AlbertConfig
-from albert.dropout import SeededDropout
 from albert.errors import InputError
+from albert.layers import SeededDropout
 
 
 class MaskedLMHead(tf_keras.layers.Layer):
