@@ -477,18 +477,25 @@ def test_a_bad_line_in_a_worker_is_reported_with_its_line(tmp_path, monkeypatch)
   assert not [n for n in os.listdir(tmp_path / "cache") if n.endswith(".tf_record")]
 
 
-def test_workers_import_no_tensorflow_and_do_not_rerun_main(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_import_no_tensorflow_and_do_not_rerun_main(tmp_path, start):
+  """A script without TensorFlow forks its workers; with another thread running it spawns them,
+  and they do not run the script again."""
   marker = tmp_path / "main_runs.txt"
   script = tmp_path / "job.py"
   script.write_text(textwrap.dedent(f"""
-      import os, sys
+      import os, sys, threading
       with open({str(marker)!r}, "a") as f:
         f.write(f"{{os.getpid()}}\\n")
+      from albert.data import workers
       from albert.data.glue import cache as glue_cache
       from albert.tokenization import TokenizerSpec
       glue_cache.CHUNK_ROWS = 5
       if __name__ == "__main__":
         assert "tensorflow" not in sys.modules
+        if {start == "spawn"!r}:
+          threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()
+        assert workers.can_fork() == {start == "fork"!r}
         path, meta = glue_cache.build_glue_cache(
             "wnli", {GLUE_SLICES!r}, "train", TokenizerSpec({SPM_SMALL!r}), 32,
             {str(tmp_path / "cache")!r}, num_workers=2, parallel_min_bytes=0)
