@@ -28,6 +28,7 @@ from albert.data.glue import cache as glue_cache
 from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
 from albert.data.glue import submission as glue_submission
+from albert.data.glue import tasks as glue_tasks
 from albert.errors import InputError
 from albert.models import build_classifier_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
@@ -53,7 +54,7 @@ class ClassifierTask(FinetuneTask):
   def __init__(self, config: ClassifierTaskConfig, log=None):
     self.glue = config
     super().__init__(config.finetune)
-    self.task_name = glue.canonical_task_name(config.task_name)
+    self.task_name = glue_tasks.canonical_task_name(config.task_name)
     # The original preprocesses text for SentencePiece (use_spm); WordPiece only with a vocab alone.
     use_spm = not (config.finetune.vocab_file and not config.finetune.spm_model_file)
     self.processor = glue.get_processor(self.task_name, config.finetune.do_lower_case, use_spm)
