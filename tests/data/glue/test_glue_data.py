@@ -22,7 +22,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from albert import tokenization
+from albert import metrics, tokenization
 from albert.data.glue import reader as glue
 from albert.data.glue import tasks as glue_tasks
 from albert.data.glue import cache as glue_cache
@@ -72,6 +72,28 @@ def test_task_names_and_labels_are_the_originals():
   assert glue.get_processor("MNLI-MM").name == "mismnli"
   assert glue.get_processor("mnli-mm").file_path(GLUE_SLICES, "dev").endswith(
       os.path.join("MNLI", "dev_mismatched.tsv"))
+
+
+def test_a_task_row_carries_its_metrics_submission_file_and_extra_splits():
+  """metrics.py, submission.py and the classifier task read these fields, never the task name."""
+  files = [spec.submission_file for spec in glue_tasks.TASKS.values()]
+  assert len(set(files)) == len(files) and all(f.endswith(".tsv") for f in files)
+  for name, spec in glue_tasks.TASKS.items():
+    assert spec.test_rows > 0 and spec.delimiter == "\t"
+    if not spec.scores:  # the diagnostic set: no labels
+      assert name == "ax"
+      continue
+    assert spec.metric in spec.scores and "eval_loss" in spec.scores
+    predictions, labels = ([0.5, 2.5, 4.0], [1.0, 2.0, 5.0]) if spec.is_regression else \
+        ([0, 1, 1], [0, 1, 0])
+    assert list(metrics.glue_metrics(name, predictions, labels, [0.1, 0.2, 0.3])) == \
+        list(spec.scores)
+    for extra in spec.extra_splits:
+      assert extra.split in glue_tasks.TASKS[extra.task].layouts
+      assert extra.name.startswith("eval_" if extra.split == "dev" else "predict_")
+  assert [(e.name, e.task, e.split) for e in glue_tasks.TASKS["mnli"].extra_splits] == [
+      ("predict_mismatched", "mismnli", "test"), ("predict_ax", "ax", "test"),
+      ("eval_mismatched", "mismnli", "dev")]
 
 
 @pytest.mark.parametrize("task,split", VISIBLE)
