@@ -157,7 +157,7 @@ def load_tables(spec: tokenization.TokenizerSpec):
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker processes.
+# The worker state (one per process of an `albert.data.workers.OrderedPool`).
 
 
 @dataclasses.dataclass(frozen=True)
