@@ -14,14 +14,15 @@ weighted form, as `tf.metrics` does):
   rows whose weight is not 0; weights must be 0 or 1).
 
 `glue_metrics(task_name, predictions, labels, per_example_loss, weights)` returns the dict the
-original's `metric_fn` puts into `eval_results.txt`: `eval_accuracy` and `eval_loss` for every
-classification task, `matthew_corr` for CoLA, `pearson`, `MSE` and `eval_loss` for STS-B (the
-original has no accuracy there), plus what the original lacks: `f1` for MRPC and QQP,
+original's `metric_fn` puts into `eval_results.txt`, with the keys that the task's row of the
+GLUE task table (`albert.data.glue.tasks`, its `scores`) names: `eval_accuracy` and `eval_loss`
+for every classification task, `matthew_corr` for CoLA, `pearson`, `MSE` and `eval_loss` for
+STS-B (the original has no accuracy there), plus what the original lacks: `f1` for MRPC and QQP,
 `spearman` for STS-B. (The original's STS-B `pred` and `label_ids` arrays, every row concatenated,
 are not metrics and are left out.) `best_metric_key(task_name)` is the key that picks
-`model.ckpt-best`, as the original chooses it: `pearson` for STS-B, `matthew_corr` for CoLA,
-`eval_accuracy` for every other task, MRPC and QQP included (GLUE reports F1 and accuracy for
-those; `f1` is there to read). Higher is better for all three.
+`model.ckpt-best` (the row's `metric`), as the original chooses it: `pearson` for STS-B,
+`matthew_corr` for CoLA, `eval_accuracy` for every other task, MRPC and QQP included (GLUE
+reports F1 and accuracy for those; `f1` is there to read). Higher is better for all three.
 """
 
 from __future__ import annotations
@@ -135,45 +136,48 @@ def spearman(x: ArrayLike, y: ArrayLike, weights: Optional[ArrayLike] = None) ->
 
 
 # ------------------------------------------------------------------------------------- GLUE
-def _task(task_name: str) -> str:
-  from albert.data.glue.reader import canonical_task_name  # pylint: disable=g-import-not-at-top
-  return canonical_task_name(task_name)
+# An eval_results key -> its value from (labels, predictions, weights): class ids for the
+# classification keys, scores for the regression ones. A task's row names the keys it reports.
+_GLUE_SCORES = {
+    "eval_accuracy": accuracy,
+    "matthew_corr": matthews_corrcoef,
+    "f1": f1,
+    "MSE": mse,
+    "pearson": lambda labels, predictions, weights: pearson(predictions, labels, weights),
+    "spearman": lambda labels, predictions, weights: spearman(predictions, labels, weights),
+}
+
+
+def _task(task_name: str):
+  from albert.data.glue.tasks import task_spec  # pylint: disable=g-import-not-at-top
+  return task_spec(task_name)
 
 
 def best_metric_key(task_name: str) -> str:
   """The `eval_results` key that picks the best checkpoint, as the original chooses it."""
-  task = _task(task_name)
-  return {"sts-b": "pearson", "cola": "matthew_corr"}.get(task, "eval_accuracy")
+  return _task(task_name).metric
 
 
 def glue_metrics(task_name: str, predictions: ArrayLike, labels: ArrayLike,
                  per_example_loss: ArrayLike, weights: Optional[ArrayLike] = None
                  ) -> Dict[str, float]:
-  """The original's `metric_fn` results (plus `f1` / `spearman`) for one task.
+  """The original's `metric_fn` results (plus `f1` / `spearman`) for one task: the keys of its
+  row in the GLUE task table (`albert.data.glue.tasks`), in that order.
 
   Args:
-    task_name: a GLUE task name (`glue.canonical_task_name`).
+    task_name: a GLUE task name (`tasks.canonical_task_name`).
     predictions: class ids [N], or logits / probabilities [N, C] (their argmax is used);
       STS-B: the predicted scores [N] (or [N, 1]).
     labels: label ids [N] (STS-B: scores).
     per_example_loss: [N]; `eval_loss` is its weighted mean.
     weights: `is_real_example` [N] (None: every row counts).
   """
-  task = _task(task_name)
-  if task == "ax":
-    raise InputError("GLUE ax (the diagnostic set) has no labels to score; its predictions go "
-                     "to the submission file AX.tsv")
-  loss = mean(per_example_loss, weights)
-  if task == "sts-b":
-    return {"MSE": mse(labels, predictions, weights), "eval_loss": loss,
-            "pearson": pearson(predictions, labels, weights),
-            "spearman": spearman(predictions, labels, weights)}
+  spec = _task(task_name)
+  if not spec.scores:
+    raise InputError(f"GLUE {spec.name} ({spec.task_dir}) has no labels to score; its "
+                     f"predictions go to the submission file {spec.submission_file}")
   predicted = np.asarray(predictions)
-  if predicted.ndim == 2:
+  if predicted.ndim == 2 and not spec.is_regression:
     predicted = np.argmax(predicted, axis=-1)
-  results = {"eval_accuracy": accuracy(labels, predicted, weights), "eval_loss": loss}
-  if task == "cola":
-    results["matthew_corr"] = matthews_corrcoef(labels, predicted, weights)
-  if task in ("mrpc", "qqp"):
-    results["f1"] = f1(labels, predicted, weights)
-  return results
+  return {key: mean(per_example_loss, weights) if key == "eval_loss" else
+          _GLUE_SCORES[key](labels, predicted, weights) for key in spec.scores}

@@ -414,19 +414,19 @@ def run_conversion_worker(spec: Dict) -> Dict:
   import resource  # pylint: disable=import-outside-toplevel
   load_before = os.getloadavg()[0]
   t0 = time.perf_counter()
-  from albert.data.glue import features as glue_features  # pylint: disable=import-outside-toplevel
-  from albert.data.pretraining.corpus import TokenizerSpec  # pylint: disable=import-outside-toplevel
+  from albert.data.glue import cache as glue_cache  # pylint: disable=import-outside-toplevel
+  from albert.tokenization import TokenizerSpec  # pylint: disable=import-outside-toplevel
   t_import = time.perf_counter()
   scratch = tempfile.mkdtemp(prefix="albert-finetune-convert-")
   workers = spec["workers"]
   try:
     start = time.perf_counter()
-    _, meta = glue_features.build_glue_cache(
+    _, meta = glue_cache.build_glue_cache(
         spec["task"], spec["data_dir"], spec["split"],
         TokenizerSpec(spm_model_file=spec["spm_model_file"], vocab_file=None,
                       do_lower_case=True),
         spec["max_seq_length"], scratch, num_workers=workers,
-        parallel_min_bytes=0 if workers > 1 else glue_features.PARALLEL_MIN_BYTES)
+        parallel_min_bytes=0 if workers > 1 else glue_cache.PARALLEL_MIN_BYTES)
     seconds = time.perf_counter() - start
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
@@ -458,14 +458,14 @@ def _worker_main(spec_json: str) -> None:
 def prepare_caches(args, log) -> None:
   """Every cache the cells read (train and dev, per task and max_seq_length), built once."""
   sys.path.insert(0, REPO_DIR)
-  from albert.data.glue import features as glue_features  # pylint: disable=import-outside-toplevel
-  from albert.data.pretraining.corpus import TokenizerSpec  # pylint: disable=import-outside-toplevel
+  from albert.data.glue import cache as glue_cache  # pylint: disable=import-outside-toplevel
+  from albert.tokenization import TokenizerSpec  # pylint: disable=import-outside-toplevel
   spec = TokenizerSpec(spm_model_file=args.spm_model_file, vocab_file=None, do_lower_case=True)
   caps = sorted({padding_cap(p, args.bucket_cap) for p in args.paddings})
   for task in args.tasks:
     for cap in caps:
       for split in ("train", "dev"):
-        glue_features.build_glue_cache(task, args.data_dir, split, spec, cap, args.cache_dir,
+        glue_cache.build_glue_cache(task, args.data_dir, split, spec, cap, args.cache_dir,
                                        log=log)
 
 

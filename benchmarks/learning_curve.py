@@ -153,10 +153,10 @@ def baselines(data: Dict, seq: int, predictions: int) -> Dict:
   SOP: the share of the majority label of the held-out records."""
   import tensorflow as tf
   from albert.tasks.pretraining import masked_lm_frequency_baseline as frequency_baseline
-  from albert.data.records import parse_spec
+  from albert.data.records import feature_spec, parse_spec
   most, mlm = frequency_baseline([data["records"]["train"]], [data["records"]["eval"]], seq,
                                  predictions)
-  spec = parse_spec(seq, predictions)
+  spec = parse_spec(feature_spec(seq, predictions))
   labels = [int(tf.io.parse_single_example(r, spec)["next_sentence_labels"][0])
             for r in tf.data.TFRecordDataset(data["records"]["eval"])]
   ones = sum(labels) / max(len(labels), 1)

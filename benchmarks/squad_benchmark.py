@@ -126,7 +126,7 @@ def run_ours_features(spec: Dict) -> Dict:
   from albert.data.squad import examples as squad  # pylint: disable=import-outside-toplevel
   from albert.data.squad import cache as squad_cache
   from albert.data.squad import features as features_lib  # pylint: disable=import-outside-toplevel
-  token_spec = features_lib.TokenizerSpec(spec["spm_model_file"], do_lower_case=True)
+  token_spec = features_lib.sentencepiece_spec(spec["spm_model_file"], do_lower_case=True)
   settings = features_lib.FeatureSettings(spec["max_seq_length"], spec["doc_stride"],
                                           spec["max_query_length"])
   scratch = tempfile.mkdtemp(prefix="albert-sqbench-")

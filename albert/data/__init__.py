@@ -1,18 +1,18 @@
 """Data pipelines (TF-free): pretraining records from raw text, and the fine-tuning data.
 
-Modules (none imports TensorFlow at module level, so worker processes stay small):
-  corpus.py       input text -> token ids in an on-disk store (random access to any document)
-  instances.py    the original's instance packing, SOP labels and n-gram whole-word masking
-  records.py      the original's tf.train.Example features, TFRecord framing, atomic files
-  sharding.py     seeds, unit order, output shards, bounded shuffle, resume marker
-  pretraining.py  the run: config, workers, phases, progress, summary
-  vocab.py        SentencePiece vocabulary training with the original recipe
-  inspection.py   statistics and decoded instances of record files
+No module here imports TensorFlow at module level, so worker processes stay small:
+  records.py      the one tf.train.Example encoder, the pretraining format, TFRecord framing,
+                  atomic record files
   cache.py        fine-tuning feature caches named by a fingerprint of input, tokenizer, flags
-  glue*.py        GLUE: the original's examples and features, feature cache, prediction files
+  workers.py      the one ordered process pool (fork where safe, spawn with __main__ hidden)
+  pretraining/    create_pretraining_data: the job, corpus, instances, sharding and resuming,
+                  vocab, inspection, progress and summary
+  glue/           GLUE: the task table (a task is a row), reader, features, cache, submission
+                  files, the original's recipes
+  squad/          SQuAD: examples, piece alignment, features, cache, n-best decoding, scores
   race.py         RACE: reader (official and all.txt layouts), the original's four-choice
                   features, the feature cache, per-level accuracy, predictions file
-  squad*.py       SQuAD: reader, piece alignment, features, feature cache, n-best decoding, scores
+The tokenizer, its `TokenizerSpec` and the one `preprocess_text` are `albert.tokenization`.
 """
 
 

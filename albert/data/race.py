@@ -19,7 +19,7 @@ a key missing, an answer outside A-D, a question without exactly four options, a
 directory, a split without any question: a `DataError` naming the file or folder (and question)
 and the expected layout.
 
-Features (`convert_example`): the original's packing, per choice
+Features (`convert_race_example`): the original's packing, per choice
 `[CLS] context [SEP] ending [SEP]` with segment 1 = ending + the last `[SEP]`; the ending keeps
 its last `max_qa_length` tokens, then the context is cut at its end to
 `max_seq_length - 3 - len(ending)`; the four choices are flattened choice-major into
@@ -51,7 +51,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -207,17 +207,10 @@ def _check_passage(source: str, data: Any) -> None:
                       f"{', '.join(LABELS)}")
 
 
-def text_processor(do_lower_case: bool = True, use_spm: bool = True) -> Callable[[str], str]:
-  """The original's `RaceProcessor.process_text`."""
-  if use_spm:
-    return lambda text: tokenization.preprocess_text(text, lower=do_lower_case)
-  return tokenization.convert_to_unicode
-
-
 def read_examples(data_dir: str, split: str, levels: Sequence[str] = LEVELS,
                   do_lower_case: bool = True, use_spm: bool = True) -> List[RaceExample]:
   """Every question of the split as the original's `RaceProcessor` gives them, in its order."""
-  process = text_processor(do_lower_case, use_spm)
+  process = tokenization.text_processor(do_lower_case, use_spm)
   examples: List[RaceExample] = []
   seen: Dict[str, str] = {}
   for level, path in input_files(data_dir, split, levels):
@@ -277,8 +270,17 @@ class RaceFeature:
     """Whether the four choices are the same tokens (nothing left to choose from)."""
     return all(ids == self.input_ids[0] for ids in self.input_ids[1:])
 
+  def count_into(self, counts: Dict[str, int]) -> None:
+    """Adds this question's truncation counts to those of `counts`' keys."""
+    found = {"endings_truncated": sum(self.ending_truncated), "option_cut": sum(self.option_cut),
+             "questions_with_option_cut": int(any(self.option_cut)),
+             "questions_with_identical_choices": int(self.identical_choices),
+             "context_truncated": sum(self.context_truncated)}
+    for key in counts:
+      counts[key] += found[key]
 
-class FeatureConverter:
+
+class RaceFeatureConverter:
   """The original's `convert_single_example` for RACE (ids built once per passage)."""
 
   def __init__(self, tokenizer: tokenization.FullTokenizer, max_seq_length: int,
@@ -290,10 +292,8 @@ class FeatureConverter:
       raise FlagError(f"--max_qa_length={max_qa_length}: must be at least 1")
     if truncation not in TRUNCATIONS:
       raise FlagError(f"RACE truncation must be one of {TRUNCATIONS}, got {truncation!r}")
-    self.tokenizer = tokenizer
-    self.max_seq_length = max_seq_length
-    self.max_qa_length = max_qa_length
-    self.truncation = truncation
+    self.tokenizer, self.max_seq_length = tokenizer, max_seq_length
+    self.max_qa_length, self.truncation = max_qa_length, truncation
     self._limit = min(max_qa_length, max_seq_length - 3)
     self._cls, self._sep = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     self._context: Tuple[Optional[str], List[int]] = (None, [])
@@ -356,11 +356,12 @@ class FeatureConverter:
     return feature
 
 
-def convert_example(example: RaceExample, tokenizer: tokenization.FullTokenizer,
+def convert_race_example(example: RaceExample, tokenizer: tokenization.FullTokenizer,
                     max_seq_length: int, max_qa_length: int,
                     truncation: str = "original") -> RaceFeature:
-  """One question's features (see `FeatureConverter` to convert many)."""
-  return FeatureConverter(tokenizer, max_seq_length, max_qa_length, truncation).convert(example)
+  """One question's features (see `RaceFeatureConverter` to convert many)."""
+  return RaceFeatureConverter(tokenizer, max_seq_length, max_qa_length,
+                              truncation).convert(example)
 
 
 def truncation_report(examples: Sequence[RaceExample], tokenizer: tokenization.FullTokenizer,
@@ -369,16 +370,11 @@ def truncation_report(examples: Sequence[RaceExample], tokenizer: tokenization.F
   report: Dict[str, Any] = {"max_seq_length": max_seq_length, "max_qa_length": max_qa_length,
                             "questions": len(examples), "choices": NUM_CHOICES * len(examples)}
   for mode in TRUNCATIONS:
-    converter = FeatureConverter(tokenizer, max_seq_length, max_qa_length, mode)
+    converter = RaceFeatureConverter(tokenizer, max_seq_length, max_qa_length, mode)
     counts = dict.fromkeys(("endings_truncated", "option_cut", "questions_with_option_cut",
                             "questions_with_identical_choices", "context_truncated"), 0)
     for example in examples:
-      feature = converter.convert(example)
-      counts["endings_truncated"] += sum(feature.ending_truncated)
-      counts["option_cut"] += sum(feature.option_cut)
-      counts["questions_with_option_cut"] += any(feature.option_cut)
-      counts["questions_with_identical_choices"] += feature.identical_choices
-      counts["context_truncated"] += sum(feature.context_truncated)
+      converter.convert(example).count_into(counts)
     report[mode] = counts
   return report
 
@@ -393,13 +389,10 @@ def record_schema(max_seq_length: int) -> Dict[str, Tuple[str, int]]:
 
 def encode_feature(feature: RaceFeature) -> bytes:
   """The serialized `tf.train.Example` of one question, choices flattened choice-major."""
-  return records_lib.encode_example({
-      "input_ids": ("int64", [i for row in feature.input_ids for i in row]),
-      "input_mask": ("int64", [i for row in feature.input_mask for i in row]),
-      "segment_ids": ("int64", [i for row in feature.segment_ids for i in row]),
-      "label_ids": ("int64", [feature.label_id]),
-      "is_real_example": ("int64", [1]),
-  })
+  flat = {name: ("int64", [i for row in getattr(feature, name) for i in row])
+          for name in ("input_ids", "input_mask", "segment_ids")}
+  return records_lib.encode_example(dict(flat, label_ids=("int64", [feature.label_id]),
+                                         is_real_example=("int64", [1])))
 
 
 # -------------------------------------------------------------------------------------- cache
@@ -409,7 +402,7 @@ def build_race_cache(data_dir: str, split: str, tokenizer_spec: Any, max_seq_len
                      path_override: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
   """The split's features as a `FeatureCache` (reused when nothing changed); `(path, metadata)`.
 
-  `tokenizer_spec`: an `albert.data.pretraining.corpus.TokenizerSpec` (spm_model_file, vocab_file,
+  `tokenizer_spec`: an `albert.tokenization.TokenizerSpec` (spm_model_file, vocab_file,
   do_lower_case). `path_override` gives the cache a fixed file name (the original's
   `--train_file` / `--eval_file`); its metadata still decides whether it is reused.
   Metadata keys: `num_questions`, per question `question_ids`, `levels`, `label_ids`,
@@ -435,8 +428,8 @@ def build_race_cache(data_dir: str, split: str, tokenizer_spec: Any, max_seq_len
     return cache.path, metadata
 
   examples = read_examples(data_dir, split, levels, tokenizer_spec.do_lower_case, use_spm)
-  converter = FeatureConverter(tokenizer_spec.build(), max_seq_length, max_qa_length,
-                               truncation)
+  converter = RaceFeatureConverter(tokenizer_spec.build(), max_seq_length, max_qa_length,
+                                   truncation)
   # `lengths` and `stats` are filled while the records stream out; the metadata is written last.
   lengths: List[List[int]] = []
   stats = dict.fromkeys(("endings_truncated", "option_cut", "questions_with_identical_choices",
@@ -446,10 +439,7 @@ def build_race_cache(data_dir: str, split: str, tokenizer_spec: Any, max_seq_len
     for example in examples:
       feature = converter.convert(example)
       lengths.append(feature.lengths)
-      stats["endings_truncated"] += sum(feature.ending_truncated)
-      stats["option_cut"] += sum(feature.option_cut)
-      stats["questions_with_identical_choices"] += feature.identical_choices
-      stats["context_truncated"] += sum(feature.context_truncated)
+      feature.count_into(stats)
       yield encode_feature(feature)
 
   if cache_dir:

@@ -1,22 +1,27 @@
-"""Pretraining records: the original's `tf.train.Example` features, encoded and framed without TF.
+"""Records: the one `tf.train.Example` encoder, the pretraining format, TFRecord framing (TF-free).
 
-This module owns the on-disk format written by `create_pretraining_data.py`:
+This module owns the on-disk format of every record file the data jobs write:
 
-* `feature_spec(max_seq_length, max_predictions_per_seq)`: the original's features, names, types and
-  lengths (ARCHITECTURE.md, item 4): `input_ids, input_mask, segment_ids, token_boundary` int64
-  [max_seq_length]; `masked_lm_positions, masked_lm_ids` int64 and `masked_lm_weights` float
-  [max_predictions_per_seq]; `next_sentence_labels` int64 [1] (the SOP label).
-* `ExampleEncoder`: one instance -> the serialized `tf.train.Example` protocol buffer, written by
-  hand (the wire format is small and fixed) so that the worker processes never import TensorFlow
-  (an import costs ~700 MB and ~4 s per process). Features are written in the original's order.
+* `feature_spec(max_seq_length, max_predictions_per_seq)`: the features of the original's
+  pretraining records, names, types and lengths (ARCHITECTURE.md, item 4): `input_ids,
+  input_mask, segment_ids, token_boundary` int64 [max_seq_length]; `masked_lm_positions,
+  masked_lm_ids` int64 and `masked_lm_weights` float [max_predictions_per_seq];
+  `next_sentence_labels` int64 [1] (the SOP label).
+* `ExampleEncoder`: the serialized `tf.train.Example` protocol buffer, written by hand (the wire
+  format is small and fixed) so that the worker processes never import TensorFlow (an import
+  costs ~700 MB and ~4 s per process): keys encoded once, int64 values packed from a varint
+  table. Every converter uses it: pretraining instances (`encode_instance`, the original's
+  order), the GLUE, SQuAD and RACE feature caches (`encode_example` for a whole dict, or entry
+  by entry where a converter keeps the entries that repeat).
 * `frame_records`: TFRecord framing (length, masked CRC-32C of the length, data, masked CRC-32C of
   the data). CRC-32C is computed with numpy for a whole batch of records at once (slicing-by-8 over
   right-aligned records), which is exact and fast enough that framing costs a few percent.
 * `AtomicRecordFile`: writes to a temporary name in the target directory, renames on success and
   removes the temporary file on failure, so a file under its final name is always complete.
 
-Reading back uses TensorFlow (tests, `inspection.py`); `parse_spec()` returns the original's
-`name_to_features` dict for `tf.io.parse_single_example`.
+Reading back uses TensorFlow (the input pipeline, tests, `inspection.py`): `parse_spec(schema)`
+gives `tf.io.parse_single_example`'s spec of any schema (`parse_spec(feature_spec(...))` is the
+original's `name_to_features`), importing TensorFlow only when called.
 """
 
 from __future__ import annotations
@@ -48,13 +53,13 @@ def feature_spec(max_seq_length: int, max_predictions_per_seq: int) -> Dict[str,
   }
 
 
-def parse_spec(max_seq_length: int, max_predictions_per_seq: int):
-  """The original's `name_to_features` for `tf.io.parse_single_example` (imports TensorFlow)."""
+def parse_spec(schema: Dict[str, Tuple[str, int]]):
+  """`tf.io.parse_single_example`'s spec of a schema `{name: (dtype name, length)}` (such as
+  `feature_spec(...)`, the original's `name_to_features`); imports TensorFlow when called."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   dtypes = {"int64": tf.int64, "float32": tf.float32}
-  spec = feature_spec(max_seq_length, max_predictions_per_seq)
   return {name: tf.io.FixedLenFeature([length], dtypes[dtype])
-          for name, (dtype, length) in spec.items()}
+          for name, (dtype, length) in schema.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,101 +93,125 @@ _SMALL_VARINTS = varint_table(1 << 14)
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
+  """A length-delimited protobuf field: tag, varint length, payload."""
   size = len(payload)
   return tag + (_SMALL_VARINTS[size] if size < 16384 else varint(size)) + payload
 
 
 class ExampleEncoder:
-  """Serializes one pretraining instance as the original's `tf.train.Example`.
+  """The one `tf.train.Example` encoder of the data jobs, without TensorFlow.
 
   Message layout: Example.features(1) -> Features.feature(1, map entries key(1) / value(2)) ->
-  Feature.int64_list(3) or float_list(2) -> packed `value`(1).
+  Feature.int64_list(3) or float_list(2) -> packed `value`(1). Keys are encoded once per name;
+  int64 values are packed from a varint table (0/1 masks and other values below 128 are their
+  own bytes), negative ones as their two's complement, as protobuf does; floats as packed
+  little-endian float32. Entries are written in the order given, so a converter may keep
+  entries that do not change (a mask of each length, a label) and join them per record.
+
+  Args:
+    table_size: values below it are packed by table lookup (the vocabulary size is enough for
+      ids); larger ones are computed.
   """
 
-  def __init__(self, max_seq_length: int, max_predictions_per_seq: int, vocab_size: int):
-    self.max_seq_length = max_seq_length
-    self.max_predictions_per_seq = max_predictions_per_seq
-    self._varints = varint_table(max(vocab_size, max_seq_length, 128) + 1)
-    self._keys = {name: _field(b"\x0a", name.encode("ascii")) for name in FEATURE_NAMES}
+  def __init__(self, table_size: int = 1 << 17):
+    self._varints = varint_table(max(table_size, 128))
+    self._keys: Dict[str, bytes] = {}
 
-  def _ints(self, values: Sequence[int]) -> bytes:
-    if max(values, default=0) < 128:
-      return bytes(values)
+  def key(self, name: str) -> bytes:
+    """The encoded map key of a feature name."""
+    key = self._keys.get(name)
+    if key is None:
+      key = self._keys[name] = _field(b"\x0a", name.encode("utf-8"))
+    return key
+
+  def packed(self, values: Sequence[int]) -> bytes:
+    """Packed varints of int64 values (a list or tuple of ints, or any iterable of ints)."""
+    if not isinstance(values, (list, tuple)):
+      values = [int(v) for v in values]
+    if not values:
+      return b""
+    high = max(values)
+    table = self._varints
+    if high < 128:
+      try:
+        return bytes(values)
+      except ValueError:  # a negative value
+        pass
+    elif high < len(table) and min(values) >= 0:
+      return b"".join([table[v] for v in values])
+    return b"".join([varint(int(v) % (1 << 64)) for v in values])
+
+  def packed_ids(self, values: Sequence[int]) -> bytes:
+    """`packed(values)` of a list of ids or positions (ints in [0, table size)), by table lookup
+    alone: the hot path of the converters (a value beyond the table raises IndexError)."""
     table = self._varints
     return b"".join([table[v] for v in values])
 
-  def _entry(self, name: str, feature: bytes) -> bytes:
-    return _field(b"\x0a", self._keys[name] + _field(b"\x12", feature))
+  def int64(self, name: str, packed: bytes) -> bytes:
+    """The map entry of an int64 feature from its packed values (`packed(values)`)."""
+    key = self._keys.get(name) or self.key(name)
+    return _field(b"\x0a", key + _field(b"\x12", _field(b"\x1a", _field(b"\x0a", packed))))
 
-  def _int64_feature(self, name: str, packed: bytes) -> bytes:
-    return self._entry(name, _field(b"\x1a", _field(b"\x0a", packed)))
+  def float32(self, name: str, values: Sequence[float]) -> bytes:
+    """The map entry of a float feature."""
+    values = list(values)
+    packed = struct.pack(f"<{len(values)}f", *values)
+    key = self._keys.get(name) or self.key(name)
+    return _field(b"\x0a", key + _field(b"\x12", _field(b"\x12", _field(b"\x0a", packed))))
 
-  def encode(self, input_ids: Sequence[int], segment_ids: Sequence[int],
-             token_boundary: Sequence[int], masked_lm_positions: Sequence[int],
-             masked_lm_ids: Sequence[int], next_sentence_label: int) -> bytes:
-    """Pads to the fixed lengths (ids/positions 0, weights 0.0) and serializes."""
+  @staticmethod
+  def example(entries: Sequence[bytes]) -> bytes:
+    """The serialized Example of map entries (`int64`, `float32`), in their order."""
+    return _field(b"\x0a", b"".join(entries))
+
+  def encode(self, features: Dict[str, Tuple[str, Sequence]]) -> bytes:
+    """Serializes `{name: ("int64" | "float32", values)}`, features in the given order."""
+    entries = []
+    for name, (kind, values) in features.items():
+      if kind == "int64":
+        entries.append(self.int64(name, self.packed(values)))
+      elif kind == "float32":
+        entries.append(self.float32(name, values))
+      else:
+        raise ValueError(f"feature {name!r}: kind must be int64 or float32, got {kind!r}")
+    return self.example(entries)
+
+  def encode_instance(self, max_seq_length: int, max_predictions_per_seq: int,
+                      input_ids: Sequence[int], segment_ids: Sequence[int],
+                      token_boundary: Sequence[int], masked_lm_positions: Sequence[int],
+                      masked_lm_ids: Sequence[int], next_sentence_label: int) -> bytes:
+    """One pretraining instance as the original's record (`feature_spec`): padded to the fixed
+    lengths (ids and positions 0, weights 0.0), features in the original's order."""
     length = len(input_ids)
-    pad = self.max_seq_length - length
+    pad = max_seq_length - length
     num_masked = len(masked_lm_positions)
-    pad_p = self.max_predictions_per_seq - num_masked
+    pad_p = max_predictions_per_seq - num_masked
     if pad < 0 or pad_p < 0:
       raise ValueError(f"instance of {length} tokens / {num_masked} predictions exceeds "
-                       f"max_seq_length={self.max_seq_length} / "
-                       f"max_predictions_per_seq={self.max_predictions_per_seq}")
+                       f"max_seq_length={max_seq_length} / "
+                       f"max_predictions_per_seq={max_predictions_per_seq}")
     zeros = b"\x00" * pad
-    weights = struct.pack(f"<{self.max_predictions_per_seq}f",
-                          *([1.0] * num_masked + [0.0] * pad_p))
-    features = b"".join([
-        self._int64_feature("input_ids", self._ints(input_ids) + zeros),
-        self._int64_feature("input_mask", b"\x01" * length + zeros),
-        self._int64_feature("segment_ids", bytes(segment_ids) + zeros),
-        self._int64_feature("token_boundary", bytes(token_boundary) + zeros),
-        self._int64_feature("masked_lm_positions",
-                            self._ints(masked_lm_positions) + b"\x00" * pad_p),
-        self._int64_feature("masked_lm_ids", self._ints(masked_lm_ids) + b"\x00" * pad_p),
-        self._entry("masked_lm_weights", _field(b"\x12", _field(b"\x0a", weights))),
-        self._int64_feature("next_sentence_labels", bytes([next_sentence_label])),
+    int64, packed = self.int64, self.packed_ids
+    return self.example([
+        int64("input_ids", packed(input_ids) + zeros),
+        int64("input_mask", b"\x01" * length + zeros),
+        int64("segment_ids", bytes(segment_ids) + zeros),
+        int64("token_boundary", bytes(token_boundary) + zeros),
+        int64("masked_lm_positions", packed(masked_lm_positions) + b"\x00" * pad_p),
+        int64("masked_lm_ids", packed(masked_lm_ids) + b"\x00" * pad_p),
+        self.float32("masked_lm_weights", [1.0] * num_masked + [0.0] * pad_p),
+        int64("next_sentence_labels", bytes([next_sentence_label])),
     ])
-    return _field(b"\x0a", features)
 
 
-_ID_VARINTS: List[bytes] = []
-
-
-def _id_varints() -> List[bytes]:
-  """`varint(i)` for i < 2**17 (every id of the released vocabularies), built on first use."""
-  if not _ID_VARINTS:
-    _ID_VARINTS.extend(varint_table(1 << 17))
-  return _ID_VARINTS
+_DEFAULT_ENCODER: List[ExampleEncoder] = []
 
 
 def encode_example(features: Dict[str, Tuple[str, Sequence]]) -> bytes:
-  """Serializes `{name: ("int64" | "float32", values)}` as a `tf.train.Example`, without TF.
-
-  The generic counterpart of `ExampleEncoder` (fine-tuning caches: GLUE, SQuAD, RACE): features
-  are written in the given order, int64 values as packed varints (negative values as their
-  two's complement, as protobuf does), floats as packed little-endian float32.
-  """
-  entries = []
-  for name, (kind, values) in features.items():
-    key = _field(b"\x0a", name.encode("utf-8"))
-    if kind == "int64":
-      values = values if isinstance(values, list) else [int(x) for x in values]
-      low, high = (min(values), max(values)) if values else (0, 0)
-      if low >= 0 and high < 128:  # one byte each (the common case for masks and labels)
-        packed = bytes(values)
-      elif low >= 0 and high < (1 << 17):  # ids of every released vocabulary: a table lookup
-        packed = b"".join(map(_id_varints().__getitem__, values))
-      else:  # negative values as their two's complement, as protobuf does
-        packed = b"".join([varint(int(v) % (1 << 64)) for v in values])
-      feature = _field(b"\x1a", _field(b"\x0a", packed))
-    elif kind == "float32":
-      values = list(values)
-      feature = _field(b"\x12", _field(b"\x0a", struct.pack(f"<{len(values)}f", *values)))
-    else:
-      raise ValueError(f"feature {name!r}: kind must be int64 or float32, got {kind!r}")
-    entries.append(_field(b"\x0a", key + _field(b"\x12", feature)))
-  return _field(b"\x0a", b"".join(entries))
+  """`ExampleEncoder().encode(features)` with one shared encoder (built on first use)."""
+  if not _DEFAULT_ENCODER:
+    _DEFAULT_ENCODER.append(ExampleEncoder())
+  return _DEFAULT_ENCODER[0].encode(features)
 
 
 # ---------------------------------------------------------------------------------------------

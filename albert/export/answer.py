@@ -38,7 +38,7 @@ class SquadAnswerer:
                n_best_size: int = 20, max_answer_length: int = 30,
                null_score_diff_threshold: Optional[float] = None, batch_size: int = 16):
     self._predict = predict
-    self.spec = squad_features.TokenizerSpec(spm_model_file, do_lower_case)
+    self.spec = squad_features.sentencepiece_spec(spm_model_file, do_lower_case)
     self.settings = squad_features.FeatureSettings(max_seq_length, doc_stride, max_query_length)
     self.v2 = version_2_with_negative
     self.n_best_size, self.max_answer_length = n_best_size, max_answer_length

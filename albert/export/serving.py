@@ -37,6 +37,7 @@ import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint, tokenization
+from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
 from albert.errors import ExportError, FlagError
 from albert.export import preprocessing, versioned
@@ -426,12 +427,12 @@ def trim_padding(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 
 def python_features(spec: ClassifierSpec, pairs: Sequence[Tuple[str, Optional[str]]]
                     ) -> Dict[str, np.ndarray]:
-  """The original's features of (text_a, text_b) pairs through `albert.data.glue.reader`."""
-  process = glue.text_function(spec.do_lower_case, use_spm=True)
+  """The original's features of (text_a, text_b) pairs through `albert.data.glue.features`."""
+  process = tokenization.text_processor(spec.do_lower_case, use_spm=True)
   tokenizer = tokenization.FullTokenizer(None, spec.do_lower_case, spec.spm_model_file)
   label_list = list(spec.labels) or [None]
-  converter = glue.FeatureConverter(tokenizer, label_list, spec.max_seq_length,
-                                    is_regression=spec.regression)
+  converter = glue_features.FeatureConverter(tokenizer, label_list, spec.max_seq_length,
+                                             is_regression=spec.regression)
   examples = [glue.InputExample(guid=str(i), text_a=process(a),
                                 text_b=process(b) if b is not None else None,
                                 label=label_list[0] if spec.labels else 0.0)

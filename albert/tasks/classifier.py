@@ -1,7 +1,8 @@
 """GLUE sentence (pair) classification and STS-B regression: the original's run_classifier.py.
 
-Data: `albert.data.glue.reader` (the original's processors and features on the official TSVs) cached by
-`albert.data.glue.features` under a fingerprint. Model: the encoder, the original's head (root
+Data: the task's row of `albert.data.glue.tasks`, read by `albert.data.glue.reader` (the
+original's processors) into `albert.data.glue.features` (its features), cached by
+`albert.data.glue.cache` under a fingerprint. Model: the encoder, the original's head (root
 `output_weights` [num_labels, H], `output_bias`, dropout 0.1 on the pooled output in training
 whatever the config says), softmax cross-entropy, or STS-B's squared error. Splits: train, dev
 (eval), test (predict). Evaluation (predict + postprocess) gives the original's keys
@@ -23,17 +24,17 @@ import tensorflow as tf
 import tf_keras
 
 from albert import losses, metrics
-from albert.data.glue import reader as glue
+from albert.data.glue import cache as glue_cache
 from albert.data.glue import features as glue_features
+from albert.data.glue import reader as glue
 from albert.data.glue import submission as glue_submission
+from albert.data.glue import tasks as glue_tasks
 from albert.errors import InputError
 from albert.models import build_classifier_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
 
-# Trainer split -> (GLUE task, GLUE split). MNLI's model also predicts MNLI-mm and AX.
+# Trainer split -> GLUE split; a task row's `extra_splits` add others (MNLI: MNLI-mm, AX).
 _SPLITS = {"train": "train", "eval": "dev", "predict": "test"}
-_MNLI_EXTRA = {"predict_mismatched": ("mismnli", "test"), "predict_ax": ("ax", "test")}
-_MNLI_EVAL = {"eval_mismatched": ("mismnli", "dev")}  # scored beside dev_matched: keys *_mm
 
 
 @dataclasses.dataclass
@@ -76,16 +77,19 @@ class ClassifierTask(FinetuneTask):
 
   def __init__(self, config: ClassifierTaskConfig, log=None):
     super().__init__(config, log)
-    self.task_name = glue.canonical_task_name(config.task_name)
+    self.task_name = glue_tasks.canonical_task_name(config.task_name)
     # The original preprocesses text for SentencePiece (use_spm); WordPiece only with a vocab alone.
     shared = config.finetune
     use_spm = not (shared.vocab_file and not shared.spm_model_file)
     self.processor = glue.get_processor(self.task_name, shared.do_lower_case, use_spm)
     self.best_metric = metrics.best_metric_key(self.task_name)
     self.regression = self.processor.is_regression
-    if self.task_name == "mnli":
-      self.predict_splits = ("predict",) + tuple(_MNLI_EXTRA)
-      self.extra_eval_splits = ("eval_mismatched",)
+    self._extra = {extra.name: extra for extra in self.processor.spec.extra_splits}
+    if self._extra:
+      self.predict_splits = ("predict",) + tuple(
+          name for name, extra in self._extra.items() if extra.split == "test")
+      self.extra_eval_splits = tuple(
+          name for name, extra in self._extra.items() if extra.split == "dev")
 
   def run_identity(self):
     return dict(super().run_identity(), task_name=self.task_name,
@@ -93,8 +97,8 @@ class ClassifierTask(FinetuneTask):
 
   def _where(self, split: str) -> Tuple[str, str]:
     """(GLUE task, GLUE split) of a Trainer split."""
-    if split in _MNLI_EXTRA or split in _MNLI_EVAL:
-      return {**_MNLI_EXTRA, **_MNLI_EVAL}[split]
+    if split in self._extra:
+      return self._extra[split].task, self._extra[split].split
     return self.task_name, _SPLITS[split]
 
   def check_data(self, split: str) -> None:
@@ -109,12 +113,12 @@ class ClassifierTask(FinetuneTask):
   def build_cache(self, split):
     task, glue_split = self._where(split)
     shared = self.config.finetune
-    return glue_features.build_glue_cache(
+    return glue_cache.build_glue_cache(
         task, self.config.data_dir, glue_split, self.tokenizer_spec(), shared.max_seq_length,
         self.cache_dir, num_workers=shared.num_workers, log=self.log)
 
   def schema(self, split):
-    return glue.feature_schema(self.config.finetune.max_seq_length, self.regression)
+    return glue_features.feature_schema(self.config.finetune.max_seq_length, self.regression)
 
   def build_model(self) -> tf_keras.Model:
     return build_classifier_model(self.albert_config, self.processor.num_labels,
@@ -162,7 +166,8 @@ class ClassifierTask(FinetuneTask):
       log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
       per_example = -log_probs[np.arange(count), labels.astype(np.int64)]
       results = metrics.glue_metrics(self._where(split)[0], logits, labels, per_example)
-      return results if split == "eval" else {f"{k}_mm": v for k, v in results.items()}
+      suffix = self._extra[split].key_suffix if split in self._extra else ""
+      return {f"{k}{suffix}": v for k, v in results.items()}
     task, _ = self._where(split)
     scores = logits.reshape(-1) if self.regression else logits.argmax(-1)
     if split == "predict":  # the original's two files

@@ -38,7 +38,7 @@ from albert import checkpoint
 from albert.train import input_pipeline
 from albert.config import AlbertConfig
 from albert.data import cache as cache_lib
-from albert.data.pretraining.corpus import TokenizerSpec
+from albert.tokenization import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
 from albert.train.loop import StopRequest
 from albert.train.task import Task

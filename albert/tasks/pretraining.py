@@ -202,7 +202,7 @@ def masked_lm_frequency_baseline(train_files: List[str], eval_files: List[str],
                                  ) -> Tuple[int, float]:
   """(most frequent masked id in training, its share of the eval masked ids): the MLM accuracy
   of always predicting that one token, the floor a pretrained model must beat."""
-  spec = records_lib.parse_spec(max_seq_length, max_predictions_per_seq)
+  spec = records_lib.parse_spec(records_lib.feature_spec(max_seq_length, max_predictions_per_seq))
 
   def masked(files):
     for record in tf.data.TFRecordDataset(files):

@@ -44,6 +44,7 @@ from albert.data.squad import postprocess as squad_postprocess
 from albert.errors import DataError, FlagError, InputError
 from albert.models import build_squad_model
 from albert.tasks.finetune import FinetuneConfig, FinetuneTask
+from albert.tokenization import TokenizerSpec
 
 THRESHOLD_FILE = "null_threshold.json"
 
@@ -129,12 +130,12 @@ class SquadTask(FinetuneTask):
                                           self.config.doc_stride,
                                           self.config.max_query_length)
 
-  def _spec(self) -> squad_features.TokenizerSpec:
+  def _spec(self) -> TokenizerSpec:
     spec = self.tokenizer_spec()
     if not spec.spm_model_file:
       raise FlagError("SQuAD features need a SentencePiece model (--spm_model_file), as the "
                       "original's ALBERT squad_utils")
-    return squad_features.TokenizerSpec(spec.spm_model_file, spec.do_lower_case)
+    return squad_features.sentencepiece_spec(spec.spm_model_file, spec.do_lower_case)
 
   def _input_file(self, split: str) -> Tuple[str, bool]:
     """(SQuAD file, is_training) of a split (holding out: a part of the training file)."""

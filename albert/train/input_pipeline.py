@@ -41,13 +41,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from albert.data.records import parse_spec
 from albert.errors import InputError
 
 Schema = Dict[str, Tuple[str, int]]  # feature name -> (dtype name, length)
 MODES = ("train", "stream", "one_pass")
 ROW_INDEX = "row_index"
 IS_REAL = "is_real_example"
-_DTYPES = {"int64": tf.int64, "float32": tf.float32}
 # Checks inside the pipeline start their message with this, so that the Trainer reports them as
 # input errors (naming the files), not as bugs.
 INPUT_CHECK_MARK = "input check failed"
@@ -72,12 +72,6 @@ def sequence_features_of(schema: Schema) -> Tuple[str, ...]:
     return ()
   length = schema["input_mask"][1]
   return tuple(name for name, (_, size) in schema.items() if size == length)
-
-
-def parse_spec(schema: Schema) -> Dict[str, tf.io.FixedLenFeature]:
-  """`tf.io.parse_single_example` spec of a schema."""
-  return {name: tf.io.FixedLenFeature([length], _DTYPES[dtype])
-          for name, (dtype, length) in schema.items()}
 
 
 def corrupted_records_error(path: str, error: tf.errors.OpError, then: str = "") -> InputError:

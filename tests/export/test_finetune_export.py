@@ -1,7 +1,7 @@
 """Exports of fine-tuned models: GLUE (token ids, tf.Example, raw text), SQuAD v1/v2, RACE.
 
 Each export is reloaded and compared with the in-memory model (1e-5); the GLUE raw-text path is
-compared with the Python tokenizer's features (`albert.data.glue.reader`) on the real GLUE rows of
+compared with the Python tokenizer's features (`albert.data.glue.features`) on the real GLUE rows of
 tests/testdata/glue, truncation included. Also: threshold outputs, version folders, atomic
 writing, reruns, and run_classifier.py's `--export_dir` with `--threshold_to_export` on STS-B
 (both crash the original).
@@ -26,6 +26,7 @@ from albert.export import preprocessing
 from albert.export import serving as ce
 from albert.export import versioned as fx
 from albert.config import AlbertConfig
+from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
 from albert.errors import ExportError, FlagError
 from albert.models import (SQUAD_V2_PREDICT_OUTPUTS, build_classifier_model, build_race_model,
@@ -100,7 +101,8 @@ def test_in_graph_features_equal_the_python_conversion_on_real_glue_rows(max_seq
   # python_features is the trainer's conversion: the processor's examples through the cache's
   # FeatureConverter (checked here on MRPC's dev file)
   processor = glue.get_processor("mrpc")
-  converter = glue.FeatureConverter(serving_tokenizer(), processor.labels, max_seq_length)
+  converter = glue_features.FeatureConverter(serving_tokenizer(), processor.labels,
+                                             max_seq_length)
   cached = converter.features(processor.get_dev_examples(GLUE))
   np.testing.assert_array_equal(np.array([f.input_ids for f in cached]),
                                 want_pairs["input_ids"][:len(cached)])

@@ -21,6 +21,7 @@ import sentencepiece as spm
 
 from albert import tokenization
 from conftest import GOLDEN
+from support.reference_text import original_preprocess_text
 
 GOLDEN_DIR = GOLDEN
 SPM_MODEL = os.path.join(GOLDEN_DIR, "spm.model")
@@ -258,6 +259,25 @@ def test_preprocess_text():
   assert pre("``quoted''") == "``quoted''"  # the final release does not rewrite these
   assert pre("ﬁ ＡＢＣ") == "fi ABC"  # NFKD compatibility decomposition
   assert pre("Ünï".encode("utf-8"), lower=True) == "uni"
+
+
+def test_fast_preprocess_text_equals_the_originals_steps_on_every_code_point():
+  """The shortcuts (ASCII skips NFKD; marks dropped only when present) change no output."""
+  characters = [chr(c) for c in range(0x110000)]
+  mixed = ["e\u0301te\u0301", "Ａ\u0308 b\u0327", " \u00c5ngstr\u00f6m\t", "\u1100\u1161\u11a8",
+           "x\u0301" * 40, "a\u3099\u309a", "\U0001d400\u0338"]
+  for remove_space, lower in ((True, True), (False, False)):
+    got = [tokenization.preprocess_text(c, remove_space, lower) for c in characters + mixed]
+    want = [original_preprocess_text(c, remove_space, lower) for c in characters + mixed]
+    assert got == want
+
+
+def test_text_processor_is_the_originals_process_text():
+  assert tokenization.text_processor(True, use_spm=True)("  Café  ") == "cafe"
+  assert tokenization.text_processor(False, use_spm=True)("  Café  ") == "Cafe"
+  assert tokenization.text_processor(True, use_spm=False)("  Café  ") == "  Café  "
+  assert tokenization.TokenizerSpec(vocab_file="v.txt").text_processor()(" É ") == " É "
+  assert tokenization.TokenizerSpec(spm_model_file=SPM_MODEL).text_processor()(" É ") == "e"
 
 
 def test_printable_and_unicode_helpers():

@@ -136,8 +136,8 @@ def test_finetune_benchmark_quick(tmp_path):
 
   import numpy as np
 
-  from albert.data.glue import features as glue_features  # pylint: disable=g-import-not-at-top
-  from albert.data.pretraining.corpus import TokenizerSpec  # pylint: disable=g-import-not-at-top
+  from albert.data.glue import cache as glue_cache  # pylint: disable=g-import-not-at-top
+  from albert.tokenization import TokenizerSpec  # pylint: disable=g-import-not-at-top
   from benchmarks import finetune_benchmark as bench  # pylint: disable=g-import-not-at-top
   cache = tmp_path / "cache"
   records = bench.main(["--quick", "--no-table", "--cache-dir", str(cache)])
@@ -160,7 +160,7 @@ def test_finetune_benchmark_quick(tmp_path):
     cap = m["max_seq_length"]
     boundaries = [32, 64, 128] if m["padding"] == "buckets" else [cap]
     for split, shapes in (("train", m["train_shapes"]), ("dev", m["eval_shapes"])):
-      _, meta = glue_features.build_glue_cache("mrpc", bench.QUICK_GLUE_DIR, split, spec, cap,
+      _, meta = glue_cache.build_glue_cache("mrpc", bench.QUICK_GLUE_DIR, split, spec, cap,
                                                str(cache))
       index = np.searchsorted(boundaries, meta["lengths"], side="left")
       counts = np.bincount(index, minlength=len(boundaries))

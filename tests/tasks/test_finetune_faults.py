@@ -124,14 +124,14 @@ _AFTER_3_BATCHES = """
 """
 
 _AFTER_3_CHUNKS = """
-    from albert.data.glue import features as glue_features
-    convert = glue_features._ordered_results
-    def _ordered_results(*args, **kwargs):
+    from albert.data import workers
+    convert = workers.ordered_map
+    def ordered_map(*args, **kwargs):
       for n, chunk in enumerate(convert(*args, **kwargs), 1):
         if n == 3:
           print("marker: 3 chunks converted", flush=True)
         yield chunk
-    glue_features._ordered_results = _ordered_results
+    workers.ordered_map = ordered_map
 """
 
 

@@ -1,277 +1,225 @@
-"""A GLUE split -> a feature cache of the original's records, converted once, on every core.
+"""GLUE examples -> the original's features and records (TF-free).
 
-`build_glue_cache(task_name, data_dir, split, tokenizer_spec, max_seq_length, cache_dir)` returns
-`(path, metadata)` of an `albert.data.cache.FeatureCache`: a TFRecord file of the original's
-`tf.train.Example`s (`glue.feature_schema`) and its JSON metadata. The fingerprint that names the
-file covers the TSV's bytes, the tokenizer model's bytes, lower-casing, `max_seq_length`, the task
-(the train file of `mnli` and `mismnli` is one cache) and the conversion's version, so a changed
-input or flag builds a new file, and an unchanged one is reused (same path) after checking that
-it is complete and intact (record count, size and sha256 in the metadata). A damaged cache is
-rebuilt, with a log line saying why.
+* `convert_example`: the original's `convert_single_example`: `[CLS] A [SEP] B [SEP]` (an empty
+  text_b makes a single sentence), its `_truncate_seq_pair` (`truncate_seq_pair`: pop from the
+  end of the longer list, from B when equal; total L - 3), single sentences cut to L - 2,
+  segment ids 1 from B through the last `[SEP]`, zero padding, the label's index (a float for
+  STS-B), `is_real_example` 1, plus the unpadded length.
+* `FeatureConverter` computes the same features faster (batched SentencePiece calls) and
+  serializes them as the original's `tf.train.Example` (`feature_schema`: `input_ids,
+  input_mask, segment_ids, label_ids, is_real_example`, int64 except STS-B's float label),
+  byte for byte what `albert.data.records.encode_example` writes, through the shared
+  `records.ExampleEncoder` with the entries that repeat (a mask of each length, each label)
+  kept.
+* `check_max_seq_length`: the one check of `--max_seq_length` (room for `[CLS]`, `[SEP]`,
+  `[SEP]`).
 
-Metadata keys (besides FeatureCache's `fingerprint, num_records, num_bytes, format_version`):
-`task, family, split, input_file, max_seq_length, do_lower_case, spm_model_file, vocab_file,
-label_list, is_regression, num_labels, num_examples, guids` (input order, for submission files),
-`lengths` (tokens before padding, for length buckets), `num_at_max_length, skipped_rows,
-skipped_lines` (QQP's ragged rows), `feature_schema, records_sha256, num_workers, seconds`.
-
-Parallel conversion: the main process reads the TSV (`csv` is C code) and sends chunks of raw
-rows to worker processes, which process the text, tokenize, serialize and frame the records
-(TFRecord CRCs); results come back in input order, so the file has the same bytes for any number
-of workers. The main process only appends them to the cache file (`records.AtomicRecordFile`,
-renamed into place when complete) and writes the metadata last, in FeatureCache's format
-(FeatureCache.write would frame every record in the main process). Workers are started with
-the "spawn" method (safe in a process that has loaded TensorFlow or started threads) and import
-only this module's TF-free dependencies; they leave Ctrl-C to the main process, which ends the
-pool (an interrupted conversion leaves no cache file: the records are renamed into place only
-when complete). A spawned child normally re-runs the parent's main
-script (`run_classifier.py` imports TensorFlow: ~4 s and ~700 MB per worker), so the main
-module's file and spec are hidden from multiprocessing while the pool starts.
+The parallel, cached conversion of a whole split is in `cache.py`.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
-import hashlib
-import json
-import multiprocessing
-import os
-import sys
-import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from albert.data import cache as cache_lib
-from albert.data.glue import reader as glue
+from albert import tokenization
 from albert.data import records as records_lib
-from albert.data.pretraining.corpus import TokenizerSpec
-from albert.errors import DataError, FlagError, InputError, leave_interrupts_to_parent
+from albert.data.glue.reader import InputExample
+from albert.errors import DataError, FlagError
 
-CONVERSION_VERSION = 1
-CHUNK_ROWS = 1024
-# Smaller files are converted in this process: starting workers costs ~0.5 s, and SST-2 train
-# (3.8 MB, 67k examples) converts in ~2 s on one core. MNLI, QQP and QNLI train use workers.
-PARALLEL_MIN_BYTES = 8 << 20
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Job:
-  """What a worker needs to convert rows of one split (picklable)."""
-  task_name: str
-  split: str
-  path: str
-  tokenizer: TokenizerSpec
-  max_seq_length: int
+def feature_schema(max_seq_length: int, is_regression: bool = False
+                   ) -> Dict[str, Tuple[str, int]]:
+  """The original's record features: name -> (dtype name, length), for the input pipeline."""
+  return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
+          "segment_ids": ("int64", max_seq_length),
+          "label_ids": ("float32" if is_regression else "int64", 1),
+          "is_real_example": ("int64", 1)}
 
 
-class _Converter:
-  """Raw rows -> (guids, lengths, serialized records); one per process."""
+@dataclasses.dataclass
+class InputFeatures:
+  """The original's `InputFeatures`, plus `length` (tokens before padding)."""
+  input_ids: List[int]
+  input_mask: List[int]
+  segment_ids: List[int]
+  label_id: Union[int, float]
+  is_real_example: bool = True
+  length: int = 0
 
-  def __init__(self, job: _Job):
-    self.job = job
-    use_spm = bool(job.tokenizer.spm_model_file)
-    self.processor = glue.get_processor(job.task_name, job.tokenizer.do_lower_case, use_spm)
-    self.converter = glue.FeatureConverter(job.tokenizer.build(), self.processor.labels,
-                                           job.max_seq_length, self.processor.is_regression)
-
-  def __call__(self, rows: List[glue.RawRow]) -> Tuple[List[str], List[int], List[bytes]]:
-    """Guids, unpadded lengths and TFRecord-framed records of the rows' examples."""
-    job = self.job
-    examples = [self.processor.make_example(row, job.split, job.path) for row in rows]
-    records, lengths = self.converter.records(examples)
-    return [example.guid for example in examples], lengths, records_lib.frame_records(records)
-
-
-_WORKER: Optional[_Converter] = None
+  def as_record_features(self, is_regression: bool) -> Dict[str, Tuple[str, Sequence]]:
+    """`{name: (kind, values)}` for `records.encode_example`, in the original's order."""
+    return {"input_ids": ("int64", self.input_ids), "input_mask": ("int64", self.input_mask),
+            "segment_ids": ("int64", self.segment_ids),
+            "label_ids": ("float32" if is_regression else "int64", [self.label_id]),
+            "is_real_example": ("int64", [int(self.is_real_example)])}
 
 
-def _init_worker(job: _Job) -> None:
-  global _WORKER
-  leave_interrupts_to_parent()
-  _WORKER = _Converter(job)
-
-
-def _run_chunk(rows: List[glue.RawRow]):
-  return _WORKER(rows)
-
-
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-  """Keeps spawned children from re-running the parent's main script (see the docstring)."""
-  main = sys.modules.get("__main__")
-  saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
-  try:
-    if main is not None:
-      main.__dict__.pop("__file__", None)
-      main.__spec__ = None
-    yield
-  finally:
-    if main is not None:
-      main.__dict__.pop("__spec__", None)
-      main.__dict__.update(saved)
-
-
-def available_cores() -> int:
-  try:
-    return max(1, len(os.sched_getaffinity(0)))
-  except AttributeError:
-    return max(1, os.cpu_count() or 1)
-
-
-def _chunks(rows: Iterable[glue.RawRow], size: int) -> Iterator[List[glue.RawRow]]:
-  chunk: List[glue.RawRow] = []
-  for row in rows:
-    chunk.append(row)
-    if len(chunk) >= size:
-      yield chunk
-      chunk = []
-  if chunk:
-    yield chunk
-
-
-def _ordered_results(job: _Job, chunks: Iterable[List[glue.RawRow]], num_workers: int
-                     ) -> Iterator[Tuple[List[str], List[int], List[bytes]]]:
-  """Converted chunks in input order: in this process, or on `num_workers` spawned workers."""
-  if num_workers <= 1:
-    convert = _Converter(job)
-    for chunk in chunks:
-      yield convert(chunk)
-    return
-  context = multiprocessing.get_context("spawn")
-  with _main_module_hidden():
-    pool = context.Pool(num_workers, initializer=_init_worker, initargs=(job,))
-  ok = False
-  try:
-    pending: collections.deque = collections.deque()
-    for chunk in chunks:
-      pending.append(pool.apply_async(_run_chunk, (chunk,)))
-      if len(pending) > 2 * num_workers:
-        yield pending.popleft().get()
-    while pending:
-      yield pending.popleft().get()
-    ok = True
-  finally:
-    if ok:
-      pool.close()
+def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
+  """The original's `_truncate_seq_pair`: pops from the longer list (B when equal), in place."""
+  while len(tokens_a) + len(tokens_b) > max_length:
+    if len(tokens_a) > len(tokens_b):
+      tokens_a.pop()
     else:
-      pool.terminate()
-    pool.join()
+      tokens_b.pop()
 
 
-def _settings(processor: glue.Processor, split: str, spec: TokenizerSpec,
-              max_seq_length: int) -> Dict[str, Any]:
-  return {"conversion_version": CONVERSION_VERSION,
-          "task": processor.spec.family if split == "train" else processor.name,
-          "split": split, "max_seq_length": max_seq_length,
-          "do_lower_case": bool(spec.do_lower_case), "use_spm": bool(spec.spm_model_file)}
+def _assemble(ids_a: List[int], ids_b: Optional[List[int]], cls_id: int, sep_id: int,
+              max_seq_length: int) -> Tuple[List[int], int]:
+  """Truncated `[CLS] A [SEP] (B [SEP])` ids and the number of segment-0 positions."""
+  if ids_b:
+    truncate_seq_pair(ids_a, ids_b, max_seq_length - 3)
+    ids = [cls_id] + ids_a + [sep_id]
+    first = len(ids)
+    return ids + ids_b + [sep_id], first
+  ids = [cls_id] + ids_a[:max_seq_length - 2] + [sep_id]
+  return ids, len(ids)
 
 
-def _check_reusable(cache: cache_lib.FeatureCache) -> Tuple[Optional[Dict[str, Any]], str]:
-  """(metadata, "") for a complete, intact cache; (None, why not) otherwise."""
-  exists = os.path.exists(cache.path)
-  meta = cache.metadata()
-  if meta is None:
-    return None, ("incomplete or truncated (no matching metadata)" if exists else "")
-  count = meta.get("num_examples")
-  if (meta.get("num_records") != count or len(meta.get("guids") or ()) != count
-      or len(meta.get("lengths") or ()) != count or "records_sha256" not in meta):
-    return None, "its metadata does not describe the records"
-  if cache_lib.file_digest(cache.path) != meta["records_sha256"]:
-    return None, "its records were changed after they were written (sha256 differs)"
-  return meta, ""
+def label_id(example: InputExample, label_map: Optional[Dict[str, int]]) -> Union[int, float]:
+  """The label's index (the original's `label_map[label]`), or the STS-B score as a float."""
+  if label_map is None:
+    return float(example.label)
+  if example.label not in label_map:
+    raise DataError(f"example {example.guid!r}: label {example.label!r} is not one of "
+                    f"{', '.join(map(str, label_map))}")
+  return label_map[example.label]
 
 
-def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: TokenizerSpec,
-                     max_seq_length: int, cache_dir: str, num_workers: Optional[int] = None,
-                     log: Optional[Callable[[str], None]] = None,
-                     parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> Tuple[str, Dict[str, Any]]:
-  """Features of one GLUE split in a fingerprinted cache; returns `(records path, metadata)`.
+def _label_map(label_list: Sequence[Optional[str]], is_regression: bool):
+  return None if is_regression else {label: i for i, label in enumerate(label_list)}
 
-  Args:
-    task_name: as `--task_name` accepts it (`glue.canonical_task_name`).
-    data_dir: the GLUE root (`SST-2/train.tsv`, `MNLI/dev_matched.tsv`, ...).
-    split: "train", "dev" or "test".
-    tokenizer_spec: `albert.data.pretraining.corpus.TokenizerSpec(spm_model_file, vocab_file,
-      do_lower_case)`; with a SentencePiece model, texts are `preprocess_text`-ed as the original.
-    max_seq_length: the padded length of every record (and the truncation length).
-    cache_dir: where the cache lives (created if needed).
-    num_workers: worker processes; None or 0: one per available core. Files under
-      `parallel_min_bytes` are converted in this process.
-    log: called with progress lines (None: quiet).
-  """
-  log = log or (lambda message: None)
+
+def check_max_seq_length(max_seq_length: int) -> int:
+  """`--max_seq_length` of GLUE features: room for `[CLS]`, `[SEP]`, `[SEP]`."""
   if max_seq_length < 3:
     raise FlagError(f"--max_seq_length={max_seq_length}: needs room for [CLS], [SEP], [SEP]")
-  if not (tokenizer_spec.spm_model_file or tokenizer_spec.vocab_file):
-    raise FlagError("--spm_model_file (or --vocab_file) is required to convert GLUE examples")
-  processor = glue.get_processor(task_name, tokenizer_spec.do_lower_case,
-                                 bool(tokenizer_spec.spm_model_file))
-  path = processor.file_path(data_dir, split)
-  model_file = tokenizer_spec.spm_model_file or tokenizer_spec.vocab_file
-  if not os.path.isfile(model_file):
-    raise InputError(f"tokenizer model not found: {model_file} (--spm_model_file)")
-  settings = _settings(processor, split, tokenizer_spec, max_seq_length)
-  key = cache_lib.fingerprint([path], settings, [model_file])
-  cache = cache_lib.FeatureCache(cache_dir, f"{settings['task']}_{split}", key)
-  meta, why = _check_reusable(cache)
-  if meta is not None:
-    log(f"GLUE {processor.name} {split}: reusing {meta['num_examples']} examples in {cache.path}")
-    return cache.path, meta
-  if why:
-    log(f"GLUE {processor.name} {split}: the cache {cache.path} is {why}; rebuilding it")
-
-  workers = num_workers or available_cores()
-  if os.path.getsize(path) < parallel_min_bytes:
-    workers = 1
-  job = _Job(processor.name, split, path, tokenizer_spec, max_seq_length)
-  log(f"GLUE {processor.name} {split}: converting {path} at max_seq_length={max_seq_length} "
-      f"({workers} worker{'s' if workers > 1 else ''})")
-  start = time.monotonic()
-  guids: List[str] = []
-  lengths: List[int] = []
-  digest = hashlib.sha256()
-  chunks = _chunks(processor.raw_rows(path, split), CHUNK_ROWS)
-  try:
-    with records_lib.AtomicRecordFile(cache.path) as out:
-      for chunk_guids, chunk_lengths, framed in _ordered_results(job, chunks, workers):
-        guids.extend(chunk_guids)
-        lengths.extend(chunk_lengths)
-        for record in framed:
-          out.write_framed(record)
-          digest.update(record)
-      out.commit()
-      num_bytes = out.num_bytes
-  except OSError as error:
-    raise DataError(f"cannot write the feature cache {cache.path}: "
-                    f"{error.strerror or error}") from None
-  # The metadata is written last, in FeatureCache's format (its `metadata()` reads it back).
-  meta = _write_metadata(cache.metadata_path, {
-      "fingerprint": key, "num_records": len(guids), "num_bytes": num_bytes,
-      "format_version": cache_lib.FORMAT_VERSION,
-      "task": settings["task"], "family": processor.spec.family, "split": split,
-      "input_file": os.path.abspath(path), "max_seq_length": max_seq_length,
-      "do_lower_case": bool(tokenizer_spec.do_lower_case),
-      "spm_model_file": tokenizer_spec.spm_model_file, "vocab_file": tokenizer_spec.vocab_file,
-      "label_list": processor.labels, "is_regression": processor.is_regression,
-      "num_labels": processor.num_labels, "num_examples": len(guids), "guids": guids,
-      "lengths": lengths, "num_at_max_length": sum(1 for n in lengths if n == max_seq_length),
-      "skipped_rows": processor.skipped, "skipped_lines": processor.skipped_lines,
-      "feature_schema": glue.feature_schema(max_seq_length, processor.is_regression),
-      "records_sha256": digest.hexdigest(), "num_workers": workers,
-      "seconds": round(time.monotonic() - start, 3)})
-  skipped = (f"; {processor.skipped} ragged rows skipped (lines "
-             f"{', '.join(map(str, processor.skipped_lines))}"
-             f"{', ...' if processor.skipped > len(processor.skipped_lines) else ''})"
-             if processor.skipped else "")
-  log(f"GLUE {processor.name} {split}: {len(guids)} examples -> {cache.path} in "
-      f"{meta['seconds']:.1f} s{skipped}")
-  return cache.path, meta
+  return max_seq_length
 
 
-def _write_metadata(path: str, meta: Dict[str, Any]) -> Dict[str, Any]:
-  """Writes the metadata (atomically) and returns it as a reader will see it."""
-  from albert import files  # pylint: disable=g-import-not-at-top
-  text = json.dumps(meta, sort_keys=True)
-  files.write_text(path, text + "\n")
-  return json.loads(text)
+def convert_example(example: InputExample, label_list: Sequence[Optional[str]],
+                    max_seq_length: int, tokenizer: tokenization.FullTokenizer,
+                    is_regression: bool = False) -> InputFeatures:
+  """The original's `convert_single_example`, through `tokenizer.tokenize` (reference path)."""
+  check_max_seq_length(max_seq_length)
+  tokens_a = tokenizer.tokenize(example.text_a)
+  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
+  if tokens_b:
+    truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
+    tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
+    segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+  else:
+    tokens = ["[CLS]"] + tokens_a[:max_seq_length - 2] + ["[SEP]"]
+    segment_ids = [0] * len(tokens)
+  input_ids = tokenizer.convert_tokens_to_ids(tokens)
+  length = len(input_ids)
+  pad = max_seq_length - length
+  return InputFeatures(input_ids=input_ids + [0] * pad, input_mask=[1] * length + [0] * pad,
+                       segment_ids=segment_ids + [0] * pad,
+                       label_id=label_id(example, _label_map(label_list, is_regression)),
+                       is_real_example=True, length=length)
+
+
+class FeatureConverter:
+  """`convert_example` for many examples at once, and their serialized records.
+
+  With a SentencePiece model the texts of a batch are encoded by one `encode` call; a text with a
+  piece that ends in `<digit>,` (the original's re-split quirk) is encoded again by
+  `tokenization.encode_ids`, so that ids always equal `convert_tokens_to_ids(tokenize(text))`.
+  Records are built by the shared `records.ExampleEncoder`, with the entries that repeat kept;
+  `encode_features` gives the bytes of `records.encode_example(features.as_record_features(...))`.
+  """
+
+  def __init__(self, tokenizer: tokenization.FullTokenizer, label_list: Sequence[Optional[str]],
+               max_seq_length: int, is_regression: bool = False):
+    self.tokenizer = tokenizer
+    self.max_seq_length = check_max_seq_length(max_seq_length)
+    self.is_regression = is_regression
+    self.label_map = _label_map(label_list, is_regression)
+    self.cls_id, self.sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+    self._encoder = records_lib.ExampleEncoder(len(tokenizer.vocab) + 1)
+    sp = tokenizer.sp_model
+    self._unk = sp.unk_id() if sp is not None else None
+
+  # ---------------------------------------------------------------------------- tokenizing
+  def encode_texts(self, texts: Sequence[str]) -> List[List[int]]:
+    """`convert_tokens_to_ids(tokenize(text))` for each text."""
+    tok = self.tokenizer
+    sp = tok.sp_model
+    if sp is None or tok.fix_digit_comma_split:
+      return [tok.convert_tokens_to_ids(tok.tokenize(t)) for t in texts]
+    vocab, unk = tok.vocab, self._unk
+    out = []
+    for text, pieces in zip(texts, sp.encode(list(texts), out_type=str, num_threads=1)):
+      if "," in "".join(pieces) and any(len(p) > 1 and p[-1] == "," and p[-2].isdigit()
+                                        for p in pieces):
+        out.append(tokenization.encode_ids(sp, text))
+      else:
+        out.append([vocab.get(p, unk) for p in pieces])
+    return out
+
+  # ------------------------------------------------------------------------------- features
+  def features(self, examples: Sequence[InputExample]) -> List[InputFeatures]:
+    """`convert_example` of each example."""
+    return [self._features(ex, ids_a, ids_b) for ex, ids_a, ids_b in self._ids(examples)]
+
+  def _ids(self, examples: Sequence[InputExample]):
+    texts_a = self.encode_texts([ex.text_a for ex in examples])
+    pairs = [i for i, ex in enumerate(examples) if ex.text_b]
+    texts_b = self.encode_texts([examples[i].text_b for i in pairs])
+    ids_b: List[Optional[List[int]]] = [None] * len(examples)
+    for i, ids in zip(pairs, texts_b):
+      ids_b[i] = ids
+    return zip(examples, texts_a, ids_b)
+
+  def _features(self, example, ids_a, ids_b) -> InputFeatures:
+    ids, first = _assemble(ids_a, ids_b, self.cls_id, self.sep_id, self.max_seq_length)
+    length = len(ids)
+    pad = self.max_seq_length - length
+    return InputFeatures(ids + [0] * pad, [1] * length + [0] * pad,
+                         [0] * first + [1] * (length - first) + [0] * pad,
+                         label_id(example, self.label_map), True, length)
+
+  # -------------------------------------------------------------------------------- records
+  def records(self, examples: Sequence[InputExample]) -> Tuple[List[bytes], List[int]]:
+    """Serialized records of the examples and their unpadded lengths."""
+    out, lengths = [], []
+    for example, ids_a, ids_b in self._ids(examples):
+      ids, first = _assemble(ids_a, ids_b, self.cls_id, self.sep_id, self.max_seq_length)
+      out.append(self._encode(ids, first, label_id(example, self.label_map)))
+      lengths.append(len(ids))
+    return out, lengths
+
+  def encode_features(self, features: InputFeatures) -> bytes:
+    """The record of `features` (equal to `records.encode_example` of them)."""
+    length = features.length or sum(features.input_mask)
+    first = length - sum(features.segment_ids)
+    return self._encode(features.input_ids[:length], first, features.label_id)
+
+  def _constant_entries(self) -> None:
+    """Entries that depend only on the length (mask), the label or nothing (is_real_example)."""
+    seq, int64 = self.max_seq_length, self._encoder.int64
+    self._masks = [int64("input_mask", b"\x01" * n + b"\x00" * (seq - n)) for n in range(seq + 1)]
+    self._zeros = [b"\x00" * n for n in range(seq + 1)]
+    self._labels = {} if self.is_regression else {
+        i: int64("label_ids", self._encoder.packed([i])) for i in self.label_map.values()}
+    self._real = int64("is_real_example", b"\x01")
+
+  def _encode(self, ids: List[int], first: int, label: Union[int, float]) -> bytes:
+    if not hasattr(self, "_real"):
+      self._constant_entries()
+    encoder, length = self._encoder, len(ids)
+    zeros = self._zeros[self.max_seq_length - length]
+    if self.is_regression:
+      label_entry = encoder.float32("label_ids", [label])
+    else:
+      label_entry = self._labels[label]
+    return encoder.example((
+        encoder.int64("input_ids", encoder.packed_ids(ids) + zeros),
+        self._masks[length],
+        encoder.int64("segment_ids", b"\x00" * first + b"\x01" * (length - first) + zeros),
+        label_entry,
+        self._real,
+    ))

@@ -1,20 +1,18 @@
-"""GLUE: the official TSV files -> the original's examples -> the original's features (TF-free).
+"""GLUE: the official TSV files -> the original's examples (TF-free).
 
-This module owns what `run_classifier.py` of the original release reads and how it turns a row
-into features:
+This module owns what `run_classifier.py` of the original release reads from a task's files
+(the task's row in `tasks.py` says which files and columns):
 
 * `get_processor(task_name)`: the processors of the original's `run_classifier.main` under the
-  names it accepts (`cola, mnli, mismnli, mrpc, rte, sst-2, sts-b, qqp, qnli, wnli`, any case),
-  plus `ax` (the diagnostic set, which the original has a processor for but does not map) and the
-  alias `mnli-mm` for `mismnli`. A processor reads `<data_dir>/<task dir>/<file>` of the GLUE
-  root as written by GLUE's download script (`SST-2/train.tsv`, `MNLI/dev_matched.tsv`,
-  `diagnostic/diagnostic.tsv`, ...) and gives exactly the original's `(guid, text_a, text_b,
-  label)`: `csv.reader(delimiter="\\t", quotechar=None)` (quotes are literal), lines split at
-  "\\n" only (as `tf.gfile` reads them), CoLA train/dev keep line 0 (they have no header), every
-  other file skips it; texts, processed guids and string labels go through
-  `preprocess_text(lower=do_lower_case)`; test labels are the original's dummies (`"0"`,
-  `"entailment"`, `"contradiction"`, int 0 for STS-B); STS-B labels are floats and its label
-  list is `[None]` (one output).
+  names it accepts, plus `ax` and the alias `mnli-mm` (`tasks.TASKS`). A processor reads
+  `<data_dir>/<task dir>/<file>` of the GLUE root as written by GLUE's download script
+  (`SST-2/train.tsv`, `MNLI/dev_matched.tsv`, `diagnostic/diagnostic.tsv`, ...) and gives
+  exactly the original's `(guid, text_a, text_b, label)`: `csv.reader(delimiter="\\t",
+  quotechar=None)` (quotes are literal), lines split at "\\n" only (as `tf.gfile` reads them),
+  CoLA train/dev keep line 0 (they have no header), every other file skips it; texts, processed
+  guids and string labels go through `preprocess_text(lower=do_lower_case)`; test labels are
+  the original's dummies (`"0"`, `"entailment"`, `"contradiction"`, int 0 for STS-B); STS-B
+  labels are floats and its label list is `[None]` (one output).
 * Where the original indexed blindly, a bad line is an error naming the file and the line: a
   wrong number of columns (every official file has the header's count on every line), a label
   outside the task's labels, an STS-B score that is not a finite number, text that is not UTF-8;
@@ -23,16 +21,8 @@ into features:
   The one known-ragged official file, QQP's train set (rows with missing fields, which the
   original skipped through an `IndexError`), keeps the original's behaviour for QQP train/dev:
   short rows are skipped, counted (`processor.skipped`) and reported.
-* `convert_example`: the original's `convert_single_example`: `[CLS] A [SEP] B [SEP]` (an empty
-  text_b makes a single sentence), its `_truncate_seq_pair` (pop from the end of the longer
-  list, from B when equal; total L - 3), single sentences cut to L - 2, segment ids 1 from B
-  through the last `[SEP]`, zero padding, the label's index (a float for STS-B),
-  `is_real_example` 1, plus the unpadded length. `FeatureConverter` computes the same features
-  faster (batched SentencePiece calls) and serializes them as the original's `tf.train.Example`
-  (`input_ids, input_mask, segment_ids, label_ids, is_real_example`, int64 except STS-B's float
-  label), byte for byte what `albert.data.records.encode_example` writes.
 
-The parallel, cached conversion of a whole split is in `glue_features.py`.
+Examples become features in `features.py`; a whole split becomes a feature cache in `cache.py`.
 """
 
 from __future__ import annotations
@@ -41,19 +31,11 @@ import csv
 import dataclasses
 import math
 import os
-import struct
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional
 
 from albert import tokenization
-from albert.data import records as records_lib
+from albert.data.glue.tasks import SPLITS, Label, Layout, TaskSpec, TASKS, canonical_task_name
 from albert.errors import DataError, FlagError, InputError
-
-SPLITS = ("train", "dev", "test")
-Label = Union[str, float, int, None]
-
-_BINARY = ("0", "1")
-_NLI2 = ("entailment", "not_entailment")
-_NLI3 = ("contradiction", "entailment", "neutral")
 
 
 @dataclasses.dataclass
@@ -63,133 +45,6 @@ class InputExample:
   text_a: str
   text_b: Optional[str] = None
   label: Label = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-  """Where one split's file keeps each field (column indices; -1 = the last column).
-
-  `guid_column` None means the original's `"<split>-<line index>"`; `label_column` None means a
-  test split with the dummy `test_label`.
-  """
-  file: str
-  columns: int  # tab-separated fields on every line (the header's count)
-  text_a: int
-  text_b: Optional[int]
-  label_column: Optional[int]
-  guid_column: Optional[int] = 0
-  process_guid: bool = True
-  has_header: bool = True
-  test_label: Label = None
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-  """One GLUE task: the original's processor, as data."""
-  name: str  # the name run_classifier uses (lower case)
-  processor: str  # the original's class name
-  task_dir: str
-  labels: Tuple[Optional[str], ...]
-  layouts: Dict[str, Layout]
-  family: str  # tasks of one family read the same train file into the same features
-  ragged_skip: Tuple[str, ...] = ()  # splits whose short rows are skipped, as the original
-
-  @property
-  def is_regression(self) -> bool:
-    return self.labels == (None,)
-
-
-def _pair(file: str, columns: int, a: int, b: int, test_label: Label = None,
-          label: Optional[int] = -1, guid: Optional[int] = 0, process_guid: bool = True,
-          header: bool = True) -> Layout:
-  return Layout(file, columns, a, b, None if test_label is not None else label, guid,
-                process_guid, header, test_label)
-
-
-def _mnli(name: str, processor: str, dev: str, test: str) -> TaskSpec:
-  return TaskSpec(name, processor, "MNLI", _NLI3, {
-      "train": _pair("train.tsv", 12, 8, 9),
-      "dev": _pair(dev, 16, 8, 9),
-      "test": _pair(test, 10, 8, 9, test_label="contradiction"),
-  }, family="mnli")
-
-
-def _nli_pair(name: str, processor: str, task_dir: str, labels, test_label: str) -> TaskSpec:
-  return TaskSpec(name, processor, task_dir, labels, {
-      "train": _pair("train.tsv", 4, 1, 2),
-      "dev": _pair("dev.tsv", 4, 1, 2),
-      "test": _pair("test.tsv", 3, 1, 2, test_label=test_label),
-  }, family=name)
-
-
-TASKS: Dict[str, TaskSpec] = {spec.name: spec for spec in (
-    TaskSpec("cola", "ColaProcessor", "CoLA", _BINARY, {
-        "train": Layout("train.tsv", 4, 3, None, 1, guid_column=None, has_header=False),
-        "dev": Layout("dev.tsv", 4, 3, None, 1, guid_column=None, has_header=False),
-        "test": Layout("test.tsv", 2, 1, None, None, process_guid=False, test_label="0"),
-    }, family="cola"),
-    _mnli("mnli", "MnliProcessor", "dev_matched.tsv", "test_matched.tsv"),
-    _mnli("mismnli", "MisMnliProcessor", "dev_mismatched.tsv", "test_mismatched.tsv"),
-    TaskSpec("mrpc", "MrpcProcessor", "MRPC", _BINARY, {
-        "train": _pair("train.tsv", 5, 3, 4, label=0, guid=None),
-        "dev": _pair("dev.tsv", 5, 3, 4, label=0, guid=None),
-        "test": _pair("test.tsv", 5, 3, 4, test_label="0", process_guid=False),
-    }, family="mrpc"),
-    _nli_pair("rte", "RteProcessor", "RTE", _NLI2, "entailment"),
-    TaskSpec("sst-2", "Sst2Processor", "SST-2", _BINARY, {
-        "train": Layout("train.tsv", 2, 0, None, 1, guid_column=None),
-        "dev": Layout("dev.tsv", 2, 0, None, 1, guid_column=None),
-        "test": Layout("test.tsv", 2, 1, None, None, test_label="0"),
-    }, family="sst-2"),
-    TaskSpec("sts-b", "StsbProcessor", "STS-B", (None,), {
-        "train": _pair("train.tsv", 10, 7, 8),
-        "dev": _pair("dev.tsv", 10, 7, 8),
-        "test": _pair("test.tsv", 9, 7, 8, test_label=0),
-    }, family="sts-b"),
-    TaskSpec("qqp", "QqpProcessor", "QQP", _BINARY, {
-        "train": _pair("train.tsv", 6, 3, 4, label=5, process_guid=False),
-        "dev": _pair("dev.tsv", 6, 3, 4, label=5, process_guid=False),
-        "test": _pair("test.tsv", 3, 1, 2, test_label="0", process_guid=False),
-    }, family="qqp", ragged_skip=("train", "dev")),
-    _nli_pair("qnli", "QnliProcessor", "QNLI", _NLI2, "entailment"),
-    _nli_pair("wnli", "WnliProcessor", "WNLI", _BINARY, "0"),
-    TaskSpec("ax", "AXProcessor", "diagnostic", _NLI3, {
-        "test": _pair("diagnostic.tsv", 3, 1, 2, test_label="contradiction"),
-    }, family="ax"),
-)}
-
-ALIASES = {"mnli-mm": "mismnli", "mnli-m": "mnli"}
-
-
-def canonical_task_name(task_name: str) -> str:
-  """The original's (lower-case) name of a task; an error listing the known names otherwise."""
-  name = (task_name or "").strip().lower()
-  name = ALIASES.get(name, name)
-  if name not in TASKS:
-    known = []
-    for task in TASKS:
-      aliases = [alias for alias, target in ALIASES.items() if target == task]
-      known.append(f"{task} (or {', '.join(aliases)})" if aliases else task)
-    raise FlagError(f"unknown GLUE task {task_name!r} (--task_name); known tasks: "
-                    f"{', '.join(known)}; any case")
-  return name
-
-
-def text_function(do_lower_case: bool = True, use_spm: bool = True) -> Callable[[str], str]:
-  """The original's `process_text`: `preprocess_text(lower=...)` with a SentencePiece model.
-
-  ASCII strings take a shortcut with the same result (NFKD and the accent filter leave ASCII
-  unchanged); others go through `tokenization.preprocess_text`.
-  """
-  if not use_spm:
-    return tokenization.convert_to_unicode
-
-  def process(text: str) -> str:
-    if text.isascii():
-      text = " ".join(text.split())
-      return text.lower() if do_lower_case else text
-    return tokenization.preprocess_text(text, lower=do_lower_case)
-  return process
 
 
 @dataclasses.dataclass
@@ -211,7 +66,7 @@ class Processor:
     self.use_spm = use_spm
     self.skipped = 0
     self.skipped_lines: List[int] = []
-    self._text = text_function(do_lower_case, use_spm)
+    self._text = tokenization.text_processor(do_lower_case, use_spm)
 
   name = property(lambda self: self.spec.name)
   task_dir = property(lambda self: self.spec.task_dir)
@@ -263,7 +118,7 @@ class Processor:
     try:
       # newline="\n": lines end at "\n" only, as tf.gfile's reader splits them.
       with open(path, encoding="utf-8", newline="\n") as f:
-        reader = csv.reader(f, delimiter="\t", quotechar=None)
+        reader = csv.reader(f, delimiter=self.spec.delimiter, quotechar=None)
         for index, fields in enumerate(reader):
           line = reader.line_num  # one line per row: quotes are literal
           if len(fields) != layout.columns:
@@ -376,215 +231,3 @@ def get_processor(task_name: str, do_lower_case: bool = True, use_spm: bool = Tr
                   ) -> Processor:
   """The processor of a task name as `run_classifier --task_name` accepts it (or `ax`)."""
   return Processor(TASKS[canonical_task_name(task_name)], do_lower_case, use_spm)
-
-
-# ---------------------------------------------------------------------------------- features
-FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
-
-
-def feature_schema(max_seq_length: int, is_regression: bool = False
-                   ) -> Dict[str, Tuple[str, int]]:
-  """The original's record features: name -> (dtype name, length), for the input pipeline."""
-  return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
-          "segment_ids": ("int64", max_seq_length),
-          "label_ids": ("float32" if is_regression else "int64", 1),
-          "is_real_example": ("int64", 1)}
-
-
-@dataclasses.dataclass
-class InputFeatures:
-  """The original's `InputFeatures`, plus `length` (tokens before padding)."""
-  input_ids: List[int]
-  input_mask: List[int]
-  segment_ids: List[int]
-  label_id: Union[int, float]
-  is_real_example: bool = True
-  length: int = 0
-
-  def as_record_features(self, is_regression: bool) -> Dict[str, Tuple[str, Sequence]]:
-    """`{name: (kind, values)}` for `records.encode_example`, in the original's order."""
-    return {"input_ids": ("int64", self.input_ids), "input_mask": ("int64", self.input_mask),
-            "segment_ids": ("int64", self.segment_ids),
-            "label_ids": ("float32" if is_regression else "int64", [self.label_id]),
-            "is_real_example": ("int64", [int(self.is_real_example)])}
-
-
-def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
-  """The original's `_truncate_seq_pair`: pops from the longer list (B when equal), in place."""
-  while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) > len(tokens_b):
-      tokens_a.pop()
-    else:
-      tokens_b.pop()
-
-
-def _assemble(ids_a: List[int], ids_b: Optional[List[int]], cls_id: int, sep_id: int,
-              max_seq_length: int) -> Tuple[List[int], int]:
-  """Truncated `[CLS] A [SEP] (B [SEP])` ids and the number of segment-0 positions."""
-  if ids_b:
-    truncate_seq_pair(ids_a, ids_b, max_seq_length - 3)
-    ids = [cls_id] + ids_a + [sep_id]
-    first = len(ids)
-    return ids + ids_b + [sep_id], first
-  ids = [cls_id] + ids_a[:max_seq_length - 2] + [sep_id]
-  return ids, len(ids)
-
-
-def label_id(example: InputExample, label_map: Optional[Dict[str, int]]) -> Union[int, float]:
-  """The label's index (the original's `label_map[label]`), or the STS-B score as a float."""
-  if label_map is None:
-    return float(example.label)
-  if example.label not in label_map:
-    raise DataError(f"example {example.guid!r}: label {example.label!r} is not one of "
-                    f"{', '.join(map(str, label_map))}")
-  return label_map[example.label]
-
-
-def _label_map(label_list: Sequence[Optional[str]], is_regression: bool):
-  return None if is_regression else {label: i for i, label in enumerate(label_list)}
-
-
-def convert_example(example: InputExample, label_list: Sequence[Optional[str]],
-                    max_seq_length: int, tokenizer: tokenization.FullTokenizer,
-                    is_regression: bool = False) -> InputFeatures:
-  """The original's `convert_single_example`, through `tokenizer.tokenize` (reference path)."""
-  if max_seq_length < 3:
-    raise FlagError(f"--max_seq_length={max_seq_length}: needs room for [CLS], [SEP], [SEP]")
-  tokens_a = tokenizer.tokenize(example.text_a)
-  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
-  if tokens_b:
-    truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
-    tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
-    segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
-  else:
-    tokens = ["[CLS]"] + tokens_a[:max_seq_length - 2] + ["[SEP]"]
-    segment_ids = [0] * len(tokens)
-  input_ids = tokenizer.convert_tokens_to_ids(tokens)
-  length = len(input_ids)
-  pad = max_seq_length - length
-  return InputFeatures(input_ids=input_ids + [0] * pad, input_mask=[1] * length + [0] * pad,
-                       segment_ids=segment_ids + [0] * pad,
-                       label_id=label_id(example, _label_map(label_list, is_regression)),
-                       is_real_example=True, length=length)
-
-
-_SMALL_VARINTS = records_lib.varint_table(1 << 14)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-  """A length-delimited protobuf field (tag, varint length, payload)."""
-  size = len(payload)
-  return tag + (_SMALL_VARINTS[size] if size < 16384 else records_lib.varint(size)) + payload
-
-
-class FeatureConverter:
-  """`convert_example` for many examples at once, and their serialized records.
-
-  With a SentencePiece model the texts of a batch are encoded by one `encode` call; a text with a
-  piece that ends in `<digit>,` (the original's re-split quirk) is encoded again by
-  `tokenization.encode_ids`, so that ids always equal `convert_tokens_to_ids(tokenize(text))`.
-  Records are built from precomputed varints; `encode_features` gives the bytes of
-  `records.encode_example(features.as_record_features(...))`.
-  """
-
-  def __init__(self, tokenizer: tokenization.FullTokenizer, label_list: Sequence[Optional[str]],
-               max_seq_length: int, is_regression: bool = False):
-    if max_seq_length < 3:
-      raise FlagError(f"--max_seq_length={max_seq_length}: needs room for [CLS], [SEP], [SEP]")
-    self.tokenizer = tokenizer
-    self.max_seq_length = max_seq_length
-    self.is_regression = is_regression
-    self.label_map = _label_map(label_list, is_regression)
-    self.cls_id, self.sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
-    self._varints = records_lib.varint_table(max(len(tokenizer.vocab), 128) + 1)
-    self._keys = {name: _field(b"\x0a", name.encode()) for name in FEATURE_NAMES}
-    sp = tokenizer.sp_model
-    self._unk = sp.unk_id() if sp is not None else None
-
-  # ---------------------------------------------------------------------------- tokenizing
-  def encode_texts(self, texts: Sequence[str]) -> List[List[int]]:
-    """`convert_tokens_to_ids(tokenize(text))` for each text."""
-    tok = self.tokenizer
-    sp = tok.sp_model
-    if sp is None or tok.fix_digit_comma_split:
-      return [tok.convert_tokens_to_ids(tok.tokenize(t)) for t in texts]
-    vocab, unk = tok.vocab, self._unk
-    out = []
-    for text, pieces in zip(texts, sp.encode(list(texts), out_type=str, num_threads=1)):
-      if "," in "".join(pieces) and any(len(p) > 1 and p[-1] == "," and p[-2].isdigit()
-                                        for p in pieces):
-        out.append(tokenization.encode_ids(sp, text))
-      else:
-        out.append([vocab.get(p, unk) for p in pieces])
-    return out
-
-  # ------------------------------------------------------------------------------- features
-  def features(self, examples: Sequence[InputExample]) -> List[InputFeatures]:
-    """`convert_example` of each example."""
-    return [self._features(ex, ids_a, ids_b) for ex, ids_a, ids_b in self._ids(examples)]
-
-  def _ids(self, examples: Sequence[InputExample]):
-    texts_a = self.encode_texts([ex.text_a for ex in examples])
-    pairs = [i for i, ex in enumerate(examples) if ex.text_b]
-    texts_b = self.encode_texts([examples[i].text_b for i in pairs])
-    ids_b: List[Optional[List[int]]] = [None] * len(examples)
-    for i, ids in zip(pairs, texts_b):
-      ids_b[i] = ids
-    return zip(examples, texts_a, ids_b)
-
-  def _features(self, example, ids_a, ids_b) -> InputFeatures:
-    ids, first = _assemble(ids_a, ids_b, self.cls_id, self.sep_id, self.max_seq_length)
-    length = len(ids)
-    pad = self.max_seq_length - length
-    return InputFeatures(ids + [0] * pad, [1] * length + [0] * pad,
-                         [0] * first + [1] * (length - first) + [0] * pad,
-                         label_id(example, self.label_map), True, length)
-
-  # -------------------------------------------------------------------------------- records
-  def records(self, examples: Sequence[InputExample]) -> Tuple[List[bytes], List[int]]:
-    """Serialized records of the examples and their unpadded lengths."""
-    out, lengths = [], []
-    for example, ids_a, ids_b in self._ids(examples):
-      ids, first = _assemble(ids_a, ids_b, self.cls_id, self.sep_id, self.max_seq_length)
-      out.append(self._encode(ids, first, label_id(example, self.label_map)))
-      lengths.append(len(ids))
-    return out, lengths
-
-  def encode_features(self, features: InputFeatures) -> bytes:
-    """The record of `features` (equal to `records.encode_example` of them)."""
-    length = features.length or sum(features.input_mask)
-    first = length - sum(features.segment_ids)
-    return self._encode(features.input_ids[:length], first, features.label_id)
-
-  def _int64(self, name: str, packed: bytes) -> bytes:
-    return _field(b"\x0a", self._keys[name] + _field(b"\x12", _field(b"\x1a",
-                                                                     _field(b"\x0a", packed))))
-
-  def _constant_entries(self) -> None:
-    """Entries that depend only on the length (mask), the label or nothing (is_real_example)."""
-    seq = self.max_seq_length
-    self._masks = [self._int64("input_mask", b"\x01" * n + b"\x00" * (seq - n))
-                   for n in range(seq + 1)]
-    self._zeros = [b"\x00" * n for n in range(seq + 1)]
-    self._labels = {} if self.is_regression else {
-        i: self._int64("label_ids", self._varints[i]) for i in self.label_map.values()}
-    self._real = self._int64("is_real_example", b"\x01")
-
-  def _encode(self, ids: List[int], first: int, label: Union[int, float]) -> bytes:
-    if not hasattr(self, "_real"):
-      self._constant_entries()
-    length = len(ids)
-    zeros = self._zeros[self.max_seq_length - length]
-    table = self._varints
-    if self.is_regression:
-      value = _field(b"\x12", _field(b"\x0a", struct.pack("<f", label)))
-      label_entry = _field(b"\x0a", self._keys["label_ids"] + _field(b"\x12", value))
-    else:
-      label_entry = self._labels[label]
-    return _field(b"\x0a", b"".join((
-        self._int64("input_ids", b"".join([table[i] for i in ids]) + zeros),
-        self._masks[length],
-        self._int64("segment_ids", b"\x00" * first + b"\x01" * (length - first) + zeros),
-        label_entry,
-        self._real,
-    )))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from albert.data.glue import reader as glue
+from albert.data.glue import tasks as glue
 from albert.errors import FlagError
 
 
@@ -76,8 +76,10 @@ RECIPES: Tuple[TaskRecipe, ...] = (
 )
 _BY_NAME = {r.name: r for r in RECIPES}
 
-# Predicted by another task's model: their files belong to that task's run.
-_PREDICTED_BY = {"mismnli": "mnli", "ax": "mnli"}
+# Predicted by another task's model (the task table's extra test splits): their files belong
+# to that task's run.
+_PREDICTED_BY = {extra.task: spec.name for spec in glue.TASKS.values()
+                 for extra in spec.extra_splits if extra.split == "test"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,18 +7,19 @@
   `submit_results.tsv`: `index\\tprediction`, then `<guid>\\t<label name>` per example (STS-B:
   `str` of the float32 score, unclipped, as the original wrote it).
 * `write_submission_file(directory, task_name, guids, predictions)`: one file of a GLUE
-  submission folder, named and formatted as the GLUE server (gluebenchmark.com) expects it:
-  `CoLA.tsv, SST-2.tsv, MRPC.tsv, STS-B.tsv, QQP.tsv, MNLI-m.tsv, MNLI-mm.tsv, QNLI.tsv, RTE.tsv,
-  WNLI.tsv, AX.tsv` (AX: the diagnostic set, predicted by the MNLI model); a header
+  submission folder, named (the task row's `submission_file`) and formatted as the GLUE server
+  (gluebenchmark.com) expects it: `CoLA.tsv, SST-2.tsv, MRPC.tsv, STS-B.tsv, QQP.tsv,
+  MNLI-m.tsv, MNLI-mm.tsv, QNLI.tsv, RTE.tsv, WNLI.tsv, AX.tsv` (AX: the diagnostic set,
+  predicted by the MNLI model); a header
   `index\\tprediction`, then the test file's index column and the prediction: `0`/`1` for CoLA,
   SST-2, MRPC, QQP and WNLI, `entailment`/`not_entailment` for QNLI and RTE,
   `entailment`/`neutral`/`contradiction` for MNLI and AX (the task's label names, which is what the
   processors' label lists hold), and for STS-B the score clipped to [0, 5]. File names and header
   as in jiant's GLUE submission formatter and the GLUE baselines' prediction writer (which also
   clips STS-B to [0, 5] and writes the labels above).
-* `check_submission(directory)` lists what is missing or malformed (row counts of the official
-  test sets); `zip_submission(directory, zip_path)` packs the files at the archive's root, as the
-  server wants them.
+* `check_submission(directory)` lists what is missing or malformed (the row counts of the
+  official test sets, the rows' `test_rows`); `zip_submission(directory, zip_path)` packs the
+  files at the archive's root, as the server wants them.
 
 Every file is written atomically (`albert.files`).
 """
@@ -34,22 +35,15 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from albert import files
-from albert.data.glue import reader as glue
+from albert.data.glue import tasks as glue
 from albert.errors import InputError
 
 HEADER = "index\tprediction\n"
 
-SUBMISSION_FILES: Dict[str, str] = {
-    "cola": "CoLA.tsv", "sst-2": "SST-2.tsv", "mrpc": "MRPC.tsv", "sts-b": "STS-B.tsv",
-    "qqp": "QQP.tsv", "mnli": "MNLI-m.tsv", "mismnli": "MNLI-mm.tsv", "qnli": "QNLI.tsv",
-    "rte": "RTE.tsv", "wnli": "WNLI.tsv", "ax": "AX.tsv",
-}
-
-# Rows of the official GLUE test sets (each file of a submission has these many predictions).
-TEST_ROWS: Dict[str, int] = {
-    "cola": 1063, "sst-2": 1821, "mrpc": 1725, "sts-b": 1379, "qqp": 390965, "mnli": 9796,
-    "mismnli": 9847, "qnli": 5463, "rte": 3000, "wnli": 146, "ax": 1104,
-}
+# The tasks' GLUE server files and the official test sets' row counts, from the task table.
+SUBMISSION_FILES: Dict[str, str] = {name: spec.submission_file
+                                    for name, spec in glue.TASKS.items()}
+TEST_ROWS: Dict[str, int] = {name: spec.test_rows for name, spec in glue.TASKS.items()}
 
 STSB_RANGE = (0.0, 5.0)
 
@@ -65,8 +59,8 @@ def _check_rows(task: str, guids: Sequence[str], predictions: Sequence) -> None:
 
 def label_names(task_name: str, predictions: Sequence) -> List[str]:
   """Predicted class ids -> the task's label names (STS-B: the scores as text, unclipped)."""
-  task = glue.canonical_task_name(task_name)
-  spec = glue.TASKS[task]
+  spec = glue.task_spec(task_name)
+  task = spec.name
   values = np.asarray(predictions)
   if spec.is_regression:
     values = values.reshape(-1).astype(np.float32)
@@ -116,9 +110,9 @@ def submission_text(task_name: str, guids: Sequence[str], predictions: Sequence)
 def write_submission_file(directory: str, task_name: str, guids: Sequence[str],
                           predictions: Sequence) -> str:
   """Writes `<directory>/<GLUE file name>` for a task's test predictions; returns its path."""
-  task = glue.canonical_task_name(task_name)
-  path = os.path.join(directory, SUBMISSION_FILES[task])
-  return files.write_text(path, submission_text(task, guids, predictions))
+  spec = glue.task_spec(task_name)
+  path = os.path.join(directory, spec.submission_file)
+  return files.write_text(path, submission_text(spec.name, guids, predictions))
 
 
 def check_submission(directory: str, tasks: Sequence[str] = tuple(SUBMISSION_FILES)
@@ -126,21 +120,21 @@ def check_submission(directory: str, tasks: Sequence[str] = tuple(SUBMISSION_FIL
   """Problems of a submission folder (missing files, headers, row counts); [] when complete."""
   problems = []
   for task in tasks:
-    task = glue.canonical_task_name(task)
-    path = os.path.join(directory, SUBMISSION_FILES[task])
+    spec = glue.task_spec(task)
+    name = spec.submission_file
+    path = os.path.join(directory, name)
     if not os.path.isfile(path):
-      problems.append(f"{SUBMISSION_FILES[task]} is missing")
+      problems.append(f"{name} is missing")
       continue
     with open(path, encoding="utf-8") as f:
       lines = f.read().splitlines()
     if not lines or lines[0] + "\n" != HEADER:
-      problems.append(f"{SUBMISSION_FILES[task]}: the first line must be {HEADER.strip()!r}")
-    elif len(lines) - 1 != TEST_ROWS[task]:
-      problems.append(f"{SUBMISSION_FILES[task]}: {len(lines) - 1} predictions, the GLUE test "
-                      f"set has {TEST_ROWS[task]}")
-    elif glue.TASKS[task].is_regression and not all(
-        _in_range(line.split("\t")[-1]) for line in lines[1:]):
-      problems.append(f"{SUBMISSION_FILES[task]}: scores must be numbers in [0, 5]")
+      problems.append(f"{name}: the first line must be {HEADER.strip()!r}")
+    elif len(lines) - 1 != spec.test_rows:
+      problems.append(f"{name}: {len(lines) - 1} predictions, the GLUE test set has "
+                      f"{spec.test_rows}")
+    elif spec.is_regression and not all(_in_range(line.split("\t")[-1]) for line in lines[1:]):
+      problems.append(f"{name}: scores must be numbers in [0, 5]")
   return problems
 
 

@@ -17,7 +17,8 @@ This module owns reading the original's input format and keeping it out of memor
   processes.
 * `TokenStoreWriter` / `TokenStore`: token ids (uint16 or uint32), sentence ends and document ends
   as flat binary files in a directory; `TokenStore[i]` reads document i with `os.pread`, so
-  memory does not grow with the corpus and any document can be drawn as a random "B" segment.
+  memory does not grow with the corpus and any document can be drawn as a random "B" segment;
+  `remove_stale_token_stores` removes the stores of killed runs.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ import glob
 import itertools
 import json
 import os
-import re
-import unicodedata
+import shutil
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -41,19 +41,6 @@ from albert.errors import OutputError, output_error
 
 class CorpusError(DataError):
   """Bad input text; the message names the file and line (or the flag)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenizerSpec:
-  """How to build the tokenizer (picklable, for worker processes)."""
-  spm_model_file: Optional[str] = None
-  vocab_file: Optional[str] = None
-  do_lower_case: bool = True
-
-  def build(self) -> tokenization.FullTokenizer:
-    return tokenization.FullTokenizer(vocab_file=None if self.spm_model_file else self.vocab_file,
-                                      do_lower_case=self.do_lower_case,
-                                      spm_model_file=self.spm_model_file)
 
 
 def expand_input_files(patterns: str, flag: str = "--input_file") -> List[str]:
@@ -161,23 +148,6 @@ class TokenizedBatch:
   num_bytes: int
 
 
-_ABOVE_COMBINING_START = re.compile("[\u0300-\U0010ffff]")  # no combining mark is below U+0300
-
-
-def preprocess_text(text: str, lower: bool) -> str:
-  """`tokenization.preprocess_text(text, lower=lower)`, faster on typical lines.
-
-  Same steps (collapse whitespace, NFKD, drop combining marks, lower-case), but the per-character
-  filter only runs when the line has a combining mark. (A test checks both agree.)
-  """
-  text = " ".join(text.strip().split())
-  if not text.isascii():
-    text = unicodedata.normalize("NFKD", text)
-    if any(unicodedata.combining(c) for c in set(_ABOVE_COMBINING_START.findall(text))):
-      text = "".join(c for c in text if not unicodedata.combining(c))
-  return text.lower() if lower else text
-
-
 class SentencePieceIds:
   """Line -> ids exactly as `FullTokenizer.tokenize` + `convert_tokens_to_ids`, batched.
 
@@ -232,7 +202,8 @@ def tokenize_batch(tokenizer: tokenization.FullTokenizer, batch: LineBatch,
           f"{batch.path}:{batch.first_line + k}: line longer than {max_line_length} characters; "
           "the input must have one sentence per line (split the text into sentences, or raise "
           "--max_line_length)")
-    text = preprocess_text(text, tokenizer.do_lower_case) if use_spm else text.strip()
+    text = (tokenization.preprocess_text(text, lower=tokenizer.do_lower_case) if use_spm
+            else text.strip())
     if text:
       texts.append(text)
       rows.append(k)
@@ -421,3 +392,22 @@ class TokenStore:
     for fd in self._fds:
       os.close(fd)
     self._fds = []
+
+
+def remove_stale_token_stores(directory: str, prefix: str, log) -> None:
+  """Removes the token stores `<directory>/<prefix><pid>-*` of killed runs (process gone)."""
+  if not os.path.isdir(directory):
+    return
+  for name in os.listdir(directory):
+    if not name.startswith(prefix):
+      continue
+    try:
+      pid = int(name[len(prefix):].split("-")[0])
+      os.kill(pid, 0)
+      continue  # still running
+    except (ValueError, ProcessLookupError):
+      pass
+    except PermissionError:
+      continue
+    log(f"removing a token store left by an interrupted run: {os.path.join(directory, name)}")
+    shutil.rmtree(os.path.join(directory, name), ignore_errors=True)

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from albert import tokenization
 from albert.data import DataError
 from albert.data.pretraining import corpus as corpus_lib
 from albert.data import records as records_lib
@@ -88,8 +89,8 @@ def inspect_records(config: InspectConfig, log: Callable[[str], None] = print) -
   files = corpus_lib.expand_input_files(config.input_file)
   tokenizer = None
   if config.spm_model_file or config.vocab_file:
-    tokenizer = corpus_lib.TokenizerSpec(config.spm_model_file, config.vocab_file,
-                                         config.do_lower_case).build()
+    tokenizer = tokenization.TokenizerSpec(config.spm_model_file, config.vocab_file,
+                                           config.do_lower_case).build()
   lengths = {}
   for path in files:
     lengths = _record_lengths(path)
@@ -98,7 +99,7 @@ def inspect_records(config: InspectConfig, log: Callable[[str], None] = print) -
   if not lengths:
     raise RecordError(f"no records in {', '.join(files)}")
   seq, preds = lengths["input_ids"], lengths["masked_lm_positions"]
-  spec = records_lib.parse_spec(seq, preds)
+  spec = records_lib.parse_spec(records_lib.feature_spec(seq, preds))
   mask_id = tokenizer.vocab.get("[MASK]") if tokenizer else None
 
   def batches():

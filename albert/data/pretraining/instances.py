@@ -232,7 +232,7 @@ def _flatten(segments: Sequence[Sequence[int]]) -> List[int]:
   return out
 
 
-def truncate_seq_pair(tokens_a: List[int], tokens_b: List[int], max_num_tokens: int,
+def truncate_pair_at_random(tokens_a: List[int], tokens_b: List[int], max_num_tokens: int,
                       rng: random.Random):
   """The original's truncation: drop from the longer segment, front or back at random.
 
@@ -389,7 +389,7 @@ def create_instances_from_document(documents, document_index: int, params: Insta
       else:
         kind = IN_ORDER
         tokens_b = _flatten(chunk[a_end:])
-      tokens_a, tokens_b = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+      tokens_a, tokens_b = truncate_pair_at_random(tokens_a, tokens_b, max_num_tokens, rng)
 
       tokens = [tables.cls_id] + tokens_a + [tables.sep_id] + tokens_b + [tables.sep_id]
       segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)

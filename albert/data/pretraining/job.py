@@ -1,7 +1,8 @@
 """`create_pretraining_data`: raw text -> the original's pretraining TFRecords, streamed, parallel.
 
-This module owns the run: the typed config and its validation, the worker processes, the two
-phases, resuming, progress and the summary.
+This module owns the run: the typed config and its validation, the worker state, the two
+phases. Workers are `albert.data.workers.OrderedPool` processes; resuming is `sharding.py`'s,
+progress lines and the summary `progress.py`'s.
 
 1. Tokenize: the input files are read as batches of lines, tokenized by the workers and written,
    in corpus order, to a token store on disk (`corpus.py`).
@@ -22,20 +23,15 @@ the config.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import json
-import math
-import multiprocessing
 import os
 import random
 import shutil
-import sys
 import tempfile
-import threading
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 from absl import logging
 
@@ -44,8 +40,10 @@ from albert import tokenization
 from albert.data import DataError
 from albert.data.pretraining import corpus as corpus_lib
 from albert.data.pretraining import instances as instances_lib
-from albert.data import records as records_lib
 from albert.data.pretraining import sharding
+from albert.data.pretraining.progress import Progress, Summary
+from albert.data import records as records_lib
+from albert.data import workers as workers_lib
 from albert.errors import FlagError, output_error
 
 FORMAT_VERSION = 1
@@ -92,18 +90,13 @@ class CreateDataConfig:
         do_whole_word_mask=self.do_whole_word_mask,
         random_next_sentence=self.random_next_sentence)
 
-  def tokenizer_spec(self) -> corpus_lib.TokenizerSpec:
-    return corpus_lib.TokenizerSpec(spm_model_file=self.spm_model_file or None,
+  def tokenizer_spec(self) -> tokenization.TokenizerSpec:
+    return tokenization.TokenizerSpec(spm_model_file=self.spm_model_file or None,
                                     vocab_file=self.vocab_file or None,
                                     do_lower_case=self.do_lower_case)
 
   def resolved_workers(self) -> int:
-    if self.num_workers:
-      return self.num_workers
-    try:
-      return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-      return max(1, os.cpu_count() or 1)
+    return workers_lib.resolve_workers(self.num_workers)
 
   def validate(self) -> None:
     """Raises SettingsError naming the flag for any setting the run cannot use."""
@@ -142,7 +135,7 @@ class CreateDataConfig:
         raise SettingsError(f"--{name}={getattr(self, name)} must be >= 0")
 
 
-def load_tables(spec: corpus_lib.TokenizerSpec):
+def load_tables(spec: tokenization.TokenizerSpec):
   """The tokenizer and its vocabulary tables; errors name the flag and file."""
   try:
     tokenizer = spec.build()
@@ -164,12 +157,12 @@ def load_tables(spec: corpus_lib.TokenizerSpec):
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker processes.
+# The worker state (one per process of an `albert.data.workers.OrderedPool`).
 
 
 @dataclasses.dataclass(frozen=True)
 class _WorkerSetup:
-  tokenizer: corpus_lib.TokenizerSpec
+  tokenizer: tokenization.TokenizerSpec
   params: instances_lib.InstanceParams
   max_line_length: int
   random_seed: int
@@ -201,9 +194,8 @@ class _WorkerState:
     self.tokenizer, self.tables = loaded or load_tables(setup.tokenizer)
     params = setup.params
     self.cdf = params.ngram_cdf()
-    self.encoder = records_lib.ExampleEncoder(params.max_seq_length,
-                                              params.max_predictions_per_seq,
-                                              self.tables.vocab_size)
+    self.encoder = records_lib.ExampleEncoder(
+        max(self.tables.vocab_size, params.max_seq_length, 128) + 1)
     self._sp_ids = (corpus_lib.SentencePieceIds(self.tokenizer)
                     if self.tokenizer.sp_model is not None else None)
     self._store: Optional[corpus_lib.TokenStore] = None
@@ -243,179 +235,12 @@ class _WorkerState:
       draws = instances_lib.Draws(rng)
       for inst in instances_lib.create_instances_from_document(store, document, params, tables,
                                                                draws, self.cdf, stats):
-        serialized.append(self.encoder.encode(inst.input_ids, inst.segment_ids,
-                                              inst.token_boundary, inst.masked_lm_positions,
-                                              inst.masked_lm_ids, inst.next_sentence_label))
+        serialized.append(self.encoder.encode_instance(
+            params.max_seq_length, params.max_predictions_per_seq, inst.input_ids,
+            inst.segment_ids, inst.token_boundary, inst.masked_lm_positions, inst.masked_lm_ids,
+            inst.next_sentence_label))
     return _TaskResult(task.shard, records_lib.frame_records(serialized), stats,
                        task.stop - task.start)
-
-
-_STATE: Optional[_WorkerState] = None
-
-
-def _init_worker(setup: _WorkerSetup, loaded=None) -> None:
-  """Worker state; `loaded` = (tokenizer, tables) already built in this process."""
-  global _STATE
-  _STATE = _WorkerState(setup, loaded)
-
-
-def _can_fork() -> bool:
-  """Fork only a single-threaded process without TensorFlow (forking threads is unsafe)."""
-  return ("fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
-          and threading.active_count() == 1)
-
-
-def _run_tokenize(batch):
-  return _STATE.tokenize(batch)
-
-
-def _run_instances(task):
-  return _STATE.instances(task)
-
-
-class _Workers:
-  """`num_workers` processes (or the main process alone), results in submission order.
-
-  Workers are forked when this process is single-threaded and has not loaded TensorFlow (the
-  command line: the children share the loaded tokenizer and start at once), and spawned
-  otherwise (forking a process with other threads is unsafe). The output does not depend on
-  which.
-  """
-
-  def __init__(self, setup: _WorkerSetup, num_workers: int, loaded=None):
-    self.num_workers = num_workers
-    self._pool = None
-    if num_workers > 1 and not _can_fork():
-      context = multiprocessing.get_context("spawn")
-      self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=(setup,))
-      return
-    _init_worker(setup, loaded)
-    if num_workers > 1:
-      self._pool = multiprocessing.get_context("fork").Pool(num_workers)
-
-  def ordered_map(self, fn: Callable, items: Iterable, window: int = 0) -> Iterator:
-    """fn over items, at most `window` in flight, results in order."""
-    if self._pool is None:
-      for item in items:
-        yield fn(item)
-      return
-    window = window or 2 * self.num_workers + 1
-    pending = collections.deque()
-    for item in items:
-      pending.append(self._pool.apply_async(fn, (item,)))
-      if len(pending) >= window:
-        yield pending.popleft().get()
-    while pending:
-      yield pending.popleft().get()
-
-  def close(self, ok: bool) -> None:
-    global _STATE
-    if self._pool is not None:
-      if ok:
-        self._pool.close()
-      else:
-        self._pool.terminate()
-      self._pool.join()
-      self._pool = None
-    if _STATE is not None:
-      _STATE.close()
-      _STATE = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress and summary.
-
-
-class _Progress:
-  """Logs done/total, rate and ETA at most every `interval` seconds."""
-
-  def __init__(self, what: str, total: float, unit: str, interval: float,
-               log: Callable[[str], None], scale: float = 1.0, extra: Optional[Callable] = None):
-    self.what, self.total, self.unit, self.interval = what, total, unit, interval
-    self.log, self.scale, self.extra = log, scale, extra
-    self.start = self._last = time.monotonic()
-
-  def update(self, done: float, force: bool = False) -> None:
-    now = time.monotonic()
-    if not force and now - self._last < self.interval:
-      return
-    self._last = now
-    elapsed = max(now - self.start, 1e-9)
-    rate = done / elapsed
-    frac = done / self.total if self.total else 1.0
-    eta = (self.total - done) / rate if rate > 0 else float("inf")
-    eta_text = _clock(eta) if math.isfinite(eta) else "?"
-    extra = f", {self.extra(elapsed)}" if self.extra else ""
-    self.log(f"{self.what}: {done / self.scale:,.1f} of {self.total / self.scale:,.1f} "
-             f"{self.unit} ({100 * frac:.1f}%), {rate / self.scale:,.2f} {self.unit}/s"
-             f"{extra}, elapsed {_clock(elapsed)}, ETA {eta_text}")
-
-
-def _clock(seconds: float) -> str:
-  seconds = int(round(seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-@dataclasses.dataclass
-class Summary:
-  """What a run did (also returned when every shard was already complete)."""
-  input_files: int = 0
-  input_bytes: int = 0
-  documents: int = 0
-  sentences: int = 0
-  corpus_tokens: int = 0
-  single_sentence_documents: int = 0
-  dropped_documents: int = 0
-  output_files: List[str] = dataclasses.field(default_factory=list)
-  shards_written: int = 0
-  shards_skipped: int = 0
-  records_written: int = 0
-  instance_stats: Dict = dataclasses.field(default_factory=dict)
-  seconds_tokenize: float = 0.0
-  seconds_instances: float = 0.0
-  seconds_total: float = 0.0
-  num_workers: int = 1
-  warnings: List[str] = dataclasses.field(default_factory=list)
-
-  @property
-  def instances_per_second(self) -> float:
-    return self.records_written / self.seconds_total if self.seconds_total else 0.0
-
-  def as_dict(self) -> Dict:
-    out = dataclasses.asdict(self)
-    out["instances_per_second"] = round(self.instances_per_second, 1)
-    return out
-
-  def format(self) -> str:
-    s = self.instance_stats or {}
-    lines = [
-        "*** create_pretraining_data summary ***",
-        f"input: {self.input_files} file(s), {self.input_bytes / 1e6:,.1f} MB, "
-        f"{self.documents:,} documents ({self.single_sentence_documents:,} of one sentence, "
-        f"{self.dropped_documents:,} without tokens dropped), {self.sentences:,} sentences, "
-        f"{self.corpus_tokens:,} tokens",
-        f"output: {self.records_written:,} instances in {self.shards_written} shard(s) written"
-        f"{f', {self.shards_skipped} complete shard(s) skipped' if self.shards_skipped else ''}",
-    ]
-    if s:
-      replaced = s["replaced_mask_kept_random"]
-      sop = s["sop_in_order_swapped_other"]
-      ngram = ", ".join(f"{k + 1}: {100 * f:.1f}%" for k, f in
-                        enumerate(s["ngram_words_fraction"]))
-      lines += [
-          f"tokens: {s['tokens']:,} ({s['tokens_per_instance']} per instance); masked "
-          f"{s['masked']:,} = {100 * s['masked_fraction']:.2f}% ({s['masked_per_instance']} per "
-          "instance)",
-          f"replacements: {100 * replaced[0]:.1f}% [MASK], {100 * replaced[2]:.1f}% random, "
-          f"{100 * replaced[1]:.1f}% kept",
-          f"SOP labels: {100 * sop[0]:.1f}% in order (0), {100 * sop[1]:.1f}% swapped (1), "
-          f"{100 * sop[2]:.1f}% B from another document (1)",
-          f"masked n-grams by words: {ngram}",
-      ]
-    lines.append(f"time: {self.seconds_total:.1f} s (tokenize {self.seconds_tokenize:.1f} s, "
-                 f"instances {self.seconds_instances:.1f} s), {self.num_workers} worker(s), "
-                 f"{self.instances_per_second:,.0f} instances/s")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,33 +308,14 @@ def _remove_if_empty(folders: Sequence[str]) -> None:
       return
 
 
-def _remove_stale_token_stores(directory: str, prefix: str, log) -> None:
-  """Token stores left by a killed run (their process is gone)."""
-  if not os.path.isdir(directory):
-    return
-  for name in os.listdir(directory):
-    if not name.startswith(prefix):
-      continue
-    try:
-      pid = int(name[len(prefix):].split("-")[0])
-      os.kill(pid, 0)
-      continue  # still running
-    except (ValueError, ProcessLookupError):
-      pass
-    except PermissionError:
-      continue
-    log(f"removing a token store left by an interrupted run: {os.path.join(directory, name)}")
-    shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-
-
-def _tokenize_corpus(workers: _Workers, files: Sequence[str], store_dir: str, vocab_size: int,
-                     config: CreateDataConfig, log) -> corpus_lib.CorpusStats:
+def _tokenize_corpus(workers: workers_lib.OrderedPool, files: Sequence[str], store_dir: str,
+                     vocab_size: int, config: CreateDataConfig, log) -> corpus_lib.CorpusStats:
   total_bytes = sum(corpus_lib.file_size(p) for p in files)
-  progress = _Progress("tokenizing", total_bytes, "MB", config.progress_interval, log, scale=1e6)
+  progress = Progress("tokenizing", total_bytes, "MB", config.progress_interval, log, scale=1e6)
   writer = corpus_lib.TokenStoreWriter(store_dir, vocab_size)
   try:
     batches = corpus_lib.read_line_batches(files, config.max_line_length)
-    for result in workers.ordered_map(_run_tokenize, batches):
+    for result in workers.map(_WorkerState.tokenize, batches):
       writer.add(result, files[result.file_index])
       progress.update(writer.stats.bytes)
   except BaseException:
@@ -531,12 +337,12 @@ def _instance_tasks(store_dir: str, num_documents: int, config: CreateDataConfig
                           min(stop, first + units_per_task))
 
 
-def _write_shards(workers: _Workers, tasks: Iterator[_InstanceTask], outputs: Sequence[str],
-                  todo: Sequence[int], num_units_todo: int, config: CreateDataConfig,
-                  summary: Summary, log) -> instances_lib.InstanceStats:
+def _write_shards(workers: workers_lib.OrderedPool, tasks: Iterator[_InstanceTask],
+                  outputs: Sequence[str], todo: Sequence[int], num_units_todo: int,
+                  config: CreateDataConfig, summary: Summary, log) -> instances_lib.InstanceStats:
   """Consumes task results in order; each shard goes through its shuffle buffer into its file."""
   stats = instances_lib.InstanceStats(config.ngram)
-  progress = _Progress("instances", num_units_todo, "documents", config.progress_interval, log,
+  progress = Progress("instances", num_units_todo, "documents", config.progress_interval, log,
                        extra=lambda t: f"{stats.instances:,} instances "
                                        f"({stats.instances / t:,.0f}/s)")
   units_done = 0
@@ -551,7 +357,7 @@ def _write_shards(workers: _Workers, tasks: Iterator[_InstanceTask], outputs: Se
     summary.records_written += out.num_records
 
   try:
-    for result in workers.ordered_map(_run_instances, tasks):
+    for result in workers.map(_WorkerState.instances, tasks):
       if current is None or current[0] != result.shard:
         if current is not None:
           finish(current)
@@ -577,28 +383,6 @@ def _write_shards(workers: _Workers, tasks: Iterator[_InstanceTask], outputs: Se
     raise
   progress.update(units_done, force=True)
   return stats
-
-
-def _resume_plan(config: CreateDataConfig, files: Sequence[str], outputs: Sequence[str], log):
-  """(marker, resume, shards to write): shards beside a marker of these settings are complete."""
-  marker = sharding.SettingsMarker(outputs[0], _fingerprint(config, files, outputs))
-  resume = marker.exists()
-  todo = [s for s, path in enumerate(outputs) if not (resume and os.path.exists(path))]
-  if len(todo) < len(outputs):
-    log(f"{len(outputs) - len(todo)} of {len(outputs)} output file(s) are complete from an "
-        "earlier run with the same settings; skipping them")
-  return marker, resume, todo
-
-
-def _replace_outputs(outputs: Sequence[str], marker: sharding.SettingsMarker, log) -> None:
-  """Removes output files of other settings and writes the marker of these."""
-  old = [p for p in outputs if os.path.exists(p)]
-  if old:
-    log(f"{len(old)} existing output file(s) were not written with these settings; "
-        "replacing them")
-    for path in old:
-      os.remove(path)
-  marker.write()
 
 
 def _check_corpus(stats: corpus_lib.CorpusStats, files: Sequence[str], summary: Summary,
@@ -646,7 +430,7 @@ def create_pretraining_data(config: CreateDataConfig,
   num_workers = config.resolved_workers()
   summary = Summary(input_files=len(files), output_files=list(outputs), num_workers=num_workers)
 
-  marker, resume, todo = _resume_plan(config, files, outputs, log)
+  marker, resume, todo = sharding.resume_plan(outputs, _fingerprint(config, files, outputs), log)
   summary.shards_skipped = len(outputs) - len(todo)
   if not todo:  # complete: nothing is written (the outputs may even be read-only now)
     summary.seconds_total = time.monotonic() - t_start
@@ -659,7 +443,7 @@ def create_pretraining_data(config: CreateDataConfig,
   work_root = config.work_dir or os.path.dirname(os.path.abspath(outputs[0]))
   created = _make_dirs(work_root)  # removed again (if still empty) when the run fails
   store_prefix = f".{os.path.basename(outputs[0])}.tokens-"
-  _remove_stale_token_stores(work_root, store_prefix, log)
+  corpus_lib.remove_stale_token_stores(work_root, store_prefix, log)
   try:
     store_dir = tempfile.mkdtemp(prefix=f"{store_prefix}{os.getpid()}-", dir=work_root)
   except OSError as error:
@@ -672,13 +456,14 @@ def create_pretraining_data(config: CreateDataConfig,
   workers = None
   try:
     log(f"reading {len(files)} file(s) with {num_workers} worker(s)")
-    workers = _Workers(setup, num_workers, loaded=(tokenizer, tables))
+    workers = workers_lib.OrderedPool(num_workers, _WorkerState, (setup,),
+                                      local_args=(setup, (tokenizer, tables)))
     t0 = time.monotonic()
     corpus_stats = _tokenize_corpus(workers, files, store_dir, tables.vocab_size, config, log)
     summary.seconds_tokenize = time.monotonic() - t0
     _check_corpus(corpus_stats, files, summary, log)
     if not resume:  # only now that the input has been read without error
-      _replace_outputs(outputs, marker, log)
+      sharding.replace_outputs(outputs, marker, log)
     num_units = config.dupe_factor * corpus_stats.documents
     ranges = sharding.shard_ranges(num_units, len(outputs))
     units_todo = sum(ranges[s][1] - ranges[s][0] for s in todo)

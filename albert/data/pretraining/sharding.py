@@ -17,6 +17,8 @@ finish:
 * `SettingsMarker`: an empty hidden file named after the settings' fingerprint next to the first
   output; shards present beside a marker with the same fingerprint are complete and are skipped
   by a rerun (an empty file is also a valid TFRecord file, so globs such as `out/*` stay safe).
+  `resume_plan` lists the shards still to write; `replace_outputs` removes the files of other
+  settings and writes the marker of these.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import glob
 import hashlib
 import os
 import random
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 _MASK64 = (1 << 64) - 1
 
@@ -174,3 +176,27 @@ def stale_temp_files(paths: Sequence[str], mark: str) -> List[str]:
     found.extend(glob.glob(os.path.join(glob.escape(directory),
                                         glob.escape(f".{os.path.basename(path)}{mark}") + "*")))
   return found
+
+
+def resume_plan(outputs: Sequence[str], fingerprint: str, log: Callable[[str], None]
+                ) -> Tuple[SettingsMarker, bool, List[int]]:
+  """(marker, resume, shards to write): shards beside a marker of these settings are complete."""
+  marker = SettingsMarker(outputs[0], fingerprint)
+  resume = marker.exists()
+  todo = [s for s, path in enumerate(outputs) if not (resume and os.path.exists(path))]
+  if len(todo) < len(outputs):
+    log(f"{len(outputs) - len(todo)} of {len(outputs)} output file(s) are complete from an "
+        "earlier run with the same settings; skipping them")
+  return marker, resume, todo
+
+
+def replace_outputs(outputs: Sequence[str], marker: SettingsMarker,
+                    log: Callable[[str], None]) -> None:
+  """Removes output files of other settings and writes the marker of these."""
+  old = [p for p in outputs if os.path.exists(p)]
+  if old:
+    log(f"{len(old)} existing output file(s) were not written with these settings; "
+        "replacing them")
+    for path in old:
+      os.remove(path)
+  marker.write()

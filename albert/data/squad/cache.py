@@ -1,7 +1,7 @@
 """SQuAD feature caches: records + prediction metadata, fingerprinted, rebuilt when stale.
 
 `build_squad_cache(path, is_training, version_2_with_negative, tokenizer_spec, settings,
-cache_dir, num_workers)` reads a SQuAD file (`squad.py`), converts it (`squad_features.py`)
+cache_dir, num_workers)` reads a SQuAD file (`examples.py`), converts it (`features.py`)
 and stores:
 
 * `<cache_dir>/squad_<train|eval>_<file>-<fingerprint>.tf_record` (or `path_override`, the
@@ -42,6 +42,7 @@ from albert.data import cache as cache_lib
 from albert.data.squad import examples as squad
 from albert.data.squad import features as features_lib
 from albert.errors import DataError, TokenizerError
+from albert.tokenization import TokenizerSpec
 
 CONVERTER_VERSION = "albert-squad-features-1"
 
@@ -77,7 +78,7 @@ class SquadCache:
 
 
 def fingerprint_settings(is_training: bool, version_2_with_negative: bool,
-                         spec: features_lib.TokenizerSpec,
+                         spec: TokenizerSpec,
                          settings: features_lib.FeatureSettings,
                          multiple_answers: str, check_answers: bool) -> Dict[str, Any]:
   return {"converter": CONVERTER_VERSION, "is_training": bool(is_training),
@@ -89,7 +90,7 @@ def fingerprint_settings(is_training: bool, version_2_with_negative: bool,
 
 
 def build_squad_cache(path: str, is_training: bool, version_2_with_negative: bool,
-                      tokenizer_spec: features_lib.TokenizerSpec,
+                      tokenizer_spec: TokenizerSpec,
                       settings: features_lib.FeatureSettings, cache_dir: str,
                       num_workers: int = 0, path_override: Optional[str] = None,
                       multiple_answers: str = "error", check_answers: bool = True,
@@ -101,7 +102,7 @@ def build_squad_cache(path: str, is_training: bool, version_2_with_negative: boo
   `multiple_answers`, `check_answers`: the reader's options (`squad.read_squad_examples`).
   `log` gets a progress line every 10 s and the summary.
   """
-  spec = tokenizer_spec
+  spec = features_lib.check_spec(tokenizer_spec)
   if not os.path.isfile(path):
     raise DataError(f"SQuAD file not found: {path}")
   if not os.path.isfile(spec.spm_model_file):

@@ -205,10 +205,10 @@ def read_squad_examples(input_file: str, is_training: bool,
       raise DataError(f"{where}: expected an object with \"paragraphs\"")
     title = article.get("title", "")
     title = title if isinstance(title, str) else str(title)
-    for p, paragraph in enumerate(_field(article, "paragraphs", list, where)):
+    for p, paragraph in enumerate(_member(article, "paragraphs", list, where)):
       where_p = f"{where} ({title!r}), paragraph {p}"
-      context = _field(paragraph, "context", str, where_p)
-      for q, qa in enumerate(_field(paragraph, "qas", list, where_p)):
+      context = _member(paragraph, "context", str, where_p)
+      for q, qa in enumerate(_member(paragraph, "qas", list, where_p)):
         example = _read_question(qa, context, title, f"{where_p}, question {q}", is_training,
                                  multiple_answers, check_answers, report)
         if example is not None:
@@ -220,7 +220,7 @@ def read_squad_examples(input_file: str, is_training: bool,
   return examples
 
 
-def _field(parent: Any, key: str, kind: type, where: str) -> Any:
+def _member(parent: Any, key: str, kind: type, where: str) -> Any:
   if not isinstance(parent, dict) or key not in parent:
     raise DataError(f"{where}: missing \"{key}\"")
   value = parent[key]
@@ -234,13 +234,13 @@ def _read_question(qa: Any, context: str, title: str, where: str, is_training: b
                    multiple_answers: str, check_answers: bool,
                    report: ReadReport) -> Optional[SquadExample]:
   """One question -> an example, or None when its answer is skipped (reported)."""
-  qas_id = _field(qa, "id", str, where)
+  qas_id = _member(qa, "id", str, where)
   where = f"{where} (id {qas_id})"
-  question = _field(qa, "question", str, where)
+  question = _member(qa, "question", str, where)
   answers = qa.get("answers", [])
   if not isinstance(answers, list):
     raise DataError(f"{where}: \"answers\" must be a list")
-  texts = [_field(ans, "text", str, f"{where}, answer {k}") for k, ans in enumerate(answers)]
+  texts = [_member(ans, "text", str, f"{where}, answer {k}") for k, ans in enumerate(answers)]
   example = SquadExample(qas_id=qas_id, question_text=question, paragraph_text=context,
                          title=title, answers=texts)
   if not is_training:
@@ -261,7 +261,7 @@ def _read_question(qa: Any, context: str, title: str, where: str, is_training: b
         f"{len(answers)} (the original's rule; a dev file has several: read it with "
         "is_training=False, or pass multiple_answers='first' to train on the first)")
   text = texts[0]
-  start = _field(answers[0], "answer_start", int, f"{where}, answer 0")
+  start = _member(answers[0], "answer_start", int, f"{where}, answer 0")
   if check_answers:
     if not text:
       report.skipped.append((qas_id, "empty answer text"))

@@ -21,34 +21,31 @@ This module owns `convert_examples_to_features` of the original `squad_utils.py`
 What differs is how it is computed. The original tokenizes and aligns the paragraph again for
 every question, with a dynamic program in Python (22.6 ms a question on dev-v1.1). Here a
 paragraph is tokenized and aligned once for all its questions, mostly without the dynamic
-program (`squad_alignment.align`), and the tokenizer's calls take fast paths that give the
-same output (`preprocess`, `paragraph_pieces`, `query_ids`; tested on all of dev).
+program (`alignment.align`), and the tokenizer's calls take fast paths that give the same
+output (`tokenization.preprocess_text`, `paragraph_pieces`, `query_ids`; tested on all of dev).
 
-Workers (`num_workers`) convert contiguous slices of examples and serialize each record but
-its first entry, `unique_ids`, which the main process prepends once the order is known
-(records byte for byte as `albert.data.records.encode_example` writes them). The output is
-identical for any number of workers. `squad_cache.py` stores it.
+Workers (`num_workers`, processes of `albert.data.workers`) convert contiguous slices of
+examples and serialize each record but its first entry, `unique_ids`, which the main process
+prepends once the order is known (records byte for byte as `albert.data.records.encode_example`
+writes them, through the same `records.ExampleEncoder`). The output is identical for any number
+of workers. `cache.py` stores it. The tokenizer is a `tokenization.TokenizerSpec` with a
+SentencePiece model (`sentencepiece_spec`, `check_spec`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import multiprocessing.pool
-import os
-import sys
-import threading
-import types
-import unicodedata
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from albert import tokenization
 from albert.data import records as records_lib
+from albert.data import workers as workers_lib
 from albert.data.squad import alignment
 from albert.data.squad.examples import SquadExample
-from albert.errors import FlagError, TokenizerError, leave_interrupts_to_parent
+from albert.errors import FlagError, TokenizerError
+from albert.tokenization import TokenizerSpec
 
 UNIQUE_ID_BASE = 1000000000
 EVAL_RECORD_FEATURES = ("unique_ids", "input_ids", "input_mask", "segment_ids", "p_mask")
@@ -56,16 +53,18 @@ TRAIN_RECORD_FEATURES = EVAL_RECORD_FEATURES + ("start_positions", "end_position
                                                 "is_impossible")
 
 
-@dataclasses.dataclass(frozen=True)
-class TokenizerSpec:
-  """The SentencePiece model and lower-casing (the original's SQuAD code needs a model)."""
-  spm_model_file: str
-  do_lower_case: bool = True
+def sentencepiece_spec(spm_model_file: Optional[str], do_lower_case: bool = True
+                       ) -> TokenizerSpec:
+  """The tokenizer of SQuAD features: a SentencePiece model (and lower-casing)."""
+  return check_spec(TokenizerSpec(spm_model_file=spm_model_file, do_lower_case=do_lower_case))
 
-  def __post_init__(self):
-    if not self.spm_model_file:
-      raise TokenizerError("SQuAD features need a SentencePiece model (--spm_model_file); the "
-                           "original's SQuAD code has no WordPiece path")
+
+def check_spec(spec: TokenizerSpec) -> TokenizerSpec:
+  """`spec`, if it has a SentencePiece model (the original's SQuAD code has no WordPiece path)."""
+  if not spec.spm_model_file:
+    raise TokenizerError("SQuAD features need a SentencePiece model (--spm_model_file); the "
+                         "original's SQuAD code has no WordPiece path")
+  return spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,17 +90,6 @@ class FeatureSettings:
 # Text -> pieces: albert.tokenization's results, by faster paths where they are the same.
 
 
-def preprocess(text: str, lower: bool) -> str:
-  """`tokenization.preprocess_text(text, lower=lower)`, without a Python loop per character."""
-  out = " ".join(text.strip().split())
-  if not out.isascii():
-    out = unicodedata.normalize("NFKD", out)
-    marks = {ord(c): None for c in set(out) if unicodedata.combining(c)}
-    if marks:
-      out = out.translate(marks)
-  return out.lower() if lower else out
-
-
 def _needs_resplit(pieces: Sequence[str]) -> bool:
   """Whether `encode_pieces` would re-split a piece (`<digit>,` at its end)."""
   return any(p[-1] == "," and len(p) > 1 and p[-2].isdigit() for p in pieces)
@@ -115,7 +103,7 @@ def paragraph_pieces(sp_model, text: str) -> List[str]:
 
 def query_ids(sp_model, question: str, lower: bool, max_query_length: int) -> List[int]:
   """The original's query: `encode_ids(preprocess_text(question, lower))[:max_query_length]`."""
-  text = preprocess(question, lower)
+  text = tokenization.preprocess_text(question, lower=lower)
   pieces = sp_model.EncodeAsPieces(text)
   if _needs_resplit(pieces):
     ids = tokenization.encode_ids(sp_model, text)
@@ -149,7 +137,8 @@ class Paragraph:
 def prepare_paragraph(sp_model, paragraph_text: str, do_lower_case: bool
                       ) -> Optional[Paragraph]:
   """Tokenizes and aligns a context; None when the original would skip it (mismatch)."""
-  pieces = paragraph_pieces(sp_model, preprocess(paragraph_text, do_lower_case))
+  pieces = paragraph_pieces(sp_model,
+                            tokenization.preprocess_text(paragraph_text, lower=do_lower_case))
   tok_cat_text = "".join(pieces).replace(tokenization.SPIECE_UNDERLINE, " ")
   aligned = alignment.align(paragraph_text, tok_cat_text, do_lower_case)
   if aligned is None:
@@ -366,13 +355,13 @@ class _Chunk:
     if positions is not None:
       c["positions"].append(positions)
     if with_record:
-      encoder = _ENCODER
-      parts = [encoder.entry("input_ids", encoder.packed(ids)),
-               encoder.entry("input_mask", bytes(mask)),  # 0/1: a varint is the byte itself
-               encoder.entry("segment_ids", bytes(segments)),
-               encoder.entry("p_mask", bytes(p_mask))]
+      int64, packed = _ENCODER.int64, _ENCODER.packed
+      parts = [int64("input_ids", packed(ids)),
+               int64("input_mask", bytes(mask)),  # 0/1: a varint is the byte itself
+               int64("segment_ids", bytes(segments)),
+               int64("p_mask", bytes(p_mask))]
       if positions is not None:
-        parts += [encoder.entry(name, encoder.packed([value])) for name, value in
+        parts += [int64(name, packed([value])) for name, value in
                   zip(("start_positions", "end_positions", "is_impossible"), positions)]
       self.records.append(b"".join(parts))  # the collector puts `unique_ids` in front
 
@@ -380,95 +369,23 @@ class _Chunk:
     return len(self.columns["example_index"])
 
 
-class _Int64Encoder:
-  """Map entries of int64 features, byte for byte what `records.encode_example` writes.
-
-  `encode_example` converts every value in Python; SQuAD records hold 4 x max_seq_length
-  small values, so this writes 0/1 masks as raw bytes and ids through a varint table (tested
-  equal to `encode_example` on every golden feature).
-  """
-
-  def __init__(self, table_size: int = 1 << 16):
-    self._varints = records_lib.varint_table(table_size)
-    self._uid_prefix = self.entry("unique_ids", records_lib.varint(UNIQUE_ID_BASE))[:-5]
-
-  def packed(self, values: Sequence[int]) -> bytes:
-    """Packed varints of non-negative ints."""
-    table = self._varints
-    if values and (min(values) < 0 or max(values) >= len(table)):
-      if min(values) < 0:
-        raise ValueError("packed: negative values are not expected in SQuAD features")
-      return b"".join([records_lib.varint(v) for v in values])
-    return b"".join([table[v] for v in values])
-
-  @staticmethod
-  def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + records_lib.varint(len(payload)) + payload
-
-  def entry(self, name: str, packed: bytes) -> bytes:
-    """One `features` map entry: key `name`, value Feature.int64_list(packed)."""
-    field = self._field
-    return field(b"\x0a", field(b"\x0a", name.encode("utf-8"))
-                 + field(b"\x12", field(b"\x1a", field(b"\x0a", packed))))
-
-  def record(self, entries: Sequence[bytes]) -> bytes:
-    """The serialized Example of the joined entries."""
-    return self._field(b"\x0a", b"".join(entries))
-
-  def unique_id_entry(self, unique_id: int) -> bytes:
-    """`entry("unique_ids", packed([unique_id]))`, its framing precomputed for 5-byte varints."""
-    encoded = records_lib.varint(unique_id)
-    if len(encoded) != 5:
-      return self.entry("unique_ids", encoded)
-    return self._uid_prefix + encoded
+# The records' encoder: ids below 2**16 from its varint table (every released vocabulary).
+_ENCODER = records_lib.ExampleEncoder(1 << 16)
 
 
-_ENCODER = _Int64Encoder()
+_UID_PREFIX = _ENCODER.int64("unique_ids", records_lib.varint(UNIQUE_ID_BASE))[:-5]
+
+
+def _unique_id_entry(unique_id: int) -> bytes:
+  """`int64("unique_ids", packed([unique_id]))`, its framing kept for 5-byte varints."""
+  encoded = records_lib.varint(unique_id)
+  if len(encoded) != 5:
+    return _ENCODER.int64("unique_ids", encoded)
+  return _UID_PREFIX + encoded
 
 
 # ---------------------------------------------------------------------------------------------
-# Workers and the whole conversion.
-
-_WORKER: Optional[_Converter] = None
-
-
-def _init_worker(args) -> None:
-  global _WORKER
-  leave_interrupts_to_parent()
-  _WORKER = _Converter(*args)
-
-
-def _run(task):
-  return _WORKER.convert(task)
-
-
-def _worker_status(_) -> Tuple[bool, int]:
-  """(whether TensorFlow is loaded, peak resident MB) of a worker (for tests)."""
-  with open("/proc/self/status") as f:
-    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
-  return "tensorflow" in sys.modules, peak // 1024
-
-
-def _can_fork() -> bool:
-  """Fork only a single-threaded process without TensorFlow (forking threads is unsafe)."""
-  return ("fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
-          and threading.active_count() == 1)
-
-
-def _spawn_pool(num_workers: int, args) -> "multiprocessing.pool.Pool":
-  """Spawned workers that do not re-import the main module.
-
-  A spawned child normally runs the parent's `__main__` (the script) again before it can
-  unpickle anything; a script that imports TensorFlow would cost every worker ~700 MB and
-  seconds. Workers here only need `albert.data`, so the main module is hidden while the pool
-  starts its processes (which is when their start-up data is taken).
-  """
-  main = sys.modules["__main__"]
-  sys.modules["__main__"] = types.ModuleType("__main__")
-  try:
-    return multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (args,))
-  finally:
-    sys.modules["__main__"] = main
+# The whole conversion, on `albert.data.workers` processes.
 
 
 def _tasks(examples: Sequence[SquadExample], size: int) -> List[Tuple[int, list]]:
@@ -490,27 +407,11 @@ def iter_chunks(examples: Sequence[SquadExample], spec: TokenizerSpec,
                 keep_inputs: bool = True, with_records: bool = False,
                 task_size: int = 192) -> Iterator["_Chunk"]:
   """Converted slices in order (workers: 0 = one per core, 1 = this process)."""
-  global _WORKER
-  num_workers = num_workers or os.cpu_count() or 1
+  check_spec(spec)
   tasks = _tasks(examples, task_size)
-  num_workers = max(1, min(num_workers, len(tasks)))
-  args = (spec, settings, is_training, keep_inputs, with_records)
-  if num_workers == 1:
-    converter = _Converter(*args)
-    for task in tasks:
-      yield converter.convert(task)
-    return
-  if _can_fork():
-    _WORKER = _Converter(*args)  # loaded once, inherited by the forked workers
-    pool = multiprocessing.get_context("fork").Pool(num_workers, leave_interrupts_to_parent)
-  else:
-    pool = _spawn_pool(num_workers, args)
-  try:
-    yield from pool.imap(_run, tasks)
-  finally:
-    pool.terminate()
-    pool.join()
-    _WORKER = None
+  num_workers = workers_lib.resolve_workers(num_workers, len(tasks))
+  yield from workers_lib.ordered_map(_Converter.convert, tasks, num_workers, _Converter,
+                                     (spec, settings, is_training, keep_inputs, with_records))
 
 
 class FeatureCollector:
@@ -547,8 +448,9 @@ class FeatureCollector:
       put("end_position", positions[:, 1])
       put("is_impossible", positions[:, 2].astype(np.int8))
     self.skipped.extend(chunk.skipped)
-    uid_entry, record = _ENCODER.unique_id_entry, _ENCODER.record
-    records = [record((uid_entry(base + k), body)) for k, body in enumerate(chunk.records)]
+    example = _ENCODER.example
+    records = [example((_unique_id_entry(base + k), body))
+               for k, body in enumerate(chunk.records)]
     self.count += size
     return records
 

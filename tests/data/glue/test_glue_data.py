@@ -1,4 +1,5 @@
-"""Tests of albert/data/glue/reader.py and glue_features.py: the original's GLUE examples and features.
+"""Tests of albert/data/glue/ (tasks, reader, features, cache): the original's GLUE examples and
+features.
 
 Golden data (tests/testdata/golden/finetune/classifier/, see its README in
 ../shared/fixtures/golden/finetune/classifier/) was recorded by running the original release's
@@ -21,13 +22,16 @@ import textwrap
 import numpy as np
 import pytest
 
-from albert import tokenization
+from albert import metrics, tokenization
 from albert.data.glue import reader as glue
+from albert.data.glue import tasks as glue_tasks
+from albert.data.glue import cache as glue_cache
 from albert.data.glue import features as glue_features
 from albert.data import records as records_lib
-from albert.data.pretraining.corpus import TokenizerSpec
+from albert.tokenization import TokenizerSpec
 from albert.errors import DataError, FlagError, InputError
 from conftest import GOLDEN, REPO_DIR, TESTDATA
+from support.reference_text import original_preprocess_text
 
 GLUE_SLICES = os.path.join(TESTDATA, "glue")
 CLASSIFIER = os.path.join(GOLDEN, "finetune", "classifier")
@@ -58,16 +62,38 @@ def tokenizer_30k():
 
 # ------------------------------------------------------------------------------ processors
 def test_task_names_and_labels_are_the_originals():
-  assert set(PROCESSORS["tasks"]) == set(glue.TASKS)
+  assert set(PROCESSORS["tasks"]) == set(glue_tasks.TASKS)
   for task, info in PROCESSORS["tasks"].items():
     processor = glue.get_processor(task.upper())
     assert processor.name == task
     assert processor.labels == info["labels"]
-    assert glue.TASKS[task].processor == info["processor"]
+    assert glue_tasks.TASKS[task].processor == info["processor"]
   assert glue.get_processor("sts-b").is_regression and glue.get_processor("sts-b").num_labels == 1
   assert glue.get_processor("MNLI-MM").name == "mismnli"
   assert glue.get_processor("mnli-mm").file_path(GLUE_SLICES, "dev").endswith(
       os.path.join("MNLI", "dev_mismatched.tsv"))
+
+
+def test_a_task_row_carries_its_metrics_submission_file_and_extra_splits():
+  """metrics.py, submission.py and the classifier task read these fields, never the task name."""
+  files = [spec.submission_file for spec in glue_tasks.TASKS.values()]
+  assert len(set(files)) == len(files) and all(f.endswith(".tsv") for f in files)
+  for name, spec in glue_tasks.TASKS.items():
+    assert spec.test_rows > 0 and spec.delimiter == "\t"
+    if not spec.scores:  # the diagnostic set: no labels
+      assert name == "ax"
+      continue
+    assert spec.metric in spec.scores and "eval_loss" in spec.scores
+    predictions, labels = ([0.5, 2.5, 4.0], [1.0, 2.0, 5.0]) if spec.is_regression else \
+        ([0, 1, 1], [0, 1, 0])
+    assert list(metrics.glue_metrics(name, predictions, labels, [0.1, 0.2, 0.3])) == \
+        list(spec.scores)
+    for extra in spec.extra_splits:
+      assert extra.split in glue_tasks.TASKS[extra.task].layouts
+      assert extra.name.startswith("eval_" if extra.split == "dev" else "predict_")
+  assert [(e.name, e.task, e.split) for e in glue_tasks.TASKS["mnli"].extra_splits] == [
+      ("predict_mismatched", "mismnli", "test"), ("predict_ax", "ax", "test"),
+      ("eval_mismatched", "mismnli", "dev")]
 
 
 @pytest.mark.parametrize("task,split", VISIBLE)
@@ -101,7 +127,7 @@ def test_golden_processors_on_full_files(task, split):
   processor = glue.get_processor(task)
   path = processor.file_path(GLUE_FULL, split)
   raw = list(processor.raw_rows(path, split))
-  header = 1 if glue.TASKS[task].layouts[split].has_header else 0
+  header = 1 if glue_tasks.TASKS[task].layouts[split].has_header else 0
   assert len(raw) + header == golden["csv_rows_read"]
   examples = processor.get_examples(GLUE_FULL, split)
   rows = _as_dicts(examples)
@@ -160,7 +186,7 @@ def test_qqp_ragged_rows_are_skipped_counted_and_reported(tmp_path):
       ("0", "which books are good for a summer holiday?", "0"),
       ("1", "does tea help you sleep?", "0")]
   lines = []
-  _, meta = glue_features.build_glue_cache("qqp", GLUE_SLICES, "train", _spec(SPM_SMALL), 32,
+  _, meta = glue_cache.build_glue_cache("qqp", GLUE_SLICES, "train", _spec(SPM_SMALL), 32,
                                            str(tmp_path), log=lines.append)
   assert (meta["skipped_rows"], meta["skipped_lines"], meta["num_examples"]) == (2, [3, 4], 3)
   assert "2 ragged rows skipped (lines 3, 4)" in lines[-1]
@@ -180,7 +206,7 @@ def test_unknown_task_lists_the_known_ones():
     glue.get_processor("sst")
   message = str(error.value)
   assert "'sst'" in message and "--task_name" in message
-  for name in list(glue.TASKS) + list(glue.ALIASES):
+  for name in list(glue_tasks.TASKS) + list(glue_tasks.ALIASES):
     assert name in message
   with pytest.raises(FlagError, match="expected one of train, dev, test"):
     glue.get_processor("rte").get_examples(GLUE_SLICES, "eval")
@@ -258,9 +284,9 @@ def test_text_shortcut_equals_preprocess_text():
   strings = ["".join(rng.choice(alphabet, size=rng.randint(0, 30))) for _ in range(300)]
   strings += ["Café  NAÏVE", "Ｔhe ﬁnal", " x\u00a0y ", "\u3000a", "Ǆ"]
   for lower in (True, False):
-    process = glue.text_function(do_lower_case=lower)
+    process = tokenization.text_processor(do_lower_case=lower)
     for text in strings:
-      assert process(text) == tokenization.preprocess_text(text, lower=lower)
+      assert process(text) == original_preprocess_text(text, lower=lower)
 
 
 # -------------------------------------------------------------------------------- features
@@ -269,7 +295,7 @@ FEATURE_KEYS = sorted(FEATURES["tasks"])
 
 def _golden_arrays(key):
   with np.load(os.path.join(CLASSIFIER, "glue_features_visible.npz")) as data:
-    return {name: data[f"{key}/{name}"] for name in glue.FEATURE_NAMES}
+    return {name: data[f"{key}/{name}"] for name in glue_features.FEATURE_NAMES}
 
 
 @pytest.mark.parametrize("key", FEATURE_KEYS)
@@ -285,10 +311,10 @@ def test_golden_features(key, tokenizer_30k):
   assert [{"guid": e.guid, "tokens_a": tokenizer_30k.tokenize(e.text_a),
            "tokens_b": tokenizer_30k.tokenize(e.text_b) if e.text_b else None}
           for e in examples[:5]] == info["tokens_first5"]
-  converter = glue.FeatureConverter(tokenizer_30k, processor.labels, max_seq_length,
+  converter = glue_features.FeatureConverter(tokenizer_30k, processor.labels, max_seq_length,
                                     processor.is_regression)
   fast = converter.features(examples)
-  reference = [glue.convert_example(e, processor.labels, max_seq_length, tokenizer_30k,
+  reference = [glue_features.convert_example(e, processor.labels, max_seq_length, tokenizer_30k,
                                     processor.is_regression) for e in examples]
   assert fast == reference
   for name, attribute in [("input_ids", "input_ids"), ("input_mask", "input_mask"),
@@ -308,35 +334,35 @@ def test_records_parse_back_to_the_golden_features(tmp_path):
   for key in ("sts-b/dev/seq128", "mrpc/dev/seq24"):
     task, split, seq = key.split("/")
     max_seq_length = int(seq[len("seq"):])
-    path, meta = glue_features.build_glue_cache(task, GLUE_SLICES, split, _spec(SPM_30K),
+    path, meta = glue_cache.build_glue_cache(task, GLUE_SLICES, split, _spec(SPM_30K),
                                                 max_seq_length, str(tmp_path))
     golden = _golden_arrays(key)
-    schema = glue.feature_schema(max_seq_length, meta["is_regression"])
+    schema = glue_features.feature_schema(max_seq_length, meta["is_regression"])
     spec = {name: tf.io.FixedLenFeature([length], {"int64": tf.int64, "float32": tf.float32}[kind])
             for name, (kind, length) in schema.items()}
     count = golden["input_ids"].shape[0]
     parsed = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(path)]
     assert len(parsed) == SLICE_ROWS
-    for name in glue.FEATURE_NAMES:
+    for name in glue_features.FEATURE_NAMES:
       values = np.stack([p[name].numpy() for p in parsed[:count]])
       np.testing.assert_array_equal(values.reshape(golden[name].shape).astype(golden[name].dtype),
                                     golden[name])
     kinds = {k: tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(path))).numpy())
-             .features.feature[k].WhichOneof("kind") for k in glue.FEATURE_NAMES}
+             .features.feature[k].WhichOneof("kind") for k in glue_features.FEATURE_NAMES}
     assert kinds == FEATURES["tasks"][key]["tfrecord_feature_kinds"]
 
 
 def test_truncation_and_single_sentences(tokenizer_30k):
   a, b = list(range(10)), list(range(100, 106))
-  glue.truncate_seq_pair(a, b, 12)
+  glue_features.truncate_seq_pair(a, b, 12)
   assert (a, b) == (list(range(6)), list(range(100, 106)))  # the longer list loses first
   a, b = list(range(5)), list(range(100, 105))
-  glue.truncate_seq_pair(a, b, 7)
+  glue_features.truncate_seq_pair(a, b, 7)
   assert (a, b) == ([0, 1, 2, 3], [100, 101, 102])  # equal length: B loses first
   long_text = " ".join(["word"] * 40)
   pair = glue.InputExample("p", long_text, "short text", "1")
   single = glue.InputExample("s", long_text, "", "0")  # empty text_b: one sentence
-  converter = glue.FeatureConverter(tokenizer_30k, ["0", "1"], 16)
+  converter = glue_features.FeatureConverter(tokenizer_30k, ["0", "1"], 16)
   f_pair, f_single = converter.features([pair, single])
   cls_id, sep_id = tokenizer_30k.convert_tokens_to_ids(["[CLS]", "[SEP]"])
   word, short, text = tokenizer_30k.convert_tokens_to_ids(
@@ -351,14 +377,14 @@ def test_truncation_and_single_sentences(tokenizer_30k):
   assert padded.input_mask == [1] * 6 + [0] * 10 and padded.label_id == 0
   assert f_single.input_ids == [cls_id] + [word] * 14 + [sep_id]
   assert f_single.segment_ids == [0] * 16 and f_single.length == 16
-  assert [f_pair, f_single] == [glue.convert_example(e, ["0", "1"], 16, tokenizer_30k)
+  assert [f_pair, f_single] == [glue_features.convert_example(e, ["0", "1"], 16, tokenizer_30k)
                                 for e in (pair, single)]
 
 
 def test_digit_comma_quirk_and_unknown_pieces_match_the_reference(tokenizer_30k):
   texts = ["prices rose 1,200 dollars, then 3,4 more", "i was born in 92000, and", "ΩΩΩ ☃ 7,",
            "plain text"]
-  converter = glue.FeatureConverter(tokenizer_30k, ["0", "1"], 64)
+  converter = glue_features.FeatureConverter(tokenizer_30k, ["0", "1"], 64)
   assert converter.encode_texts(texts) == [
       tokenizer_30k.convert_tokens_to_ids(tokenizer_30k.tokenize(t)) for t in texts]
   # The first text has `<digit>,` pieces that the original re-splits: the quirk path is taken.
@@ -373,7 +399,7 @@ def _spec(model=SPM_30K, lower=True):
 
 def _build(root, cache_dir, task="rte", split="dev", model=SPM_30K, seq=64, **kwargs):
   lines = []
-  path, meta = glue_features.build_glue_cache(task, root, split, _spec(model), seq,
+  path, meta = glue_cache.build_glue_cache(task, root, split, _spec(model), seq,
                                               str(cache_dir), log=lines.append, **kwargs)
   return path, meta, lines
 
@@ -381,7 +407,7 @@ def _build(root, cache_dir, task="rte", split="dev", model=SPM_30K, seq=64, **kw
 def test_cache_metadata(tmp_path, tokenizer_30k):
   path, meta, lines = _build(GLUE_SLICES, tmp_path, seq=64)
   examples = glue.get_processor("rte").get_examples(GLUE_SLICES, "dev")
-  features = glue.FeatureConverter(tokenizer_30k, ["entailment", "not_entailment"],
+  features = glue_features.FeatureConverter(tokenizer_30k, ["entailment", "not_entailment"],
                                    64).features(examples)
   assert os.path.dirname(path) == str(tmp_path) and os.path.basename(path).startswith("rte_dev-")
   assert meta["num_examples"] == meta["num_records"] == SLICE_ROWS
@@ -410,7 +436,7 @@ def test_cache_reused_when_unchanged_and_rebuilt_on_any_change(tmp_path):
   # Another max_seq_length, another model, lower-casing off: other files.
   assert _build(root, cache_dir, seq=32)[0] != path
   assert _build(root, cache_dir, model=SPM_SMALL)[0] != path
-  lower_off = glue_features.build_glue_cache("rte", root, "dev", _spec(lower=False), 64,
+  lower_off = glue_cache.build_glue_cache("rte", root, "dev", _spec(lower=False), 64,
                                              str(cache_dir))[0]
   assert lower_off != path
   # One changed line of the input: rebuilt under another name, with the new text.
@@ -454,7 +480,7 @@ def test_damaged_cache_is_rebuilt_and_reported(tmp_path, damage, why):
 
 
 def test_parallel_conversion_writes_the_serial_bytes(tmp_path, monkeypatch):
-  monkeypatch.setattr(glue_features, "CHUNK_ROWS", 3)  # 7 chunks over 2 workers
+  monkeypatch.setattr(glue_cache, "CHUNK_ROWS", 3)  # 7 chunks over 2 workers
   serial, meta1, _ = _build(GLUE_SLICES, tmp_path / "one", task="mrpc", split="train",
                             num_workers=1)
   parallel, meta2, lines = _build(GLUE_SLICES, tmp_path / "two", task="mrpc", split="train",
@@ -466,26 +492,33 @@ def test_parallel_conversion_writes_the_serial_bytes(tmp_path, monkeypatch):
 
 
 def test_a_bad_line_in_a_worker_is_reported_with_its_line(tmp_path, monkeypatch):
-  monkeypatch.setattr(glue_features, "CHUNK_ROWS", 4)
+  monkeypatch.setattr(glue_cache, "CHUNK_ROWS", 4)
   root, path = _edited_copy(tmp_path, "MRPC", "dev.tsv", _replace_line(15, lambda l: b"7" + l[1:]))
   with pytest.raises(DataError, match=r"dev.tsv, line 15: label '7'"):
     _build(root, tmp_path / "cache", task="mrpc", num_workers=2, parallel_min_bytes=0)
   assert not [n for n in os.listdir(tmp_path / "cache") if n.endswith(".tf_record")]
 
 
-def test_workers_import_no_tensorflow_and_do_not_rerun_main(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_import_no_tensorflow_and_do_not_rerun_main(tmp_path, start):
+  """A script without TensorFlow forks its workers; with another thread running it spawns them,
+  and they do not run the script again."""
   marker = tmp_path / "main_runs.txt"
   script = tmp_path / "job.py"
   script.write_text(textwrap.dedent(f"""
-      import os, sys
+      import os, sys, threading
       with open({str(marker)!r}, "a") as f:
         f.write(f"{{os.getpid()}}\\n")
-      from albert.data.glue import features as glue_features
-      from albert.data.pretraining.corpus import TokenizerSpec
-      glue_features.CHUNK_ROWS = 5
+      from albert.data import workers
+      from albert.data.glue import cache as glue_cache
+      from albert.tokenization import TokenizerSpec
+      glue_cache.CHUNK_ROWS = 5
       if __name__ == "__main__":
         assert "tensorflow" not in sys.modules
-        path, meta = glue_features.build_glue_cache(
+        if {start == "spawn"!r}:
+          threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()
+        assert workers.can_fork() == {start == "fork"!r}
+        path, meta = glue_cache.build_glue_cache(
             "wnli", {GLUE_SLICES!r}, "train", TokenizerSpec({SPM_SMALL!r}), 32,
             {str(tmp_path / "cache")!r}, num_workers=2, parallel_min_bytes=0)
         assert meta["num_workers"] == 2 and meta["num_examples"] == 20
@@ -503,7 +536,7 @@ def test_bad_settings_are_flag_errors(tmp_path):
   with pytest.raises(FlagError, match="max_seq_length=2"):
     _build(GLUE_SLICES, tmp_path, seq=2)
   with pytest.raises(FlagError, match="spm_model_file"):
-    glue_features.build_glue_cache("rte", GLUE_SLICES, "dev", TokenizerSpec(None, None), 64,
+    glue_cache.build_glue_cache("rte", GLUE_SLICES, "dev", TokenizerSpec(None, None), 64,
                                    str(tmp_path))
   with pytest.raises(InputError, match="tokenizer model not found"):
     _build(GLUE_SLICES, tmp_path, model=str(tmp_path / "missing.model"))

@@ -23,6 +23,7 @@ from albert.data.pretraining import job as pretraining
 from albert.data import records as records_lib
 from albert.data.pretraining import sharding
 from conftest import GOLDEN, REPO_DIR, TESTDATA
+from support.reference_text import original_preprocess_text
 
 DATA = os.path.join(TESTDATA, "pretraining")
 SPM = os.path.join(GOLDEN, "spm.model")
@@ -43,7 +44,7 @@ def _run(config):
 
 
 def _read(paths, seq, preds):
-  spec = records_lib.parse_spec(seq, preds)
+  spec = records_lib.parse_spec(records_lib.feature_spec(seq, preds))
   out = []
   for record in tf.data.TFRecordDataset(list(paths)):
     example = tf.io.parse_single_example(record, spec)
@@ -158,7 +159,7 @@ def test_truncation_matches_the_original_loop():
         del trunc[0]
       else:
         trunc.pop()
-    got = inst_lib.truncate_seq_pair(a, b, 29, random.Random(seed))
+    got = inst_lib.truncate_pair_at_random(a, b, 29, random.Random(seed))
     assert got == (ref_a, ref_b)
 
 
@@ -302,10 +303,11 @@ def test_statistics_agree_with_the_original(tmp_path):
 
 def test_records_match_tensorflow_writer_and_crc(tmp_path):
   tokenizer = tokenization.FullTokenizer(None, True, SPM)
-  encoder = records_lib.ExampleEncoder(16, 4, len(tokenizer.vocab))
-  serialized = [encoder.encode([2, 500, 999, 3, 40, 3], [0, 0, 0, 0, 1, 1], [1, 1, 0, 1, 1, 1],
-                               [1, 4], [500, 40], 1),
-                encoder.encode([2, 7, 3, 8, 3], [0, 0, 0, 1, 1], [1, 1, 1, 1, 1], [3], [8], 0)]
+  encoder = records_lib.ExampleEncoder(len(tokenizer.vocab))
+  serialized = [encoder.encode_instance(16, 4, [2, 500, 999, 3, 40, 3], [0, 0, 0, 0, 1, 1],
+                                        [1, 1, 0, 1, 1, 1], [1, 4], [500, 40], 1),
+                encoder.encode_instance(16, 4, [2, 7, 3, 8, 3], [0, 0, 0, 1, 1], [1, 1, 1, 1, 1],
+                                        [3], [8], 0)]
   ours = tmp_path / "ours.tfrecord"
   with open(ours, "wb") as f:
     f.write(b"".join(records_lib.frame_records(serialized)))
@@ -347,8 +349,9 @@ def test_fast_tokenization_equals_the_tokenizer():
   with open(SLICES[0], encoding="utf-8") as f:
     lines += f.read().splitlines()[:800]
   for line in lines:
-    assert corpus_lib.preprocess_text(line, True) == tokenization.preprocess_text(line, lower=True)
-    assert corpus_lib.preprocess_text(line, False) == tokenization.preprocess_text(line)
+    assert tokenization.preprocess_text(line, lower=True) == original_preprocess_text(line,
+                                                                                       lower=True)
+    assert tokenization.preprocess_text(line) == original_preprocess_text(line)
   batch = corpus_lib.LineBatch(0, "x", 1, [(line + "\n").encode("utf-8") for line in lines])
   result = corpus_lib.tokenize_batch(tokenizer, batch, 1000)
   expected_ids, expected_lengths = [], []

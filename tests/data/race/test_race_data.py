@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from albert import tokenization
-from albert.data.pretraining import corpus
 from albert.data import race
 from albert.errors import AlbertError, DataError, FlagError
 
@@ -168,7 +167,7 @@ def test_data_dir_may_be_the_race_folder():
 @pytest.mark.parametrize("max_seq_length,max_qa_length", SETTINGS)
 def test_features_equal_golden(tokenizer, golden_features, max_seq_length, max_qa_length):
   examples = race.read_examples(DATA_DIR, "dev")
-  converter = race.FeatureConverter(tokenizer, max_seq_length, max_qa_length)
+  converter = race.RaceFeatureConverter(tokenizer, max_seq_length, max_qa_length)
   features = [converter.convert(e) for e in examples]
   key = f"dev/seq{max_seq_length}_qa{max_qa_length}"
   for name in ("input_ids", "input_mask", "segment_ids"):
@@ -199,7 +198,7 @@ def test_truncation_facts_of_the_golden(tokenizer, all_examples):
         stats["choices_with_ending_truncated_at_qa32"]
     assert max(len(tokenizer.tokenize(e)) for x in examples for e in x.endings) == \
         stats["max_ending_tokens_qa128"]
-    at_512 = race.FeatureConverter(tokenizer, 512, 128)
+    at_512 = race.RaceFeatureConverter(tokenizer, 512, 128)
     assert sum(l == 512 for x in examples for l in at_512.convert(x).lengths) == \
         stats["choices_at_512"]
 
@@ -233,7 +232,7 @@ def test_option_cut_flags_and_report_on_real_data(tokenizer, all_examples, max_s
   examples = [e for split in race.SPLITS for e in all_examples[split]]
   report = race.truncation_report(examples, tokenizer, max_seq_length, max_qa_length)
   for mode in race.TRUNCATIONS:
-    converter = race.FeatureConverter(tokenizer, max_seq_length, max_qa_length, mode)
+    converter = race.RaceFeatureConverter(tokenizer, max_seq_length, max_qa_length, mode)
     cut = 0
     for example in examples:
       feature = converter.convert(example)
@@ -257,8 +256,8 @@ def test_option_cut_flags_and_report_on_real_data(tokenizer, all_examples, max_s
 def test_keep_option_equals_original_unless_the_original_cuts_the_option(tokenizer,
                                                                         all_examples):
   for max_seq_length, max_qa_length in [(512, 128), (128, 32), (128, 16)]:
-    original = race.FeatureConverter(tokenizer, max_seq_length, max_qa_length)
-    keep = race.FeatureConverter(tokenizer, max_seq_length, max_qa_length, "keep_option")
+    original = race.RaceFeatureConverter(tokenizer, max_seq_length, max_qa_length)
+    keep = race.RaceFeatureConverter(tokenizer, max_seq_length, max_qa_length, "keep_option")
     for example in (e for split in race.SPLITS for e in all_examples[split]):
       a, b = original.convert(example), keep.convert(example)
       for choice in range(race.NUM_CHOICES):
@@ -272,7 +271,7 @@ def test_model_A_inputs_and_the_row_that_loses_its_option(small_tokenizer):
   with np.load(os.path.join(GOLDEN_DIR, "model_A_race_outputs.npz")) as data:
     golden = {k: data[k] for k in data.files if k.startswith("input/")}
   examples = race.read_examples(DATA_DIR, "dev")[:4]
-  original = [race.convert_example(e, small_tokenizer, 32, 16) for e in examples]
+  original = [race.convert_race_example(e, small_tokenizer, 32, 16) for e in examples]
   for name in ("input_ids", "input_mask", "segment_ids"):
     got = np.array([sum(getattr(f, name), []) for f in original])
     np.testing.assert_array_equal(got, golden[f"input/{name}"], err_msg=name)
@@ -280,7 +279,7 @@ def test_model_A_inputs_and_the_row_that_loses_its_option(small_tokenizer):
   assert [f.identical_choices for f in original] == [False, False, False, True]
   assert original[3].option_cut == [True] * 4
 
-  keep = [race.convert_example(e, small_tokenizer, 32, 16, "keep_option") for e in examples]
+  keep = [race.convert_race_example(e, small_tokenizer, 32, 16, "keep_option") for e in examples]
   assert not any(f.identical_choices for f in keep)
   row3 = keep[3]
   assert len({tuple(ids) for ids in row3.input_ids}) == 4
@@ -295,7 +294,7 @@ def test_model_A_inputs_and_the_row_that_loses_its_option(small_tokenizer):
 def test_keep_option_cuts_a_long_option_at_its_end(small_tokenizer):
   example = race.RaceExample("x", 0, "middle", "some context", ("",) * 4, 0, "why",
                              ("the first words of a very long option text",) * 4, "mem")
-  feature = race.convert_example(example, small_tokenizer, 64, 4, "keep_option")
+  feature = race.convert_race_example(example, small_tokenizer, 64, 4, "keep_option")
   option = small_tokenizer.tokenize(example.options[0])
   assert _ending_tokens(small_tokenizer, feature, 0) == option[:4]
   assert feature.option_cut == [True] * 4
@@ -304,7 +303,7 @@ def test_keep_option_cuts_a_long_option_at_its_end(small_tokenizer):
 def test_an_ending_longer_than_the_sequence_is_cut_to_fit(small_tokenizer):
   example = race.read_examples(DATA_DIR, "dev")[0]
   for mode in race.TRUNCATIONS:
-    feature = race.convert_example(example, small_tokenizer, 8, 128, mode)
+    feature = race.convert_race_example(example, small_tokenizer, 8, 128, mode)
     for choice in range(race.NUM_CHOICES):
       assert len(feature.input_ids[choice]) == 8 and feature.lengths[choice] == 8
       assert feature.segment_ids[choice] == [0, 0, 1, 1, 1, 1, 1, 1]  # empty context
@@ -314,7 +313,7 @@ def test_an_ending_longer_than_the_sequence_is_cut_to_fit(small_tokenizer):
 
 # ----------------------------------------------------------------------------------- cache
 def _spec(model=SPM_30K, lower=True):
-  return corpus.TokenizerSpec(spm_model_file=model, do_lower_case=lower)
+  return tokenization.TokenizerSpec(spm_model_file=model, do_lower_case=lower)
 
 
 def _read_records(path, max_seq_length):
@@ -467,11 +466,11 @@ def test_bad_settings():
     race.read_examples(DATA_DIR, "dev", ("college",))
   tok = tokenization.FullTokenizer(None, True, SPM_SMALL)
   with pytest.raises(FlagError, match="--max_qa_length=0"):
-    race.FeatureConverter(tok, 128, 0)
+    race.RaceFeatureConverter(tok, 128, 0)
   with pytest.raises(FlagError, match="--max_seq_length=3"):
-    race.FeatureConverter(tok, 3, 1)
+    race.RaceFeatureConverter(tok, 3, 1)
   with pytest.raises(FlagError, match="truncation must be one of"):
-    race.FeatureConverter(tok, 128, 32, "keep_question")
+    race.RaceFeatureConverter(tok, 128, 32, "keep_question")
   assert issubclass(DataError, AlbertError) and issubclass(FlagError, AlbertError)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from albert.data import records as records_lib
+from albert.data import workers
 from albert.data.squad import examples as squad
 from albert.data.squad import alignment
 from albert.data.squad import cache as squad_cache
@@ -30,6 +31,7 @@ from albert.data.squad import postprocess as post
 from albert import tokenization
 from albert.errors import DataError, FlagError, TokenizerError
 from conftest import REPO_DIR, TESTDATA
+from support.reference_text import original_preprocess_text
 
 GOLD = os.path.join(TESTDATA, "golden", "finetune", "squad")
 SPM = os.path.join(TESTDATA, "albert_spm", "30k-clean.model")
@@ -37,7 +39,7 @@ SMALL_SPM = os.path.join(TESTDATA, "golden", "spm.model")
 DEV2 = os.path.join(TESTDATA, "squad", "dev-v1.1-first2.json")  # dev articles 1-2
 MINI = os.path.join(GOLD, "squad_v2_mini.json")
 FULL_DEV = os.path.join(REPO_DIR, "..", "shared", "data", "squad", "dev-v1.1.json")
-SPEC = sf.TokenizerSpec(SPM, do_lower_case=True)
+SPEC = sf.sentencepiece_spec(SPM, do_lower_case=True)
 S384 = sf.FeatureSettings(384, 128, 64)
 
 with open(os.path.join(GOLD, "examples.json"), encoding="utf-8") as _f:
@@ -263,7 +265,7 @@ def _random_case(rng):
   if rng.random() < 0.5:
     alphabet = list("abcde AB,.-1") + ["  ", "\n", "é", "ﬁ", "½", "1,0", "\u0301", "İ", "Σ"]
   text = "".join(rng.choice(alphabet) for _ in range(rng.randint(2, 60))).strip() or "a"
-  pieces = sf.paragraph_pieces(_SP, sf.preprocess(text, True))
+  pieces = sf.paragraph_pieces(_SP, tokenization.preprocess_text(text, lower=True))
   tok_cat = "".join(pieces).replace(tokenization.SPIECE_UNDERLINE, " ")
   if rng.random() < 0.3 and tok_cat:
     k = rng.randrange(len(tok_cat))
@@ -316,7 +318,7 @@ def test_tokenizer_fast_paths_equal_albert_tokenization(dev2):
   for text in texts:
     for lower in (True, False):
       processed = tokenization.preprocess_text(text, lower=lower)
-      assert sf.preprocess(text, lower) == processed
+      assert processed == original_preprocess_text(text, lower=lower)
       assert sf.paragraph_pieces(_SP, processed) == tokenization.encode_pieces(_SP, processed)
       assert sf.query_ids(_SP, text, lower, 10 ** 6) == tokenization.encode_ids(_SP, processed)
 
@@ -418,20 +420,17 @@ def test_spawned_workers_do_not_import_the_main_script(tmp_path, monkeypatch):
   """A script that imports TensorFlow (run_squad.py) must not be re-run by every worker."""
   import sys  # pylint: disable=g-import-not-at-top
   import types  # pylint: disable=g-import-not-at-top
-  assert "tensorflow" in sys.modules and not sf._can_fork()  # the test process: spawn
+  assert "tensorflow" in sys.modules and not workers.can_fork()  # the test process: spawn
   marker = tmp_path / "imported"
   script = tmp_path / "script.py"
   script.write_text(f"open({str(marker)!r}, 'w').close()\nimport tensorflow\n")
   main = types.ModuleType("__main__")
   main.__file__ = str(script)
   monkeypatch.setitem(sys.modules, "__main__", main)
-  pool = sf._spawn_pool(1, (SPEC, S384, False, False, True))
-  try:
-    tf_loaded, peak_mb = pool.apply(sf._worker_status, (0,))
-  finally:
-    pool.terminate()
-    pool.join()
-  assert not tf_loaded and peak_mb < 300 and not marker.exists()
+  with workers.OrderedPool(2, sf._Converter, (SPEC, S384, False, False, True)) as pool:
+    statuses = list(pool.map(workers.worker_status, [0, 1]))
+  assert all(not tf_loaded and peak_mb < 300 for tf_loaded, peak_mb in statuses)
+  assert not marker.exists()
 
 
 def test_long_question_is_cut_and_settings_that_leave_no_room_are_refused():
@@ -445,7 +444,10 @@ def test_long_question_is_cut_and_settings_that_leave_no_room_are_refused():
   with pytest.raises(FlagError, match="--doc_stride must be at least 1"):
     sf.FeatureSettings(384, 0, 64)
   with pytest.raises(TokenizerError, match="SentencePiece model"):
-    sf.TokenizerSpec("")
+    sf.sentencepiece_spec("")
+  with pytest.raises(TokenizerError, match="SentencePiece model"):  # a WordPiece spec
+    sf.convert_examples_to_features(example, tokenization.TokenizerSpec(vocab_file="v.txt"),
+                                    S384, False)
 
 
 def test_unalignable_paragraph_is_skipped_and_counted():
@@ -511,8 +513,8 @@ def test_cache_is_reused_and_rebuilt_on_any_change(tmp_path, dev2):
   paths = {path}
   data["data"][0]["paragraphs"][0]["qas"][0]["question"] += " now"
   _write_json(tmp_path / "small.json", data)
-  for kw in ({}, {"spec": sf.TokenizerSpec(SMALL_SPM)},
-             {"spec": sf.TokenizerSpec(SPM, do_lower_case=False)},
+  for kw in ({}, {"spec": sf.sentencepiece_spec(SMALL_SPM)},
+             {"spec": sf.sentencepiece_spec(SPM, do_lower_case=False)},
              {"settings": sf.FeatureSettings(384, 64, 64)},
              {"settings": sf.FeatureSettings(256, 128, 64)},
              {"settings": sf.FeatureSettings(384, 128, 32)}):
@@ -555,8 +557,9 @@ def test_bad_input_writes_nothing(tmp_path, dev2, monkeypatch):
   with pytest.raises(DataError, match="is a SQuAD 2.0 file"):
     squad_cache.build_squad_cache(MINI, False, False, SPEC, S384, str(cache_dir))
   with pytest.raises(TokenizerError, match="not found"):
-    squad_cache.build_squad_cache(DEV2, False, False, sf.TokenizerSpec(str(tmp_path / "x")),
-                                  S384, str(cache_dir))
+    squad_cache.build_squad_cache(DEV2, False, False,
+                                  sf.sentencepiece_spec(str(tmp_path / "x")), S384,
+                                  str(cache_dir))
   assert not cache_dir.exists()
   calls = []
   original = sf.iter_chunks
@@ -795,7 +798,7 @@ def test_full_dev_alignment_equals_the_original_table():
   table_used = 0
   for lower in (True, False):
     for text in contexts:
-      pieces = sf.paragraph_pieces(_SP, sf.preprocess(text, lower))
+      pieces = sf.paragraph_pieces(_SP, tokenization.preprocess_text(text, lower=lower))
       tok_cat = "".join(pieces).replace(tokenization.SPIECE_UNDERLINE, " ")
       forms = alignment.char_forms(text, lower)
       max_dist = abs(len(text) - len(tok_cat)) + 5
