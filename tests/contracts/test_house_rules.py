@@ -4,7 +4,7 @@
 * nothing in `albert/data/` imports TensorFlow at module load (data jobs run without it);
 * no module over 500 lines, except the named ones below with the reason;
 * no module-level class or function name defined in two modules of `albert/` (an idea
-  written twice), but the pinned ones still to be made one;
+  written twice);
 * no import circles between the modules of `albert/` (any import statement counts, also one
   inside a function).
 
@@ -34,30 +34,6 @@ LONG_MODULES = {
     "albert/tokenization.py": "the original's tokenization.py API in one module (FullTokenizer, "
                               "WordPiece, SentencePiece, the fast preprocessing and TokenizerSpec "
                               "that every data job shares), as users import it",
-    # Still to be cut at their seams (issue 19, the data wing): each shrinks when its repeated
-    # idea moves to its one home (the one process pool and tf.Example encoder; the GLUE table
-    # apart from its reader). Pinned, so that the list can only shrink: a module that comes
-    # under the limit must leave it.
-    "albert/data/race.py": "to cut: the one tf.Example encoder and process pool",
-    "albert/data/glue/reader.py": "to cut: task table, reader and features as three files",
-    "albert/data/pretraining/job.py": "to cut: the one process pool (data/workers.py)",
-    "albert/data/squad/features.py": "to cut: the one process pool, encoder and TokenizerSpec",
-}
-# Ideas still written twice in albert/, to be made one (issue 19, the data and train wings);
-# pinned so that the list can only shrink and no new twin appears.
-TWINS_TO_MERGE = {
-    "FeatureConverter": ["albert/data/glue/reader.py", "albert/data/race.py"],
-    "TokenizerSpec": ["albert/data/pretraining/corpus.py", "albert/data/squad/features.py"],
-    "_Converter": ["albert/data/glue/features.py", "albert/data/squad/features.py"],
-    "_can_fork": ["albert/data/pretraining/job.py", "albert/data/squad/features.py"],
-    "_field": ["albert/data/glue/reader.py", "albert/data/records.py",
-               "albert/data/squad/examples.py"],
-    "_init_worker": ["albert/data/glue/features.py", "albert/data/pretraining/job.py",
-                     "albert/data/squad/features.py"],
-    "convert_example": ["albert/data/glue/reader.py", "albert/data/race.py"],
-    "parse_spec": ["albert/data/records.py", "albert/train/input_pipeline.py"],
-    "preprocess_text": ["albert/data/pretraining/corpus.py", "albert/tokenization.py"],
-    "truncate_seq_pair": ["albert/data/glue/reader.py", "albert/data/pretraining/instances.py"],
 }
 
 
@@ -216,9 +192,9 @@ def test_no_module_over_500_lines_but_the_named_ones():
   assert set(long) == set(LONG_MODULES)
 
 
-def test_no_name_defined_in_two_modules_but_the_pinned_ones():
+def test_no_name_defined_in_two_modules():
   twins = {name: sorted(paths) for name, paths in names_defined_twice(ALBERT).items()}
-  assert twins == TWINS_TO_MERGE
+  assert twins == {}
 
 
 def test_no_import_circles():
