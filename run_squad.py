@@ -21,7 +21,7 @@ from albert.cli import flags as albert_flags
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
 albert_flags.define_loop_flags(save_checkpoints_steps=1000)
-albert_flags.define_tpu_flags()
+albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
 flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json")
@@ -73,6 +73,9 @@ flags.DEFINE_string("export_dir", None, "If set, a SavedModel of the fine-tuned 
                     "to <export_dir>/<global step>/.")
 
 FLAGS = flags.FLAGS
+# No --eval_batch_size (nor in the original): the batch of the v2 held-out slice and of a
+# --predict_file with answers (scored as eval).
+EVAL_BATCH_SIZE = 8
 
 
 def main(argv):
@@ -84,6 +87,7 @@ def main(argv):
 def _main():
   from albert.errors import FlagError
   from albert.tasks.squad import SquadTask, SquadTaskConfig, has_answers
+  from albert.train.distribute import make_strategy
   from albert.train.trainer import Trainer
 
   if not FLAGS.output_dir:
@@ -91,9 +95,14 @@ def _main():
   if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.prepare_only or FLAGS.export_dir):
     raise FlagError("nothing to do: give --do_train, --do_predict, --export_dir or "
                     "--prepare_only")
+  run = albert_flags.finetune_run_from_flags(
+      max_seq_length=FLAGS.max_seq_length, features_only=FLAGS.prepare_only,
+      train_batch_size=FLAGS.train_batch_size, eval_batch_size=EVAL_BATCH_SIZE,
+      predict_batch_size=FLAGS.predict_batch_size, optimizer="adamw",
+      num_train_steps=None if FLAGS.do_train else 0, num_train_epochs=FLAGS.num_train_epochs,
+      warmup_proportion=FLAGS.warmup_proportion, learning_rate=FLAGS.learning_rate)
   task = SquadTask(SquadTaskConfig(
-      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
-      train_file=FLAGS.train_file,
+      finetune=run.finetune, train_file=FLAGS.train_file,
       predict_file=FLAGS.predict_file, version_2_with_negative=FLAGS.version_2_with_negative,
       doc_stride=FLAGS.doc_stride, max_query_length=FLAGS.max_query_length,
       n_best_size=FLAGS.n_best_size, max_answer_length=FLAGS.max_answer_length,
@@ -106,31 +115,18 @@ def _main():
     task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
                                                    ("predict", FLAGS.predict_file)) if wanted])
     return
-  kind = "squad_v2" if FLAGS.version_2_with_negative else "squad_v1"
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
-    from albert.export.versioned import check_export_dir
-    check_export_dir(task, kind, FLAGS.export_dir)
-  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
-      num_train_steps=None if FLAGS.do_train else 0)
+    from albert.export.versioned import check_export_dir, squad_kind
+    check_export_dir(task, squad_kind(task), FLAGS.export_dir)
+  strategy = make_strategy(albert_flags.distribution_from_flags())
   scored = bool(FLAGS.do_predict and FLAGS.predict_file and has_answers(FLAGS.predict_file))
-  trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
+  trainer = Trainer(task, run.trainer, run.optimizer, strategy=strategy)
   results = {}
   if FLAGS.do_train or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
   if FLAGS.export_dir:
-    from albert.errors import TrainingError
-    from albert.export.versioned import export_from_trainer
-    try:  # the weights the export reads (when there are none, the export says so)
-      stored = task.stored_threshold(trainer._predict_source())  # pylint: disable=protected-access
-    except TrainingError:
-      stored = None
-    threshold = stored["threshold"] if stored else None
-    export_from_trainer(
-        trainer, kind, FLAGS.export_dir,
-        assets={"sp_model_file": task.tokenizer_spec().spm_model_file},
-        info={"do_lower_case": FLAGS.do_lower_case, "max_seq_length": FLAGS.max_seq_length,
-              "doc_stride": FLAGS.doc_stride, "max_query_length": FLAGS.max_query_length,
-              "null_score_diff_threshold": threshold})
+    from albert.export.versioned import export_squad
+    export_squad(trainer, FLAGS.export_dir)
     if not (FLAGS.do_train or FLAGS.do_predict):
       return
   shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(results.items())

@@ -467,3 +467,29 @@ def check_export_dir(task, task_kind_name: str, export_dir: str,
   will write (run_squad.py, run_race.py), so that a long run is not wasted."""
   check_export_base(export_dir, {"task_kind": task_kind(task_kind_name).name,
                                  **served_info(task, info)})
+
+
+# ----------------------------------------------------------------------------------- SQuAD
+def squad_kind(task) -> str:
+  """The export kind of a `SquadTask`: `squad_v2` for SQuAD 2.0, else `squad_v1`."""
+  return "squad_v2" if task.v2 else "squad_v1"
+
+
+def export_squad(trainer, export_dir: str) -> ExportResult:
+  """run_squad.py's `--export_dir`: `export_from_trainer` of the Trainer's SQuAD task, with its
+  SentencePiece model as the `sp_model_file` asset and what a client needs to make the
+  features and read the answers: do_lower_case, max_seq_length, doc_stride, max_query_length
+  and (v2) the held-out `null_score_diff_threshold` stored with the exported weights (None
+  when there is none)."""
+  task = trainer.task
+  try:  # the weights the export reads (when there are none, the export says so)
+    stored = task.stored_threshold(trainer._predict_source())  # pylint: disable=protected-access
+  except TrainingError:
+    stored = None
+  spec = task.tokenizer_spec()
+  return export_from_trainer(
+      trainer, squad_kind(task), export_dir, assets={"sp_model_file": spec.spm_model_file},
+      info={"do_lower_case": task.config.do_lower_case,
+            "max_seq_length": task.config.max_seq_length, "doc_stride": task.squad.doc_stride,
+            "max_query_length": task.squad.max_query_length,
+            "null_score_diff_threshold": stored["threshold"] if stored else None})
