@@ -9,9 +9,10 @@ random weights), with length buckets (`default_buckets(512)`: 32, 64, 128, 256, 
   eval   one prediction step of the dev set (forward, `training=False`, logits and
          probabilities), as `Trainer.predict` runs it for `--do_eval`.
 
-  ours   `albert.tasks.classifier.ClassifierTask` on `albert.train.trainer.Trainer`: the Trainer's own
-         compiled host loop (`Trainer._make_train_loop()`) and prediction step
-         (`Trainer._make_predict_step()`), the Trainer's AdamW.
+  ours   `albert.tasks.classifier.ClassifierTask` on `albert.train.trainer.Trainer` (the configs
+         from `albert.tasks.finetune.finetune_run`): the Trainer's own compiled host loop and
+         prediction step (`common.trainer_train_loop`, `common.trainer_predict_step`), the
+         Trainer's AdamW.
   peer   `official.nlp.modeling.models.BertClassifier` (dropout 0.1 on the pooled output, a
          Dense head) over `networks.AlbertEncoder` of the same sizes, AdamW of
          `official.nlp.optimization.create_optimizer`, run through the same host loop
@@ -29,7 +30,7 @@ pass has the batches the one-pass eval pipeline actually yields (each bucket pad
 batches). With fixed padding there is one shape. `examples_per_s` = examples / that time.
 
 For ours with buckets, a `stream` check then runs the Trainer's loop on its real shuffled,
-bucketed training input (`Trainer._distributed("train", ...)`, the iterator `Trainer.run`
+bucketed training input (`common.trainer_train_input`, the iterator `Trainer.run`
 uses) for 2 x `--stream-steps` steps after a warm-up call, and compares the time with the sum
 of the per-shape step times of the batches it consumed (the same seeded pipeline, iterated
 alongside): the extrapolation holds when `stream_over_estimate` is close to 1.

@@ -7,8 +7,8 @@ skipped for `LayerNorm`/`layer_norm`/`bias`) and the job's metrics. Every measur
 fresh subprocess (so that its peak RSS is its own) and times a `tf.function` loop of N steps
 over an in-memory synthetic batch:
 
-  ours    `albert.train.trainer.Trainer`'s own compiled host loop (`Trainer._make_train_loop()`), on
-          the `albert.tasks.pretraining.PretrainingTask` model and the Trainer's LAMB: exactly
+  ours    `albert.train.trainer.Trainer`'s own compiled host loop (`common.trainer_train_loop`),
+          on the `albert.tasks.pretraining.PretrainingTask` model and the Trainer's LAMB: exactly
           the step `run_pretraining.py` runs (XLA: `TrainerConfig(enable_xla=True)`, which
           compiles the replica step with `jit_compile`).
   peer    `official.nlp.modeling.models.BertPretrainerV2` over `networks.AlbertEncoder` of the
