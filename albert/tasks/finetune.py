@@ -340,9 +340,10 @@ def finetune_run(
       mixed_precision, seed: as the TrainerConfig fields of the same names.
     optimizer, learning_rate, num_warmup_steps, warmup_proportion: the OptimizerConfig.
 
-  Example (the tiny test model and the 20-row GLUE files of tests/testdata):
+  Example (the tiny model with the 30k-piece vocabulary, the 20-row GLUE files of the tests):
 
-    run = finetune_run(output_dir="/tmp/rte", albert_config_file="configs/tiny/albert_config.json",
+    tiny = AlbertConfig.from_json_file("configs/tiny/albert_config.json")
+    run = finetune_run(output_dir="/tmp/rte", albert_config=tiny.replace(vocab_size=30000),
                        spm_model_file="tests/testdata/albert_spm/30k-clean.model",
                        max_seq_length=64, train_batch_size=8, eval_batch_size=8,
                        num_train_steps=4)
