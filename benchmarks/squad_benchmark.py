@@ -81,6 +81,7 @@ SPM_MODEL = os.path.join(common.SHARED_DATA, "albert_spm", "30k-clean.model")
 # The original's convert_examples_to_features on the whole dev-v1.1 at 384/128/64 (issue 12).
 ORIGINAL_CPU_S, ORIGINAL_MS_PER_QUESTION, ORIGINAL_PEAK_MB = 239.0, 22.6, 1300.0
 LEARNING_RATE, WARMUP_STEPS = 5e-5, 10**5
+QUERY_LENGTH = 16  # pieces of the synthetic features' question (the task's max_query_length)
 
 # name -> (albert_config.json, overrides, seq, train batch, predict batch)
 MODEL_CASES = {
@@ -242,7 +243,7 @@ def synthetic_features(vocab_size: int, batch: int, seq: int, seed: int = 0):
   """v1 SQuAD features (numpy): [CLS] 16-piece question [SEP] document [SEP], full length."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   rng = np.random.RandomState(seed)
-  query = 16
+  query = QUERY_LENGTH
   doc_start, doc_end = query + 2, seq - 2  # document positions, inclusive
   ids = rng.randint(5, vocab_size, size=(batch, seq)).astype(np.int32)
   ids[:, 0] = 2  # [CLS]
@@ -279,8 +280,8 @@ def _squad_run(spec: Dict, output_dir: str):
       eval_batch_size=batch, predict_batch_size=batch, num_train_steps=10**6,
       save_checkpoints_steps=5000, iterations_per_loop=1, seed=spec["seed"], optimizer="adamw",
       learning_rate=LEARNING_RATE, num_warmup_steps=WARMUP_STEPS)
-  task = SquadTask(SquadTaskConfig(run.finetune, version_2_with_negative=False),
-                   log=lambda _: None)
+  task = SquadTask(SquadTaskConfig(run.finetune, version_2_with_negative=False,
+                                   max_query_length=QUERY_LENGTH), log=lambda _: None)
   return task, run
 
 
