@@ -104,10 +104,12 @@ def _create():
   if FLAGS.parallel:
     _log(f"note: --parallel is ignored: --num_workers={FLAGS.num_workers or 'all cores'} "
          "processes share any input")
+  tokenizer = albert_flags.tokenizer_from_flags()
   config = pretraining.CreateDataConfig(
-      input_file=FLAGS.input_file, output_file=FLAGS.output_file, vocab_file=FLAGS.vocab_file,
-      spm_model_file=FLAGS.spm_model_file, input_file_mode=FLAGS.input_file_mode,
-      do_lower_case=FLAGS.do_lower_case, do_whole_word_mask=FLAGS.do_whole_word_mask,
+      input_file=FLAGS.input_file, output_file=FLAGS.output_file,
+      vocab_file=tokenizer.vocab_file, spm_model_file=tokenizer.spm_model_file,
+      input_file_mode=FLAGS.input_file_mode, do_lower_case=tokenizer.do_lower_case,
+      do_whole_word_mask=FLAGS.do_whole_word_mask,
       do_permutation=FLAGS.do_permutation, favor_shorter_ngram=FLAGS.favor_shorter_ngram,
       random_next_sentence=FLAGS.random_next_sentence, max_seq_length=FLAGS.max_seq_length,
       ngram=FLAGS.ngram, max_predictions_per_seq=FLAGS.max_predictions_per_seq,
@@ -127,7 +129,7 @@ def _train_vocab():
   from albert.data.pretraining import vocab  # pylint: disable=g-import-not-at-top
   vocab.train_vocab(vocab.VocabConfig(
       input_file=FLAGS.input_file, model_prefix=FLAGS.model_prefix, vocab_size=FLAGS.vocab_size,
-      do_lower_case=FLAGS.do_lower_case, character_coverage=FLAGS.character_coverage,
+      do_lower_case=albert_flags.tokenizer_from_flags().do_lower_case, character_coverage=FLAGS.character_coverage,
       input_sentence_size=FLAGS.input_sentence_size,
       user_defined_symbols=tuple(FLAGS.user_defined_symbols),
       num_threads=FLAGS.num_workers, max_line_length=FLAGS.max_line_length), log=_log)
@@ -137,9 +139,10 @@ def _inspect():
   from albert.cli import startup  # pylint: disable=g-import-not-at-top
   from albert.data.pretraining import inspection  # pylint: disable=g-import-not-at-top
   startup.start_tensorflow()
+  tokenizer = albert_flags.tokenizer_from_flags()
   stats = inspection.inspect_records(inspection.InspectConfig(
-      input_file=FLAGS.input_file, spm_model_file=FLAGS.spm_model_file,
-      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case,
+      input_file=FLAGS.input_file, spm_model_file=tokenizer.spm_model_file,
+      vocab_file=tokenizer.vocab_file, do_lower_case=tokenizer.do_lower_case,
       num_examples=FLAGS.num_examples, max_records=FLAGS.max_records))
   print(json.dumps(stats))
 

@@ -80,11 +80,12 @@ def _main():
     raise FlagError("--export_path is required")
   if FLAGS["use_einsum"].present:
     print("note: --use_einsum has no effect in TF2.")
+  model, tokenizer = albert_flags.model_from_flags(), albert_flags.tokenizer_from_flags()
   config = export.ExportConfig.from_albert_directory(
       FLAGS.albert_directory, FLAGS.export_path, checkpoint_name=FLAGS.checkpoint_name,
-      albert_config_file=FLAGS.albert_config_file, checkpoint=FLAGS.init_checkpoint,
-      sp_model_file=FLAGS.spm_model_file, vocab_file=FLAGS.vocab_file,
-      do_lower_case=FLAGS.do_lower_case, with_mlm=FLAGS.with_mlm, with_sop=FLAGS.with_sop,
+      albert_config_file=model.albert_config_file, checkpoint=model.init_checkpoint,
+      sp_model_file=tokenizer.spm_model_file, vocab_file=tokenizer.vocab_file,
+      do_lower_case=tokenizer.do_lower_case, with_mlm=FLAGS.with_mlm, with_sop=FLAGS.with_sop,
       overwrite=FLAGS.overwrite, verify=FLAGS.verify,
       preprocessing_export_path=FLAGS.preprocessing_export_path,
       preprocessing_seq_length=FLAGS.preprocessing_seq_length, tflite_path=FLAGS.tflite_path,

@@ -17,7 +17,7 @@ from albert.cli import flags as albert_flags
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
 albert_flags.define_loop_flags(save_checkpoints_steps=1000)
-albert_flags.define_tpu_flags()
+albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
 flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the .tsv files (or "
@@ -62,6 +62,7 @@ def main(argv):
 def _main():
   from albert.errors import FlagError
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+  from albert.train.distribute import make_strategy
   from albert.train.trainer import Trainer
 
   for name in ("data_dir", "task_name", "output_dir"):
@@ -71,11 +72,17 @@ def _main():
           or FLAGS.prepare_only):
     raise FlagError("nothing to do: give --do_train, --do_eval, --do_predict, --export_dir "
                     "or --prepare_only")
-  task = ClassifierTask(ClassifierTaskConfig(
-      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
-      task_name=FLAGS.task_name, data_dir=FLAGS.data_dir))
+  run = albert_flags.finetune_run_from_flags(
+      max_seq_length=FLAGS.max_seq_length, features_only=FLAGS.prepare_only,
+      train_batch_size=FLAGS.train_batch_size, eval_batch_size=FLAGS.eval_batch_size,
+      predict_batch_size=FLAGS.predict_batch_size, num_train_steps=FLAGS.train_step,
+      steps_flag="train_step", num_warmup_steps=FLAGS.warmup_step, optimizer=FLAGS.optimizer,
+      learning_rate=FLAGS.learning_rate)
+  task = ClassifierTask(ClassifierTaskConfig(finetune=run.finetune, task_name=FLAGS.task_name,
+                                             data_dir=FLAGS.data_dir))
   if FLAGS.prepare_only:
-    task.prepare_only(albert_flags.prepare_only_splits(("train", "eval")))
+    task.prepare_only(albert_flags.prepare_only_splits(FLAGS.do_train, FLAGS.do_eval,
+                                                        FLAGS.do_predict))
     return
   export_settings = None
   if FLAGS.export_dir:
@@ -83,8 +90,8 @@ def _main():
     export_settings = ExportSettings(export_dir=FLAGS.export_dir,
                                      threshold=FLAGS.threshold_to_export)
     ClassifierServing.check_export_dir(task, export_settings)  # before hours of training
-  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs()
-  trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
+  strategy = make_strategy(albert_flags.distribution_from_flags())
+  trainer = Trainer(task, run.trainer, run.optimizer, strategy=strategy)
   if FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=FLAGS.do_eval,
                           do_predict=FLAGS.do_predict)
@@ -94,7 +101,7 @@ def _main():
   if export_settings:  # logs "Exported <export_dir>/<version> ..."
     from albert.export.versioned import checkpoint_to_export
     ClassifierServing.export_task(task, checkpoint_to_export(
-        FLAGS.output_dir, trainer_config.init_checkpoint), export_settings)
+        FLAGS.output_dir, run.trainer.init_checkpoint), export_settings)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ strategy, mixed precision, XLA and the seed. This file only turns flags into typ
 calls `albert.train.trainer.Trainer`.
 """
 
+import dataclasses
+
 from absl import app, flags
 
 from albert.cli import flags as albert_flags
 
 albert_flags.define_model_flags()
 albert_flags.define_loop_flags(save_checkpoints_steps=5000)
-albert_flags.define_tpu_flags()
+albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 flags.DEFINE_string("input_file", None,
                     "Input TF example files (can be a glob or comma separated).")
@@ -53,7 +55,8 @@ def _main():
   from albert.errors import FlagError
   from albert.tasks.pretraining import (PretrainingDataConfig, PretrainingTask,
                                         PretrainingTaskConfig)
-  from albert.train.trainer import Trainer
+  from albert.train.distribute import make_strategy
+  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
 
   if not FLAGS.do_train and not FLAGS.do_eval:
     raise FlagError("nothing to do: give --do_train, --do_eval or both")
@@ -73,7 +76,19 @@ def _main():
   task = PretrainingTask(PretrainingTaskConfig(
       albert_config=albert_config, train_data=data() if FLAGS.do_train else None,
       eval_data=data() if FLAGS.do_eval else None))
-  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs()
+  model = albert_flags.model_from_flags()
+  trainer_config = TrainerConfig(
+      output_dir=model.output_dir, train_batch_size=FLAGS.train_batch_size,
+      eval_batch_size=FLAGS.eval_batch_size, num_train_steps=FLAGS.num_train_steps,
+      max_eval_steps=FLAGS.max_eval_steps, init_checkpoint=model.init_checkpoint,
+      init_from_group0=FLAGS.init_from_group0, albert_config_file=model.albert_config_file,
+      **dataclasses.asdict(albert_flags.loop_from_flags()),
+      **dataclasses.asdict(albert_flags.tf2_from_flags()))
+  optimizer_config = OptimizerConfig(
+      optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate,
+      num_warmup_steps=FLAGS.num_warmup_steps, start_warmup_step=FLAGS.start_warmup_step,
+      poly_power=FLAGS.poly_power)
+  strategy = make_strategy(albert_flags.distribution_from_flags())
   Trainer(task, trainer_config, optimizer_config, strategy=strategy).run(
       do_train=FLAGS.do_train, do_eval=FLAGS.do_eval)
   print(f"Checkpoints (original TF1 names): {FLAGS.output_dir}/model.ckpt-*; "

@@ -17,7 +17,7 @@ from albert.cli import flags as albert_flags
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
 albert_flags.define_loop_flags(save_checkpoints_steps=100)
-albert_flags.define_tpu_flags()
+albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
 flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the RACE folder "
@@ -71,6 +71,7 @@ def _main():
   from albert.data.race import levels_from_flags
   from albert.errors import FlagError
   from albert.tasks.race import RaceTask, RaceTaskConfig
+  from albert.train.distribute import make_strategy
   from albert.train.trainer import Trainer
 
   if FLAGS.do_train and not FLAGS["do_train"].present and (
@@ -84,9 +85,14 @@ def _main():
   for name in ("data_dir", "output_dir"):
     if not FLAGS[name].value:
       raise FlagError(f"--{name} is required")
+  run = albert_flags.finetune_run_from_flags(
+      max_seq_length=FLAGS.max_seq_length, features_only=FLAGS.prepare_only,
+      train_batch_size=FLAGS.train_batch_size, eval_batch_size=FLAGS.eval_batch_size,
+      predict_batch_size=FLAGS.predict_batch_size, num_train_steps=FLAGS.train_step,
+      steps_flag="train_step", num_warmup_steps=FLAGS.warmup_step, optimizer="adamw",
+      learning_rate=FLAGS.learning_rate, keep_checkpoint_max=FLAGS.num_keep_checkpoint)
   task = RaceTask(RaceTaskConfig(
-      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
-      data_dir=FLAGS.data_dir,
+      finetune=run.finetune, data_dir=FLAGS.data_dir,
       max_qa_length=FLAGS.max_qa_length, dropout_prob=FLAGS.dropout_prob,
       levels=levels_from_flags(FLAGS.high_only, FLAGS.middle_only),
       truncation=FLAGS.truncation,
@@ -94,14 +100,14 @@ def _main():
                                                    ("eval", FLAGS.eval_file),
                                                    ("predict", FLAGS.predict_file)) if path}))
   if FLAGS.prepare_only:
-    task.prepare_only(albert_flags.prepare_only_splits(("train", "eval")))
+    task.prepare_only(albert_flags.prepare_only_splits(FLAGS.do_train, FLAGS.do_eval,
+                                                        FLAGS.do_predict))
     return
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
     from albert.export.serving import ExportSettings, RaceServing
     RaceServing.check_export_dir(task, ExportSettings(FLAGS.export_dir))
-  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
-      optimizer="adamw", keep_checkpoint_max=FLAGS.num_keep_checkpoint)
-  trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
+  strategy = make_strategy(albert_flags.distribution_from_flags())
+  trainer = Trainer(task, run.trainer, run.optimizer, strategy=strategy)
   results = {}
   if FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=FLAGS.do_eval,
@@ -112,7 +118,7 @@ def _main():
   if FLAGS.export_dir:
     from albert.export.versioned import checkpoint_to_export
     RaceServing.export_task(task, checkpoint_to_export(
-        FLAGS.output_dir, trainer_config.init_checkpoint), ExportSettings(FLAGS.export_dir))
+        FLAGS.output_dir, run.trainer.init_checkpoint), ExportSettings(FLAGS.export_dir))
 
 
 if __name__ == "__main__":

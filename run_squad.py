@@ -21,7 +21,7 @@ from albert.cli import flags as albert_flags
 albert_flags.define_model_flags()
 albert_flags.define_tokenizer_flags()
 albert_flags.define_loop_flags(save_checkpoints_steps=1000)
-albert_flags.define_tpu_flags()
+albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
 flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json")
@@ -73,6 +73,9 @@ flags.DEFINE_string("export_dir", None, "If set, a SavedModel of the fine-tuned 
                     "to <export_dir>/<global step>/.")
 
 FLAGS = flags.FLAGS
+# No --eval_batch_size (nor in the original): the batch of the v2 held-out slice and of a
+# --predict_file with answers (scored as eval).
+EVAL_BATCH_SIZE = 8
 
 
 def main(argv):
@@ -84,6 +87,7 @@ def main(argv):
 def _main():
   from albert.errors import FlagError
   from albert.tasks.squad import SquadTask, SquadTaskConfig, has_answers
+  from albert.train.distribute import make_strategy
   from albert.train.trainer import Trainer
 
   if not FLAGS.output_dir:
@@ -91,9 +95,14 @@ def _main():
   if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.prepare_only or FLAGS.export_dir):
     raise FlagError("nothing to do: give --do_train, --do_predict, --export_dir or "
                     "--prepare_only")
+  run = albert_flags.finetune_run_from_flags(
+      max_seq_length=FLAGS.max_seq_length, features_only=FLAGS.prepare_only,
+      train_batch_size=FLAGS.train_batch_size, eval_batch_size=EVAL_BATCH_SIZE,
+      predict_batch_size=FLAGS.predict_batch_size, optimizer="adamw",
+      num_train_steps=None if FLAGS.do_train else 0, num_train_epochs=FLAGS.num_train_epochs,
+      warmup_proportion=FLAGS.warmup_proportion, learning_rate=FLAGS.learning_rate)
   task = SquadTask(SquadTaskConfig(
-      finetune=albert_flags.finetune_config(albert_config_required=not FLAGS.prepare_only),
-      train_file=FLAGS.train_file,
+      finetune=run.finetune, train_file=FLAGS.train_file,
       predict_file=FLAGS.predict_file, version_2_with_negative=FLAGS.version_2_with_negative,
       doc_stride=FLAGS.doc_stride, max_query_length=FLAGS.max_query_length,
       n_best_size=FLAGS.n_best_size, max_answer_length=FLAGS.max_answer_length,
@@ -109,17 +118,16 @@ def _main():
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
     from albert.export.serving import ExportSettings, SquadServing
     SquadServing.check_export_dir(task, ExportSettings(FLAGS.export_dir))
-  trainer_config, optimizer_config, strategy = albert_flags.trainer_configs(
-      num_train_steps=None if FLAGS.do_train else 0)
+  strategy = make_strategy(albert_flags.distribution_from_flags())
   scored = bool(FLAGS.do_predict and FLAGS.predict_file and has_answers(FLAGS.predict_file))
-  trainer = Trainer(task, trainer_config, optimizer_config, strategy=strategy)
+  trainer = Trainer(task, run.trainer, run.optimizer, strategy=strategy)
   results = {}
   if FLAGS.do_train or FLAGS.do_predict:
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
   if FLAGS.export_dir:  # with the tokenizer, its settings and the stored null threshold
     from albert.export.versioned import checkpoint_to_export
     SquadServing.export_task(task, checkpoint_to_export(
-        FLAGS.output_dir, trainer_config.init_checkpoint), ExportSettings(FLAGS.export_dir))
+        FLAGS.output_dir, run.trainer.init_checkpoint), ExportSettings(FLAGS.export_dir))
     if not (FLAGS.do_train or FLAGS.do_predict):
       return
   shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(results.items())

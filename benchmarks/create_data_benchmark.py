@@ -39,8 +39,12 @@ from typing import Dict, List, Optional, Sequence
 
 import psutil
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO_DIR), "shared", "data")
+if __package__:
+  from benchmarks import common
+else:  # run as a script: benchmarks/ is sys.path[0]
+  import common  # pylint: disable=import-error
+
+REPO_DIR, SHARED = common.REPO_DIR, common.SHARED_DATA
 ORIGINAL_INSTANCES_PER_SECOND = 170.0  # issue 3: 1,787 instances in ~11 s, single process
 ORIGINAL_PEAK_MB = 723.0  # issue 3, mostly the TensorFlow import
 
@@ -180,17 +184,15 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   cases = "1x:1:1,1x:1:2" if args.quick else args.cases
   directory = args.work_dir or tempfile.mkdtemp(prefix="create_data_benchmark-")
   os.makedirs(directory, exist_ok=True)
-  records = []
+  records: List[Dict] = []
+  emit = common.emitter(records)
   try:
-    for case in cases.split(","):
+    for case in common.split(cases):
       scale, dupe, workers = case.split(":")
-      record = run_case(args.corpus, args.spm_model_file, int(scale.rstrip("x")), int(dupe),
-                        int(workers), directory)
-      print(json.dumps(record), flush=True)
-      records.append(record)
+      emit(run_case(args.corpus, args.spm_model_file, int(scale.rstrip("x")), int(dupe),
+                    int(workers), directory))
     for record in _ratios(records, args.baseline_instances_per_s):
-      print(json.dumps(record), flush=True)
-      records.append(record)
+      emit(record)
   finally:
     if not args.work_dir:
       shutil.rmtree(directory, ignore_errors=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import statistics
 import sys
@@ -46,16 +45,11 @@ IMPLS = ("ours", "peer")
 MODES = ("infer", "train")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 # The base configuration (configs/v2/base), with the original's keys.
-BASE_CONFIG = dict(vocab_size=30000, embedding_size=128, hidden_size=768, num_hidden_layers=12,
-                   num_hidden_groups=1, num_attention_heads=12, intermediate_size=3072,
-                   inner_group_num=1, hidden_act="gelu", hidden_dropout_prob=0.0,
-                   attention_probs_dropout_prob=0.0, max_position_embeddings=512,
-                   type_vocab_size=2, initializer_range=0.02)
+BASE_CONFIG = common.config_dict(common.BASE_CONFIG_FILE, **NO_DROPOUT)
 # The --quick configuration: configs/tiny without dropout.
-TINY_CONFIG = dict(BASE_CONFIG, vocab_size=1000, embedding_size=32, hidden_size=64,
-                   num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
-                   max_position_embeddings=128)
+TINY_CONFIG = common.config_dict(common.TINY_CONFIG_FILE, **NO_DROPOUT)
 
 
 # ------------------------------------------------------------------------------------- FLOPs
@@ -118,33 +112,14 @@ def make_inputs(config: Dict, batch: int, seq: int, seed: int = 0):
   return ids, mask, seg
 
 
-def _time_calls(fn, warmup: int, steps: Optional[int], min_seconds: float,
-                max_steps: int = 200):
+def _time_calls(fn, warmup: int, steps: Optional[int], min_seconds: float):
   """Warm-up calls, then timed calls: `steps` of them, or (None) >= 3 and >= min_seconds."""
-  import psutil  # pylint: disable=import-outside-toplevel
-  for _ in range(warmup):
-    fn()
-  proc = psutil.Process()
-  cpu0, wall0 = proc.cpu_times(), time.perf_counter()
-  times: List[float] = []
-  while True:
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-    if steps is not None:
-      if len(times) >= steps:
-        break
-    elif (len(times) >= 3 and sum(times) >= min_seconds) or len(times) >= max_steps:
-      break
-  cpu1, wall = proc.cpu_times(), time.perf_counter() - wall0
-  cpu_util = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall
-  return times, cpu_util
+  return common.time_calls(fn, warmup, steps or 3, min_seconds, steps or 200)
 
 
 def run_worker(spec: Dict) -> Dict:
   """One measurement in this (fresh) process; see the module docstring."""
-  import psutil  # pylint: disable=import-outside-toplevel
-  process_start = psutil.Process().create_time()
+  process_start = common.process_start()
   load_before = os.getloadavg()[0]
   t0 = time.time()
   tf, tf_keras = common.import_tensorflow("3")
@@ -207,7 +182,7 @@ def run_worker(spec: Dict) -> Dict:
       "startup_s": t_first - process_start, "import_s": t_import - t0,
       "build_s": t_build - t_import, "first_call_s": t_first - t_build,
       "peak_rss_mb": peak_mb, "cpu_util": cpu_util, "load_avg_1m": load_before,
-      "params": int(sum(np.prod(v.shape) for v in model.weights)),
+      "params": common.count_params(model.weights),
   }
 
   if precision == "mixed_bfloat16" and mode == "infer" and spec.get("drift", True):
@@ -242,20 +217,17 @@ def run_ceiling(spec: Dict) -> Dict:
   return result
 
 
-def _worker_main(spec_json: str) -> None:
-  """Runs a spec, or a list of specs one after the other (--share-process), in this process."""
-  specs = json.loads(spec_json)
-  for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
-    if spec.get("kind") == "ceiling":
-      result = run_ceiling(spec)
-    else:
-      if i:
-        _, tf_keras = common.import_tensorflow("3")
-        tf_keras.backend.clear_session()
-      result = run_worker(spec)
-      if i:  # not a fresh process: no import, peak RSS is the process's so far
-        result.update(shared_process=True, startup_s=result["startup_s"] - result["import_s"])
-    common.emit_result(result)
+def run_spec(spec: Dict, index: int) -> Dict:
+  """One spec of a worker process (several one after the other with --share-process)."""
+  if spec.get("kind") == "ceiling":
+    return run_ceiling(spec)
+  if index:
+    _, tf_keras = common.import_tensorflow("3")
+    tf_keras.backend.clear_session()
+  result = run_worker(spec)
+  if index:  # not a fresh process: no import, peak RSS is the process's so far
+    result.update(shared_process=True, startup_s=result["startup_s"] - result["import_s"])
+  return result
 
 
 # ------------------------------------------------------------------------------ orchestrator
@@ -339,14 +311,6 @@ def print_table(summary: List[Dict], ceiling: Dict, stream=sys.stderr) -> None:
   stream.flush()
 
 
-def _split(value: str, allowed: Sequence[str], what: str) -> List[str]:
-  items = [v.strip() for v in value.split(",") if v.strip()]
-  for v in items:
-    if v not in allowed:
-      raise SystemExit(f"unknown {what} {v!r}; expected one of {', '.join(allowed)}")
-  return items
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -373,16 +337,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--jobs", type=int, default=None,
                  help="subprocesses at a time (default 1; --quick 2: its timings are not "
                  "meaningful anyway)")
-  p.add_argument("--timeout", type=float, default=3600.0, help="seconds per subprocess")
   p.add_argument("--out", default=None, help="also append the JSON lines to this file")
-  p.add_argument("--no-table", action="store_true", help="no table on stderr")
   p.add_argument("--share-process", action="store_true",
                  help="one subprocess per implementation instead of one per measurement "
                  "(faster; start-up and peak RSS then only meaningful for its first one)")
-  p.add_argument("--quick", "--smoke", action="store_true",
-                 help="smoke run: tiny config, case 2x32, XLA off, 3 steps, --share-process, "
-                 "--jobs 3 (< 1 minute; its figures mean nothing)")
-  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  common.add_common_arguments(
+      p, "smoke run: tiny config, case 2x32, XLA off, 3 steps, --share-process, --jobs 3 "
+      "(< 1 minute; its figures mean nothing)")
   args = p.parse_args(argv)
   quick = args.quick
   args.cases = args.cases or ("2x32" if quick else "1x128,8x128,8x512")
@@ -400,8 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   """Runs the benchmark; prints (and returns) its JSON records."""
   args = parse_args(argv)
   if args.worker is not None:
-    _worker_main(args.worker)
-    return []
+    return common.worker_main(args.worker, run_spec)
   if args.config:
     sys.path.insert(0, REPO_DIR)
     from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
@@ -410,20 +370,13 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   else:
     config = TINY_CONFIG if args.quick else BASE_CONFIG
   cases = [parse_case(c) for c in args.cases.split(",") if c.strip()]
-  impls = _split(args.impls, IMPLS, "implementation")
-  modes = _split(args.modes, MODES, "mode")
-  precisions = _split(args.precision, PRECISIONS, "precision")
+  impls = common.split(args.impls, IMPLS, "implementation")
+  modes = common.split(args.modes, MODES, "mode")
+  precisions = common.split(args.precision, PRECISIONS, "precision")
   xlas = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
   out_file = open(args.out, "a", encoding="utf-8") if args.out else None  # pylint: disable=consider-using-with
   records: List[Dict] = []
-
-  def emit(record: Dict) -> None:
-    records.append(record)
-    line = json.dumps(record)
-    print(line, flush=True)
-    if out_file:
-      out_file.write(line + "\n")
-      out_file.flush()
+  emit = common.emitter(records, out_file)
 
   ceiling_spec = {"kind": "ceiling", "n": args.ceiling_n, "repeats": 5 if args.quick else 20}
   specs = []

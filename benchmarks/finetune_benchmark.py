@@ -19,7 +19,7 @@ random weights), with length buckets (`default_buckets(512)`: 32, 64, 128, 256, 
          embedding gradient left sparse, as tf-models-official's trainer leaves it).
 
 Both get the same batches: real rows of the task's feature cache (written by
-`albert.data.glue.features.build_glue_cache` and shared by every worker), cut to the padded
+`albert.data.glue.cache.build_glue_cache` and shared by every worker), cut to the padded
 length exactly as the input pipeline cuts them. Every occupied padded length (shape) is timed on
 its own: a traced first call, `--warmup` untimed calls, then at least `--min-calls` timed calls
 lasting at least `--min-seconds`. Epoch and dev-pass times are extrapolated from those step
@@ -85,14 +85,11 @@ else:  # run as a script: benchmarks/ is sys.path[0]
   import common  # pylint: disable=import-error
 
 REPO_DIR, RESULTS_DIR = common.REPO_DIR, common.RESULTS_DIR
-SHARED_DIR = os.path.join(os.path.dirname(REPO_DIR), "shared")
-GLUE_DIR = os.path.join(SHARED_DIR, "data", "glue")
+GLUE_DIR = os.path.join(common.SHARED_DATA, "glue")
 QUICK_GLUE_DIR = os.path.join(REPO_DIR, "tests", "testdata", "glue")
-ANCHOR = os.path.join(SHARED_DIR, "fixtures", "golden", "finetune", "classifier",
+ANCHOR = os.path.join(common.SHARED_DIR, "fixtures", "golden", "finetune", "classifier",
                       "sst2_train_conversion_timing.json")
 SPM_MODEL = os.path.join(REPO_DIR, "tests", "testdata", "albert_spm", "30k-clean.model")
-BASE_CONFIG = os.path.join(REPO_DIR, "configs", "v2", "base", "albert_config.json")
-TINY_CONFIG = os.path.join(REPO_DIR, "configs", "tiny", "albert_config.json")
 
 IMPLS = ("ours", "peer")
 MODES = ("train", "eval")
@@ -106,48 +103,40 @@ def padding_cap(padding: str, bucket_cap: int) -> int:
 
 
 # ------------------------------------------------------------------------------------ worker
-def _albert_config(spec: Dict):
-  from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
-  config = AlbertConfig.from_json_file(spec["config_file"])
-  return config.replace(**spec["overrides"]) if spec["overrides"] else config
-
-
 def _task(spec: Dict, scratch: str):
-  """The ClassifierTask of the cell: its caches in the shared cache folder."""
+  """(ClassifierTask, FinetuneRun) of the cell (`finetune_run`): the original's run_glue.sh
+  optimizer settings; the feature caches in the shared cache folder."""
   from albert.tasks.classifier import (  # pylint: disable=import-outside-toplevel
       ClassifierTask, ClassifierTaskConfig)
-  from albert.tasks.finetune import (  # pylint: disable=import-outside-toplevel
-      FinetuneConfig, default_buckets)
-  cap = padding_cap(spec["padding"], spec["bucket_cap"])
-  finetune = FinetuneConfig(
-      albert_config=_albert_config(spec), output_dir=scratch,
-      spm_model_file=spec["spm_model_file"], max_seq_length=cap, cache_dir=spec["cache_dir"],
-      bucket_boundaries=default_buckets(cap) if spec["padding"] == "buckets" else None,
-      num_workers=1, seed=spec["seed"])
-  return ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name=spec["task"],
-                                             data_dir=spec["data_dir"]), log=lambda _: None)
-
-
-def _ours(spec: Dict, task, scratch: str):
-  """(model, train_loop, predict_step, trainer) of the Trainer, built but not run."""
-  from albert.train.trainer import (  # pylint: disable=import-outside-toplevel
-      OptimizerConfig, Trainer, TrainerConfig)
+  from albert.tasks.finetune import finetune_run  # pylint: disable=import-outside-toplevel
   lr, steps, warmup = RUN_GLUE[spec["task"]]
-  trainer = Trainer(
-      task, TrainerConfig(output_dir=scratch, train_batch_size=spec["train_batch"],
-                          eval_batch_size=spec["eval_batch"], num_train_steps=steps,
-                          save_checkpoints_steps=steps, iterations_per_loop=1,
-                          enable_xla=spec["xla"], seed=spec["seed"]),
-      OptimizerConfig(optimizer="adamw", learning_rate=lr, num_warmup_steps=warmup),
-      log=lambda _: None)
+  run = finetune_run(
+      output_dir=scratch, albert_config=common.albert_config(spec["config_file"],
+                                                             spec["overrides"]),
+      spm_model_file=spec["spm_model_file"],
+      max_seq_length=padding_cap(spec["padding"], spec["bucket_cap"]),
+      cached_dir=spec["cache_dir"], length_buckets=spec["padding"] == "buckets", num_workers=1,
+      seed=spec["seed"], train_batch_size=spec["train_batch"], eval_batch_size=spec["eval_batch"],
+      num_train_steps=steps, save_checkpoints_steps=steps, iterations_per_loop=1,
+      enable_xla=spec["xla"], optimizer="adamw", learning_rate=lr, num_warmup_steps=warmup)
+  task = ClassifierTask(ClassifierTaskConfig(finetune=run.finetune, task_name=spec["task"],
+                                             data_dir=spec["data_dir"]), log=lambda _: None)
+  return task, run
+
+
+def _ours(task, run):
+  """(model, train_loop, predict_step, trainer) of the Trainer, built but not run."""
+  from albert.train.trainer import Trainer  # pylint: disable=import-outside-toplevel
+  trainer = Trainer(task, run.trainer, run.optimizer, log=lambda _: None)
   trainer.prepare(["train", "eval"])
   trainer.build()
   return (trainer.model, trainer.make_train_loop(), trainer.evaluator.make_predict_step(),
           trainer)
 
 
-def _peer(spec: Dict, task):
-  """(model, train_loop, predict_step) of tf-models-official, through our host loop."""
+def _peer(spec: Dict, task, run):
+  """(model, train_loop, predict_step) of tf-models-official, through our host loop, with the
+  run's optimizer settings."""
   tf, tf_keras = common.import_tensorflow()
   from official.nlp import optimization  # pylint: disable=import-outside-toplevel
   from official.nlp.modeling import models  # pylint: disable=import-outside-toplevel
@@ -166,8 +155,9 @@ def _peer(spec: Dict, task):
                    training=training)
     return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
-  lr, steps, warmup = RUN_GLUE[spec["task"]]
-  optimizer = optimization.create_optimizer(lr, steps, warmup, optimizer_type="adamw")
+  optimizer = optimization.create_optimizer(
+      run.optimizer.learning_rate, run.trainer.num_train_steps, run.optimizer.num_warmup_steps,
+      optimizer_type="adamw")
   strategy = tf.distribute.get_strategy()
   train_loop = make_train_loop(strategy, lambda f: forward(f, True),
                                lambda: model.trainable_variables, optimizer, task,
@@ -182,13 +172,7 @@ def _peer(spec: Dict, task):
 
   if spec["xla"]:
     replica_step = tf.function(replica_step, jit_compile=True)
-
-  @tf.function(reduce_retracing=True)
-  def predict_step(features):
-    per_replica = strategy.run(replica_step, args=(features,))
-    return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0), per_replica)
-
-  return model, train_loop, predict_step
+  return model, train_loop, common.gathered_step(strategy, replica_step)
 
 
 def train_shapes(task, batch: int) -> List[Dict]:
@@ -240,18 +224,6 @@ def eval_shapes(task, batch: int) -> List[Dict]:
       shapes[length] = {"length": length, "batches": 0, "batch": features}
     shapes[length]["batches"] += 1
   return [shapes[k] for k in sorted(shapes)]
-
-
-def _time_calls(fn, warmup: int, min_calls: int, min_seconds: float, max_calls: int):
-  """`warmup` untimed calls, then timed calls until both minimums (or max_calls) are reached."""
-  for _ in range(warmup):
-    fn()
-  times: List[float] = []
-  while len(times) < max_calls and (len(times) < min_calls or sum(times) < min_seconds):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return times
 
 
 def _timed_shape(fns: Dict[str, object], spec: Dict) -> Dict[str, Dict]:
@@ -323,12 +295,10 @@ def run_cell_worker(spec: Dict) -> Dict:
   in this process and timed in alternation (`_timed_shape`); the peak RSS is then the pair's.
   Returns {"cells": [one result per impl]}.
   """
-  import psutil  # pylint: disable=import-outside-toplevel
-  process_start = psutil.Process().create_time()
+  process_start = common.process_start()
   load_before = os.getloadavg()[0]
   t0 = time.time()
   tf, _ = common.import_tensorflow()
-  import numpy as np  # pylint: disable=import-outside-toplevel
   impls = spec["impls"]
   if "peer" in impls:  # imported here so that import_s counts the peer's own import
     import official.nlp.modeling.models  # pylint: disable=import-outside-toplevel,unused-import
@@ -338,11 +308,11 @@ def run_cell_worker(spec: Dict) -> Dict:
   try:
     built = {}
     for impl in impls:
-      task = _task(spec, os.path.join(scratch, impl))
+      task, run = _task(spec, os.path.join(scratch, impl))
       if impl == "ours":
-        model, train_loop, predict_step, trainer = _ours(spec, task, os.path.join(scratch, impl))
+        model, train_loop, predict_step, trainer = _ours(task, run)
       else:
-        (model, train_loop, predict_step), trainer = _peer(spec, task), None
+        (model, train_loop, predict_step), trainer = _peer(spec, task, run), None
       built[impl] = (task, model, train_loop, predict_step, trainer)
     task = built[impls[0]][0]
     t_build = time.time()
@@ -355,10 +325,7 @@ def run_cell_worker(spec: Dict) -> Dict:
         iterator = iter(tf.data.Dataset.from_tensors(features).repeat())
 
         def step(iterator=iterator, train_loop=built[impl][2]):
-          out = train_loop(iterator, tf.constant(1))
-          if int(out["bad_step"].numpy()) >= 0:
-            raise RuntimeError(f"non-finite loss {float(out['loss'].numpy())}")
-          return float(out["loss"].numpy())
+          return common.loop_call(train_loop, iterator, tf.constant(1))
 
         steps[impl] = step
       for impl, timed in _timed_shape(steps, spec).items():
@@ -380,7 +347,7 @@ def run_cell_worker(spec: Dict) -> Dict:
     num_train = task.metadata("train")["num_examples"]
     num_eval = task.metadata("eval")["num_examples"]
     eval_lengths = task.metadata("eval")["lengths"]
-    params = {impl: int(sum(np.prod(v.shape) for v in b[1].weights)) for impl, b in built.items()}
+    params = {impl: common.count_params(b[1].weights) for impl, b in built.items()}
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
   shared = {
@@ -442,16 +409,9 @@ def run_conversion_worker(spec: Dict) -> Dict:
   }
 
 
-def _worker_main(spec_json: str) -> None:
-  for spec in json.loads(spec_json):
-    try:
-      result = (run_conversion_worker(spec) if spec["kind"] == "conversion"
-                else run_cell_worker(spec))
-    except Exception as e:  # pylint: disable=broad-except
-      import traceback  # pylint: disable=import-outside-toplevel
-      traceback.print_exc()
-      result = {"error": f"{type(e).__name__}: {e}"}
-    common.emit_result(result)
+def run_spec(spec: Dict, index: int) -> Dict:
+  del index  # a fresh process per spec
+  return run_conversion_worker(spec) if spec["kind"] == "conversion" else run_cell_worker(spec)
 
 
 # ------------------------------------------------------------------------------ orchestrator
@@ -610,13 +570,11 @@ def print_table(summary: List[Dict], ratio_records: List[Dict], bucket_records: 
   stream.flush()
 
 
-def _split(value: str, allowed: Optional[Sequence[str]], what: str) -> List[str]:
-  items = [v.strip().lower() for v in value.split(",") if v.strip()]
+def _paddings(value: str) -> List[str]:
+  items = common.split(value.lower())
   for v in items:
-    if (allowed is not None and v not in allowed) or (allowed is None and v != "buckets"
-                                                      and not v.isdigit()):
-      raise SystemExit(f"unknown {what} {v!r}; expected one of "
-                       f"{', '.join(allowed) if allowed else 'buckets or a length such as 128'}")
+    if v != "buckets" and not v.isdigit():
+      raise SystemExit(f"unknown padding {v!r}; expected one of buckets or a length such as 128")
   return items
 
 
@@ -669,26 +627,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="feature caches (built once, reused)")
   p.add_argument("--jobs", type=int, default=None,
                  help="subprocesses at a time (default 1; --quick 2: its timings mean nothing)")
-  p.add_argument("--timeout", type=float, default=3600.0, help="seconds per subprocess")
   p.add_argument("--out", default=None,
                  help="JSON lines file of every record (default benchmarks/results/"
                  "finetune.jsonl; --quick: none)")
-  p.add_argument("--no-table", action="store_true", help="no table on stderr")
-  p.add_argument("--quick", "--smoke", action="store_true",
-                 help="smoke run: tiny config (vocab 30000), the 20-row MRPC files of "
-                 "tests/testdata, buckets (cap 128) and 64, 2 subprocesses at a time (about a "
-                 "minute; its figures mean nothing)")
   p.add_argument("--summarize", nargs="+", default=None, metavar="JSONL",
                  help="measure nothing: derive the summaries again from the measurement lines "
                  "of these earlier outputs (e.g. a run stopped before its last repeat)")
-  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  common.add_common_arguments(
+      p, "smoke run: tiny config (vocab 30000), the 20-row MRPC files of tests/testdata, "
+      "buckets (cap 128) and 64, 2 subprocesses at a time (about a minute; its figures mean "
+      "nothing)")
   args = p.parse_args(argv)
   q = args.quick
-  args.tasks = _split(args.tasks or ("mrpc" if q else "sst-2,mrpc"), tuple(RUN_GLUE), "task")
-  args.paddings = _split(args.paddings or ("buckets,64" if q else "buckets,128,512"), None,
-                         "padding")
-  args.impls = _split(args.impls, IMPLS, "implementation")
-  args.methods = _split(args.methods, ("separate", "interleaved"), "method")
+  args.tasks = common.split((args.tasks or ("mrpc" if q else "sst-2,mrpc")).lower(),
+                            tuple(RUN_GLUE), "task")
+  args.paddings = _paddings(args.paddings or ("buckets,64" if q else "buckets,128,512"))
+  args.impls = common.split(args.impls.lower(), IMPLS, "implementation")
+  args.methods = common.split(args.methods.lower(), ("separate", "interleaved"), "method")
   args.bucket_cap = args.bucket_cap or (128 if q else 512)
   args.repeats = args.repeats or (1 if q else 2)
   args.warmup = args.warmup if args.warmup is not None else (0 if q else 1)
@@ -697,9 +652,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   args.stream_steps = args.stream_steps if args.stream_steps is not None else (2 if q else 8)
   args.conversion_repeats = (args.conversion_repeats if args.conversion_repeats is not None
                              else (1 if q else 3))
-  args.config = args.config or (TINY_CONFIG if q else BASE_CONFIG)
+  args.config = args.config or (common.TINY_CONFIG_FILE if q else common.BASE_CONFIG_FILE)
   args.data_dir = args.data_dir or (QUICK_GLUE_DIR if q else GLUE_DIR)
-  args.overrides = {"vocab_size": 30000} if q and args.config == TINY_CONFIG else {}
+  args.overrides = ({"vocab_size": 30000} if q and args.config == common.TINY_CONFIG_FILE
+                    else {})
   args.jobs = args.jobs or (2 if q else 1)
   if args.out is None and not q:
     args.out = os.path.join(RESULTS_DIR, "finetune.jsonl")
@@ -740,24 +696,17 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   """Runs the benchmark; prints (and returns) its JSON records."""
   args = parse_args(argv)
   if args.worker is not None:
-    _worker_main(args.worker)
-    return []
+    return common.worker_main(args.worker, run_spec)
   if args.summarize:
     return resummarize(args.summarize, args.out, table=not args.no_table)
   records: List[Dict] = []
-
-  def emit(record: Dict) -> None:
-    records.append(record)
-    print(json.dumps(record), flush=True)
-
+  emit = common.emitter(records)
   started = time.time()
-  emit({"kind": "run", "argv": list(argv or []), "tasks": args.tasks, "paddings": args.paddings,
-        "impls": args.impls, "methods": args.methods, "repeats": args.repeats,
-        "config": os.path.relpath(args.config, REPO_DIR),
-        "overrides": args.overrides, "train_batch": args.train_batch,
-        "eval_batch": args.eval_batch, "bucket_cap": args.bucket_cap, "xla": args.xla,
-        "load_avg": list(os.getloadavg()), "cpus": os.cpu_count(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+  emit(common.run_record(
+      argv, tasks=args.tasks, paddings=args.paddings, impls=args.impls, methods=args.methods,
+      repeats=args.repeats, config=os.path.relpath(args.config, REPO_DIR),
+      overrides=args.overrides, train_batch=args.train_batch, eval_batch=args.eval_batch,
+      bucket_cap=args.bucket_cap, xla=args.xla))
   log = lambda line: print(f"# {line}", file=sys.stderr, flush=True)  # noqa: E731
   prepare_caches(args, log)
   conversion_specs, cell_specs = make_specs(args)
@@ -782,7 +731,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         measurements.append(record)
         emit(record)
   derive(measurements, conversions, emit, time.time() - started, table=not args.no_table)
-  _write(args.out, records)
+  if args.out:
+    common.write_records(args.out, records, lines=True)
   return records
 
 
@@ -810,22 +760,11 @@ def resummarize(paths: Sequence[str], out: Optional[str], table: bool = True) ->
     with open(path, encoding="utf-8") as f:
       kept += [r for r in map(json.loads, f) if r["kind"] in ("run", "conversion", "measurement")]
   records = list(kept)
-
-  def emit(record: Dict) -> None:
-    records.append(record)
-    print(json.dumps(record), flush=True)
-
   derive([r for r in kept if r["kind"] == "measurement"],
-         [r for r in kept if r["kind"] == "conversion"], emit, None, table)
-  _write(out, records)
-  return records
-
-
-def _write(out: Optional[str], records: List[Dict]) -> None:
+         [r for r in kept if r["kind"] == "conversion"], common.emitter(records), None, table)
   if out:
-    from albert import files  # pylint: disable=import-outside-toplevel
-    files.write_text(out, "".join(json.dumps(r) + "\n" for r in records))
-    print(f"# wrote {out}", file=sys.stderr)
+    common.write_records(out, records, lines=True)
+  return records
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The steps, as the main job (`scripts/main_job.py`) but on `../shared/data/corpus` and with an
 evaluation every `--eval_every` steps:
 1. documents of the corpus files (default `books_train.txt` and `wikitext2_test_raw.txt` of
-   `/work/shared/data/corpus/albert_format/`) are split: every 20th document (5%) is held out
+   `../shared/data/corpus/albert_format/`) are split: every 20th document (5%) is held out
    for evaluation, the rest is the training text;
 2. a SentencePiece vocabulary (`--vocab_size`, default 4,000) is trained on the training text
    with `albert.data.pretraining.vocab.train_vocab` (the original recipe), or `--spm_model` is used;
@@ -42,9 +42,13 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS_DIR = os.path.join(REPO_DIR, "benchmarks", "results")
-CORPUS_DIR = "/work/shared/data/corpus/albert_format"
+if __package__:
+  from benchmarks import common
+else:  # run as a script: benchmarks/ is sys.path[0]
+  import common  # pylint: disable=import-error
+
+REPO_DIR, RESULTS_DIR = common.REPO_DIR, common.RESULTS_DIR
+CORPUS_DIR = os.path.join(common.SHARED_DATA, "corpus", "albert_format")
 DEFAULT_CORPUS = ",".join(os.path.join(CORPUS_DIR, f)
                           for f in ("books_train.txt", "wikitext2_test_raw.txt"))
 EVAL_KEYS = ("loss", "masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
@@ -315,7 +319,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--corpus", default=DEFAULT_CORPUS, help="comma-separated text files")
   p.add_argument("--albert_config_file",
-                 default=os.path.join(REPO_DIR, "configs", "tiny", "albert_config.json"))
+                 default=common.TINY_CONFIG_FILE)
   p.add_argument("--work_dir", default=None,
                  help="vocabulary, records, checkpoints (default output/benchmarks/"
                  "learning_curve; --quick: .../learning_curve_quick)")

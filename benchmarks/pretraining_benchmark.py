@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import re
 import shutil
@@ -79,11 +78,11 @@ EXCLUDE = ["LayerNorm", "layer_norm", "bias"]
 
 # name -> (albert_config.json, overrides, batch, seq, predictions)
 CASES = {
-    "base-8x128": ("configs/v2/base/albert_config.json", {}, 8, 128, 20),
-    "base-8x512": ("configs/v2/base/albert_config.json", {}, 8, 512, 20),
-    "tiny-64x64": ("configs/tiny/albert_config.json", {"vocab_size": 4000}, 64, 64, 10),
+    "base-8x128": (common.BASE_CONFIG_FILE, {}, 8, 128, 20),
+    "base-8x512": (common.BASE_CONFIG_FILE, {}, 8, 512, 20),
+    "tiny-64x64": (common.TINY_CONFIG_FILE, {"vocab_size": 4000}, 64, 64, 10),
     # --quick: the tiny model on a small batch
-    "tiny-8x32": ("configs/tiny/albert_config.json", {"vocab_size": 4000}, 8, 32, 5),
+    "tiny-8x32": (common.TINY_CONFIG_FILE, {"vocab_size": 4000}, 8, 32, 5),
 }
 DEFAULT_CASES = "base-8x128,base-8x512,tiny-64x64"
 
@@ -92,15 +91,13 @@ def case_spec(name: str) -> Dict:
   if name not in CASES:
     raise SystemExit(f"unknown case {name!r}; expected one of {', '.join(CASES)}")
   config_file, overrides, batch, seq, predictions = CASES[name]
-  return {"case": name, "config_file": os.path.join(REPO_DIR, config_file),
+  return {"case": name, "config_file": config_file,
           "overrides": overrides, "batch": batch, "seq": seq, "predictions": predictions}
 
 
 # ------------------------------------------------------------------------------------ worker
 def _albert_config(spec: Dict):
-  from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
-  config = AlbertConfig.from_json_file(spec["config_file"])
-  return config.replace(**spec["overrides"]) if spec["overrides"] else config
+  return common.albert_config(spec["config_file"], spec["overrides"])
 
 
 def synthetic_batch(vocab_size: int, batch: int, seq: int, predictions: int, seed: int = 0):
@@ -192,33 +189,12 @@ def _peer_optimizer(kind: str):
                    exclude_from_layer_adaptation=EXCLUDE)
 
 
-def _time_calls(fn, warmup: int, min_calls: int, min_seconds: float, max_calls: int = 100):
-  """Untimed warm-up calls, then >= min_calls timed calls lasting >= min_seconds in total."""
-  import psutil  # pylint: disable=import-outside-toplevel
-  for _ in range(warmup):
-    fn()
-  proc = psutil.Process()
-  cpu0, wall0 = proc.cpu_times(), time.perf_counter()
-  times: List[float] = []
-  while True:
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-    if (len(times) >= min_calls and sum(times) >= min_seconds) or len(times) >= max_calls:
-      break
-  cpu1, wall = proc.cpu_times(), time.perf_counter() - wall0
-  cpu_util = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall
-  return times, cpu_util
-
-
 def run_loop_worker(spec: Dict) -> Dict:
   """ours / peer / ours_mirror: times the compiled host loop on a synthetic batch."""
-  import psutil  # pylint: disable=import-outside-toplevel
-  process_start = psutil.Process().create_time()
+  process_start = common.process_start()
   load_before = os.getloadavg()[0]
   t0 = time.time()
   tf, tf_keras = common.import_tensorflow()
-  import numpy as np  # pylint: disable=import-outside-toplevel
   impl, xla, batch, seq = spec["impl"], spec["xla"], spec["batch"], spec["seq"]
   if impl == "peer":  # imported here so that import_s counts the peer's own import
     import official.nlp.modeling.models  # pylint: disable=import-outside-toplevel,unused-import
@@ -282,14 +258,12 @@ def run_loop_worker(spec: Dict) -> Dict:
     steps = tf.constant(spec["steps_per_call"])
 
     def run():
-      out = train_loop(iterator, steps)
-      if int(out["bad_step"].numpy()) >= 0:
-        raise RuntimeError(f"non-finite loss {float(out['loss'].numpy())}")
-      return float(out["loss"].numpy())
+      return common.loop_call(train_loop, iterator, steps)
 
     first_loss = run()  # tracing (and XLA compilation) + the first steps
     t_first = time.time()
-    times, cpu_util = _time_calls(run, spec["warmup"], spec["min_calls"], spec["min_seconds"])
+    times, cpu_util = common.time_calls(run, spec["warmup"], spec["min_calls"],
+                                        spec["min_seconds"], max_calls=100)
     last_loss = run()
     peak_mb = common.rss_peak_mb()
     per_step = [t / spec["steps_per_call"] for t in times]
@@ -305,7 +279,7 @@ def run_loop_worker(spec: Dict) -> Dict:
         "startup_s": t_build - process_start, "import_s": t_import - t0,
         "first_call_s": t_first - t_build, "cpu_util": cpu_util,
         "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0],
-        "params": int(sum(np.prod(v.shape) for v in variables)),
+        "params": common.count_params(variables),
         "first_loss": first_loss, "last_loss": last_loss,
         "optimizer": type(optimizer).__module__ + "." + type(optimizer).__name__,
     }
@@ -337,8 +311,8 @@ def _breakdown(spec: Dict, forward, variables, task, features) -> Dict:
 
   out = {}
   for name, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
-    times, _ = _time_calls(lambda fn=fn: fn(feats).numpy(), 1, spec["min_calls"],
-                           spec["min_seconds"] / 2)
+    times, _ = common.time_calls(lambda fn=fn: fn(feats).numpy(), 1, spec["min_calls"],
+                                 spec["min_seconds"] / 2, max_calls=100)
     out[f"{name}_ms"] = 1e3 * statistics.median(times)
   return out
 
@@ -348,8 +322,7 @@ _PROGRESS = re.compile(r"\| ([0-9.]+) examples/s")
 
 def run_trainer_worker(spec: Dict) -> Dict:
   """The real `Trainer.run()` on records on disk; steps/s from its progress lines."""
-  import psutil  # pylint: disable=import-outside-toplevel
-  process_start = psutil.Process().create_time()
+  process_start = common.process_start()
   load_before = os.getloadavg()[0]
   common.import_tensorflow()
   from albert.tasks.pretraining import PretrainingDataConfig  # pylint: disable=import-outside-toplevel
@@ -396,17 +369,9 @@ def run_trainer_worker(spec: Dict) -> Dict:
   }
 
 
-def _worker_main(spec_json: str) -> None:
-  specs = json.loads(spec_json)
-  for spec in specs if isinstance(specs, list) else [specs]:
-    try:
-      result = (run_trainer_worker(spec) if spec["impl"] == "trainer"
-                else run_loop_worker(spec))
-    except Exception as e:  # pylint: disable=broad-except
-      import traceback  # pylint: disable=import-outside-toplevel
-      traceback.print_exc()
-      result = {"error": f"{type(e).__name__}: {e}"}
-    common.emit_result(result)
+def run_spec(spec: Dict, index: int) -> Dict:
+  del index  # a fresh process per spec
+  return run_trainer_worker(spec) if spec["impl"] == "trainer" else run_loop_worker(spec)
 
 
 # --------------------------------------------------------------------------------- records
@@ -575,17 +540,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  "first repeat only)")
   p.add_argument("--jobs", type=int, default=None,
                  help="subprocesses at a time (default 1; --quick 3: its timings mean nothing)")
-  p.add_argument("--timeout", type=float, default=3600.0, help="seconds per subprocess")
   p.add_argument("--work-dir", default=os.path.join(REPO_DIR, "output", "benchmarks",
                                                       "pretraining"),
                  help="records for the Trainer measurement (reused)")
   p.add_argument("--out", default=None,
                  help="JSON file of all records (default benchmarks/results/pretraining.json, "
                  "pretraining_mixed_bfloat16.json with that precision; --quick: none)")
-  p.add_argument("--no-table", action="store_true", help="no table on stderr")
-  p.add_argument("--quick", "--smoke", action="store_true",
-                 help="smoke run: tiny-8x32, XLA off, 3 subprocesses at a time (< 1 minute)")
-  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  common.add_common_arguments(
+      p, "smoke run: tiny-8x32, XLA off, 3 subprocesses at a time (< 1 minute)")
   args = p.parse_args(argv)
   q = args.quick
   args.cases = args.cases or ("tiny-8x32" if q else DEFAULT_CASES)
@@ -614,26 +576,16 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   """Runs the benchmark; prints (and returns) its JSON records."""
   args = parse_args(argv)
   if args.worker is not None:
-    _worker_main(args.worker)
-    return []
-  cases = [case_spec(c.strip()) for c in args.cases.split(",") if c.strip()]
-  impls = [i.strip() for i in args.impls.split(",") if i.strip()]
-  for impl in impls:
-    if impl not in IMPLS:
-      raise SystemExit(f"unknown implementation {impl!r}; expected one of {', '.join(IMPLS)}")
+    return common.worker_main(args.worker, run_spec)
+  cases = [case_spec(c) for c in common.split(args.cases)]
+  impls = common.split(args.impls, IMPLS, "implementation")
   xlas = {"both": [False, True], "on": [True], "off": [False]}
   records: List[Dict] = []
-
-  def emit(record: Dict) -> None:
-    records.append(record)
-    print(json.dumps(record), flush=True)
-
+  emit = common.emitter(records)
   started = time.time()
-  emit({"kind": "run", "argv": list(argv or []), "cases": [c["case"] for c in cases],
-        "impls": impls, "repeats": args.repeats, "peer_optimizer": args.peer_optimizer,
-        "precision": args.precision,
-        "load_avg": list(os.getloadavg()), "cpus": os.cpu_count(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+  emit(common.run_record(argv, cases=[c["case"] for c in cases], impls=impls,
+                         repeats=args.repeats, peer_optimizer=args.peer_optimizer,
+                         precision=args.precision))
   settings = {"min_seconds": args.min_seconds, "min_calls": args.min_calls,
               "warmup": args.warmup, "peer_optimizer": args.peer_optimizer,
               "precision": args.precision,

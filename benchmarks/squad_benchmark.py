@@ -66,7 +66,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,17 +77,17 @@ else:  # run as a script: benchmarks/ is sys.path[0]
   import common  # pylint: disable=import-error
 
 REPO_DIR, RESULTS_DIR = common.REPO_DIR, common.RESULTS_DIR
-SHARED_DIR = os.path.join(os.path.dirname(REPO_DIR), "shared")
-DEV_FILE = os.path.join(SHARED_DIR, "data", "squad", "dev-v1.1.json")
-SPM_MODEL = os.path.join(SHARED_DIR, "data", "albert_spm", "30k-clean.model")
+DEV_FILE = os.path.join(common.SHARED_DATA, "squad", "dev-v1.1.json")
+SPM_MODEL = os.path.join(common.SHARED_DATA, "albert_spm", "30k-clean.model")
 # The original's convert_examples_to_features on the whole dev-v1.1 at 384/128/64 (issue 12).
 ORIGINAL_CPU_S, ORIGINAL_MS_PER_QUESTION, ORIGINAL_PEAK_MB = 239.0, 22.6, 1300.0
 LEARNING_RATE, WARMUP_STEPS = 5e-5, 10**5
+QUERY_LENGTH = 16  # pieces of the synthetic features' question (the task's max_query_length)
 
 # name -> (albert_config.json, overrides, seq, train batch, predict batch)
 MODEL_CASES = {
-    "base-384": ("configs/v2/base/albert_config.json", {}, 384, 4, 8),
-    "tiny-64": ("configs/tiny/albert_config.json", {"vocab_size": 1000}, 64, 4, 8),  # --quick
+    "base-384": (common.BASE_CONFIG_FILE, {}, 384, 4, 8),
+    "tiny-64": (common.TINY_CONFIG_FILE, {"vocab_size": 1000}, 64, 4, 8),  # --quick
 }
 
 
@@ -245,7 +244,7 @@ def synthetic_features(vocab_size: int, batch: int, seq: int, seed: int = 0):
   """v1 SQuAD features (numpy): [CLS] 16-piece question [SEP] document [SEP], full length."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   rng = np.random.RandomState(seed)
-  query = 16
+  query = QUERY_LENGTH
   doc_start, doc_end = query + 2, seq - 2  # document positions, inclusive
   ids = rng.randint(5, vocab_size, size=(batch, seq)).astype(np.int32)
   ids[:, 0] = 2  # [CLS]
@@ -268,18 +267,23 @@ def synthetic_features(vocab_size: int, batch: int, seq: int, seed: int = 0):
   }
 
 
-def _albert_config(spec: Dict):
-  from albert.config import AlbertConfig  # pylint: disable=import-outside-toplevel
-  config = AlbertConfig.from_json_file(spec["config_file"])
-  return config.replace(**spec["overrides"]) if spec["overrides"] else config
-
-
-def _squad_task(config, output_dir: str, seq: int):
-  from albert.tasks.finetune import FinetuneConfig  # pylint: disable=import-outside-toplevel
+def _squad_run(spec: Dict, output_dir: str):
+  """(SquadTask, FinetuneRun) of the v1 model (`finetune_run`): AdamW as run_squad.py, the
+  spec's batch for training and prediction."""
+  from albert.tasks.finetune import finetune_run  # pylint: disable=import-outside-toplevel
   from albert.tasks.squad import (  # pylint: disable=import-outside-toplevel
       SquadTask, SquadTaskConfig)
-  return SquadTask(SquadTaskConfig(FinetuneConfig(config, output_dir, max_seq_length=seq),
-                                   version_2_with_negative=False), log=lambda _: None)
+  batch = spec["batch"]
+  run = finetune_run(
+      output_dir=output_dir, albert_config=common.albert_config(spec["config_file"],
+                                                                spec["overrides"]),
+      max_seq_length=spec["seq"], length_buckets=False, train_batch_size=batch,
+      eval_batch_size=batch, predict_batch_size=batch, num_train_steps=10**6,
+      save_checkpoints_steps=5000, iterations_per_loop=1, seed=spec["seed"], optimizer="adamw",
+      learning_rate=LEARNING_RATE, num_warmup_steps=WARMUP_STEPS)
+  task = SquadTask(SquadTaskConfig(run.finetune, version_2_with_negative=False,
+                                   max_query_length=QUERY_LENGTH), log=lambda _: None)
+  return task, run
 
 
 def _peer_model(config):
@@ -299,62 +303,32 @@ def _peer_model(config):
 
 def _peer_predict_step(strategy, forward):
   """The Trainer's predict step (strategy.run + gather) around the peer's forward pass."""
-  tf, _ = common.import_tensorflow()
-
   def replica_step(features):
     out = forward(features, False)
     return {"unique_ids": features["unique_ids"], **out, "row_index": features["row_index"],
             "is_real_example": features["is_real_example"]}
 
-  @tf.function(reduce_retracing=True)
-  def predict_step(features):
-    per_replica = strategy.run(replica_step, args=(features,))
-    return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0), per_replica)
-
-  return predict_step
-
-
-def _time_calls(fn, warmup: int, min_calls: int, min_seconds: float, max_calls: int = 50):
-  """Untimed warm-up calls, then >= min_calls timed calls lasting >= min_seconds; CPU use."""
-  for _ in range(warmup):
-    fn()
-  cpu0, wall0 = os.times(), time.perf_counter()
-  times: List[float] = []
-  while True:
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-    if (len(times) >= min_calls and sum(times) >= min_seconds) or len(times) >= max_calls:
-      break
-  cpu1, wall = os.times(), time.perf_counter() - wall0
-  return times, ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall
+  return common.gathered_step(strategy, replica_step)
 
 
 def run_model_worker(spec: Dict) -> Dict:
   """One (impl, mode) of the v1 model: examples/s of the train step or the predict step."""
-  import psutil  # pylint: disable=import-outside-toplevel
-  process_start = psutil.Process().create_time()
+  process_start = common.process_start()
   load_before = os.getloadavg()[0]
   tf, tf_keras = common.import_tensorflow()
   import numpy as np  # pylint: disable=import-outside-toplevel
   from albert.train.loop import make_train_loop  # pylint: disable=import-outside-toplevel
-  from albert.train.trainer import (  # pylint: disable=import-outside-toplevel
-      OptimizerConfig, Trainer, TrainerConfig)
+  from albert.train.trainer import Trainer  # pylint: disable=import-outside-toplevel
   impl, mode, batch, seq = spec["impl"], spec["mode"], spec["batch"], spec["seq"]
-  config = _albert_config(spec)
-  features = synthetic_features(config.vocab_size, batch, seq, spec["seed"])
-  feats = {k: tf.constant(v) for k, v in features.items()}
   strategy = tf.distribute.get_strategy()
   scratch = tempfile.mkdtemp(prefix="albert-sqbench-model-")
   try:
-    task = _squad_task(config, scratch, seq)
+    task, run = _squad_run(spec, scratch)
+    config = task.albert_config
+    features = synthetic_features(config.vocab_size, batch, seq, spec["seed"])
+    feats = {k: tf.constant(v) for k, v in features.items()}
     if impl == "ours":
-      trainer = Trainer(
-          task, TrainerConfig(output_dir=scratch, train_batch_size=batch, eval_batch_size=batch,
-                              predict_batch_size=batch, num_train_steps=10**6,
-                              iterations_per_loop=1, seed=spec["seed"]),
-          OptimizerConfig(optimizer="adamw", learning_rate=LEARNING_RATE,
-                          num_warmup_steps=WARMUP_STEPS), log=lambda _: None)
+      trainer = Trainer(task, run.trainer, run.optimizer, log=lambda _: None)
       trainer.build()
       variables = trainer.model.trainable_variables
       optimizer = trainer.optimizer
@@ -368,8 +342,9 @@ def run_model_worker(spec: Dict) -> Dict:
       tf_keras.utils.set_random_seed(spec["seed"])
       model, forward = _peer_model(config)
       variables = model.trainable_variables
-      optimizer = tfm_optimization.create_optimizer(LEARNING_RATE, 10**6, WARMUP_STEPS,
-                                                    optimizer_type="adamw")
+      optimizer = tfm_optimization.create_optimizer(
+          run.optimizer.learning_rate, run.trainer.num_train_steps,
+          run.optimizer.num_warmup_steps, optimizer_type="adamw")
       if mode == "train":
         train_loop = make_train_loop(strategy, lambda f: forward(f, True), lambda: variables,
                                      optimizer, task, task.build_metrics(),
@@ -385,10 +360,7 @@ def run_model_worker(spec: Dict) -> Dict:
       losses: List[float] = []
 
       def call():
-        out = train_loop(iterator, steps)
-        if int(out["bad_step"].numpy()) >= 0:
-          raise RuntimeError(f"non-finite loss {float(out['loss'].numpy())}")
-        losses.append(float(out["loss"].numpy()))
+        losses.append(common.loop_call(train_loop, iterator, steps))
     else:
       outputs: Dict = {}
 
@@ -397,7 +369,8 @@ def run_model_worker(spec: Dict) -> Dict:
 
     call()  # tracing + the first step
     t_first = time.time()
-    times, cpu_util = _time_calls(call, spec["warmup"], spec["min_calls"], spec["min_seconds"])
+    times, cpu_util = common.time_calls(call, spec["warmup"], spec["min_calls"],
+                                        spec["min_seconds"], max_calls=50)
     median = statistics.median(times)
     result = {
         "impl": impl, "mode": mode, "case": spec["case"], "batch": batch, "seq": seq,
@@ -406,7 +379,7 @@ def run_model_worker(spec: Dict) -> Dict:
         "call_ms_min": 1e3 * min(times), "call_ms_max": 1e3 * max(times),
         "peak_rss_mb": common.rss_peak_mb(), "startup_s": t_build - process_start,
         "first_call_s": t_first - t_build, "cpu_util": cpu_util,
-        "params": int(sum(np.prod(v.shape) for v in variables)),
+        "params": common.count_params(variables),
         "optimizer": type(optimizer).__module__ + "." + type(optimizer).__name__,
         "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0],
     }
@@ -421,39 +394,11 @@ def run_model_worker(spec: Dict) -> Dict:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _worker_main(spec_json: str) -> None:
-  specs = json.loads(spec_json)
-  for spec in specs if isinstance(specs, list) else [specs]:
-    try:
-      if spec["part"] == "features":
-        result = run_hf_features(spec) if spec["impl"] == "hf" else run_ours_features(spec)
-      else:
-        result = run_model_worker(spec)
-    except Exception as e:  # pylint: disable=broad-except
-      import traceback  # pylint: disable=import-outside-toplevel
-      traceback.print_exc()
-      result = {"error": f"{type(e).__name__}: {e}"}
-    common.emit_result(result)
-
-
-def run_with(python: str, spec: Dict, timeout: float) -> Dict:
-  """`common.run_subprocess` for one spec, in another interpreter (the HuggingFace venv)."""
-  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-  cmd = [python, os.path.abspath(__file__), "--worker", json.dumps([spec])]
-  try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=REPO_DIR, check=False)
-    stdout, error = proc.stdout, f"exit code {proc.returncode}"
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-  except subprocess.TimeoutExpired:
-    return {"error": f"timeout after {timeout:.0f} s", "stderr_tail": []}
-  for line in stdout.splitlines():
-    if line.startswith(common.RESULT_PREFIX):
-      result = json.loads(line[len(common.RESULT_PREFIX):])
-      if "error" in result:
-        result["stderr_tail"] = tail
-      return result
-  return {"error": error, "stderr_tail": tail}
+def run_spec(spec: Dict, index: int) -> Dict:
+  del index  # a fresh process per spec
+  if spec["part"] == "features":
+    return run_hf_features(spec) if spec["impl"] == "hf" else run_ours_features(spec)
+  return run_model_worker(spec)
 
 
 # --------------------------------------------------------------------------- orchestrator
@@ -606,16 +551,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--min-seconds", type=float, default=None,
                  help="minimum timed seconds per model measurement (default 10; --quick 0)")
   p.add_argument("--warmup", type=int, default=1, help="untimed calls after the first")
-  p.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
   p.add_argument("--work-dir", default=os.path.join(REPO_DIR, "output", "benchmarks", "squad"),
                  help="where --quick writes its slice of the SQuAD file")
   p.add_argument("--out", default=None,
                  help="JSON file of all records (default benchmarks/results/squad.json; "
                  "--quick: none)")
-  p.add_argument("--no-table", action="store_true", help="no table on stderr")
-  p.add_argument("--quick", "--smoke", action="store_true",
-                 help="smoke run: 3 articles of dev, the tiny model at seq 64, 1 repeat")
-  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  common.add_common_arguments(
+      p, "smoke run: 3 articles of dev, the tiny model at seq 64, 1 repeat", timeout=1800.0)
   args = p.parse_args(argv)
   q = args.quick
   args.cases = args.cases or ("tiny-64" if q else "base-384")
@@ -627,22 +569,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   return args
 
 
-def _split(text: str) -> List[str]:
-  return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def feature_specs(args, source: str) -> List[Dict]:
   """Every feature measurement, repeat by repeat, the order rotating between repeats."""
   base = {"part": "features", "input": source, "spm_model_file": args.spm_model_file,
           "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64}
   configs = []
-  for impl in _split(args.feature_impls):
+  for impl in common.split(args.feature_impls):
     if impl not in ("ours", "ours_memory", "hf"):
       raise SystemExit(f"unknown feature implementation {impl!r}")
     if impl == "hf":
       configs += [{"impl": "hf", "hf_threads": threads} for threads in (0, 1)]
     else:
-      configs += [{"impl": impl, "workers": int(w)} for w in _split(args.workers)
+      configs += [{"impl": impl, "workers": int(w)} for w in common.split(args.workers)
                   if impl == "ours" or int(w) == 1]
   specs = []
   for repeat in range(args.repeats):
@@ -654,16 +592,16 @@ def feature_specs(args, source: str) -> List[Dict]:
 
 def model_specs(args) -> List[Dict]:
   specs = []
-  for name in _split(args.cases):
+  for name in common.split(args.cases):
     if name not in MODEL_CASES:
       raise SystemExit(f"unknown case {name!r}; expected one of {', '.join(MODEL_CASES)}")
     config_file, overrides, seq, train_batch, predict_batch = MODEL_CASES[name]
     for repeat in range(args.repeats):
-      for k, mode in enumerate(_split(args.modes)):
+      for k, mode in enumerate(common.split(args.modes)):
         order = ("ours", "peer") if (repeat + k) % 2 == 0 else ("peer", "ours")
         for impl in order:
           specs.append({"part": "model", "case": name, "mode": mode, "impl": impl,
-                        "config_file": os.path.join(REPO_DIR, config_file),
+                        "config_file": config_file,
                         "overrides": overrides, "seq": seq, "repeat": repeat, "seed": 0,
                         "batch": train_batch if mode == "train" else predict_batch,
                         "warmup": args.warmup, "min_calls": args.min_calls,
@@ -675,23 +613,16 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
   """Runs the benchmark; prints (and returns) its JSON records."""
   args = parse_args(argv)
   if args.worker is not None:
-    _worker_main(args.worker)
-    return []
-  parts = _split(args.parts)
+    return common.worker_main(args.worker, run_spec)
+  parts = common.split(args.parts)
   records: List[Dict] = []
-
-  def emit(record: Dict) -> None:
-    records.append(record)
-    print(json.dumps(record), flush=True)
-
+  emit = common.emitter(records)
   started = time.time()
   source = quick_input(args.work_dir, args.predict_file) if args.quick else args.predict_file
-  emit({"kind": "run", "argv": list(argv or []), "parts": parts, "repeats": args.repeats,
-        "input": source, "hf_python": args.hf_python or None,
-        "original": {"cpu_s": ORIGINAL_CPU_S, "ms_per_question": ORIGINAL_MS_PER_QUESTION,
-                     "peak_mb": ORIGINAL_PEAK_MB},
-        "load_avg": list(os.getloadavg()), "cpus": os.cpu_count(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+  emit(common.run_record(
+      argv, parts=parts, repeats=args.repeats, input=source, hf_python=args.hf_python or None,
+      original={"cpu_s": ORIGINAL_CPU_S, "ms_per_question": ORIGINAL_MS_PER_QUESTION,
+                "peak_mb": ORIGINAL_PEAK_MB}))
   specs = (feature_specs(args, source) if "features" in parts else []) + (
       model_specs(args) if "model" in parts else [])
   measurements = []
@@ -703,7 +634,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
       elif not os.path.isfile(args.hf_python):
         result = {"skipped": f"--hf-python {args.hf_python}: no such file"}
       else:
-        result = run_with(args.hf_python, spec, args.timeout)
+        result = common.run_subprocess(__file__, [spec], args.timeout,
+                                       python=args.hf_python)[0]
     else:
       result = common.run_subprocess(__file__, [spec], args.timeout)[0]
     record = {"kind": "measurement", "part": spec["part"], "repeat": spec["repeat"], **result}

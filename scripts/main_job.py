@@ -324,8 +324,8 @@ def finetune(args, albert_config, spm_model: str, pretrained: str, say) -> None:
   from albert.export.serving import ClassifierServing, ExportSettings
   from albert.data.glue import reader as glue
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
-  from albert.tasks.finetune import FinetuneConfig, default_buckets
-  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+  from albert.tasks.finetune import finetune_run
+  from albert.train.trainer import Trainer
 
   out, length, steps = args.output_dir, args.finetune_max_seq_length, args.finetune_steps
   accuracy, trainers = {}, {}
@@ -333,21 +333,16 @@ def finetune(args, albert_config, spm_model: str, pretrained: str, say) -> None:
     _step(f"6{'ab'[name == 'random']}. Fine-tuning on SST-2 from "
           + (f"the pretrained model ({init})" if init else "a random initialisation"))
     run_dir = os.path.join(out, f"sst2_{name}")
-    task = ClassifierTask(ClassifierTaskConfig(
-        finetune=FinetuneConfig(albert_config=albert_config, output_dir=run_dir,
-                                spm_model_file=spm_model, max_seq_length=length,
-                                cache_dir=os.path.join(out, "sst2_cache"),
-                                bucket_boundaries=default_buckets(length), seed=args.seed,
-                                init_skip=POOLER),
-        task_name="sst-2", data_dir=args.glue_dir), log=say)
-    trainer = Trainer(
-        task, TrainerConfig(output_dir=run_dir, train_batch_size=32, eval_batch_size=64,
-                            num_train_steps=steps, save_checkpoints_steps=max(1, steps // 2),
-                            iterations_per_loop=100, max_eval_steps=None,
-                            init_checkpoint=init, seed=args.seed,
-                            albert_config_file=os.path.join(out, "albert_config.json")),
-        OptimizerConfig(optimizer="adamw", learning_rate=args.finetune_learning_rate,
-                        num_warmup_steps=steps // 10), log=say)
+    run = finetune_run(
+        output_dir=run_dir, albert_config=albert_config, init_checkpoint=init,
+        albert_config_file=os.path.join(out, "albert_config.json"), spm_model_file=spm_model,
+        max_seq_length=length, cached_dir=os.path.join(out, "sst2_cache"), seed=args.seed,
+        init_skip=POOLER, train_batch_size=32, eval_batch_size=64, num_train_steps=steps,
+        save_checkpoints_steps=max(1, steps // 2), iterations_per_loop=100, optimizer="adamw",
+        learning_rate=args.finetune_learning_rate, num_warmup_steps=steps // 10)
+    task = ClassifierTask(ClassifierTaskConfig(finetune=run.finetune, task_name="sst-2",
+                                               data_dir=args.glue_dir), log=say)
+    trainer = Trainer(task, run.trainer, run.optimizer, log=say)
     trainer.run(do_train=True, do_eval=True)
     accuracy[name], trainers[name] = trainer.run_dir.best()["value"], trainer
 

@@ -181,39 +181,28 @@ def run_task(recipe: TaskRecipe, args, model, strategy, submission_dir: str) -> 
   """Trains, scores every checkpoint and predicts one task in `<output_dir>/<task>/`."""
   # pylint: disable=g-import-not-at-top  (TensorFlow only when a task runs)
   import tf_keras
-  from albert.config import AlbertConfig
   from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
-  from albert.tasks.finetune import FinetuneConfig, default_buckets
-  from albert.train.trainer import OptimizerConfig, Trainer, TrainerConfig
+  from albert.tasks.finetune import finetune_run
+  from albert.train.trainer import Trainer
 
   def log(line: str) -> None:
     print(f"[{recipe.task}] {line}", flush=True)
 
   task_dir = os.path.join(args.output_dir, recipe.task)
   tf_keras.backend.clear_session()
-  config_file = model["albert_config_file"]
-  finetune = FinetuneConfig(
-      albert_config=AlbertConfig.from_json_file(config_file) if config_file else None,
-      output_dir=task_dir, spm_model_file=model["spm_model_file"],
-      vocab_file=model["vocab_file"], do_lower_case=args.do_lower_case,
-      max_seq_length=recipe.max_seq_length,
-      hub_module_handle=model["albert_hub_module_handle"],
-      bucket_boundaries=default_buckets(recipe.max_seq_length) if args.length_buckets else None,
-      num_workers=args.num_workers, seed=args.seed)
-  task = ClassifierTask(ClassifierTaskConfig(finetune=finetune, task_name=recipe.task,
-                                             data_dir=args.data_dir,
-                                             submission_dir=submission_dir), log=log)
-  trainer_config = TrainerConfig(
-      output_dir=task_dir, train_batch_size=recipe.train_batch_size,
+  run = finetune_run(
+      output_dir=task_dir, **model, do_lower_case=args.do_lower_case,
+      max_seq_length=recipe.max_seq_length, length_buckets=args.length_buckets,
+      num_workers=args.num_workers, seed=args.seed, train_batch_size=recipe.train_batch_size,
       eval_batch_size=args.eval_batch_size, predict_batch_size=args.predict_batch_size,
       num_train_steps=recipe.train_step, save_checkpoints_steps=recipe.save_checkpoints_steps,
       keep_checkpoint_max=args.keep_checkpoint_max, iterations_per_loop=args.iterations_per_loop,
-      max_eval_steps=None, init_checkpoint=model["init_checkpoint"],
-      albert_config_file=config_file, enable_xla=args.enable_xla,
-      mixed_precision=args.mixed_precision, seed=args.seed)
-  optimizer = OptimizerConfig(optimizer="adamw", learning_rate=recipe.learning_rate,
-                              num_warmup_steps=recipe.warmup_step)
-  trainer = Trainer(task, trainer_config, optimizer, strategy=strategy, log=log)
+      enable_xla=args.enable_xla, mixed_precision=args.mixed_precision, optimizer="adamw",
+      learning_rate=recipe.learning_rate, num_warmup_steps=recipe.warmup_step)
+  task = ClassifierTask(ClassifierTaskConfig(finetune=run.finetune, task_name=recipe.task,
+                                             data_dir=args.data_dir,
+                                             submission_dir=submission_dir), log=log)
+  trainer = Trainer(task, run.trainer, run.optimizer, strategy=strategy, log=log)
   trainer.run(do_train=True, do_eval=True, do_predict=True)
 
 

@@ -1,12 +1,18 @@
 """Shared absl flag definitions: the only module of the package that touches absl flags.
 
-Each `define_*` function defines one group of flags with the original scripts' names, defaults
-and help texts (plus the TF2 additions), and may be called more than once. Scripts call the
-groups they need, define their own flags, and turn the parsed values into typed configs; nothing
-else under `albert/` reads FLAGS.
+Each `define_X_flags()` function defines one group of flags with the original scripts' names,
+defaults and help texts (plus the TF2 additions), and may be called more than once; its
+`X_from_flags()` returns the parsed values of exactly that group (`distribution_from_flags()`:
+a `DistributeConfig`). Scripts call the groups they need, define their own flags and pass
+those by name: `finetune_run_from_flags(max_seq_length=FLAGS.max_seq_length, ...)` makes the
+three configs of a fine-tuning run with `albert.tasks.finetune.finetune_run`. Nothing else
+under `albert/` reads FLAGS.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence, Tuple
 
 from absl import flags
 
@@ -57,8 +63,9 @@ def define_loop_flags(save_checkpoints_steps: int = 1000) -> None:
           "How many steps to make in each estimator call (steps per compiled host loop).")
 
 
-def define_tpu_flags() -> None:
-  """use_tpu, tpu_name, tpu_zone, gcp_project, master, num_tpu_cores."""
+def define_distribution_flags() -> None:
+  """Where the run runs: the original's use_tpu, tpu_name, tpu_zone, gcp_project, master,
+  num_tpu_cores, and the TF2 additions distribution_strategy, num_gpus."""
   _define("bool", "use_tpu", False, "Whether to use TPU or GPU/CPU.")
   _define("string", "tpu_name", None,
           "The Cloud TPU to use for training. This should be either the name used when "
@@ -72,73 +79,21 @@ def define_tpu_flags() -> None:
   _define("string", "master", None, "[Optional] TensorFlow master URL.")
   _define("integer", "num_tpu_cores", 8,
           "Only used if `use_tpu` is True. Total number of TPU cores to use.")
-
-
-def define_tf2_flags() -> None:
-  """TF2 additions: distribution_strategy, num_gpus, mixed_precision, enable_xla, seed."""
   _define("enum", "distribution_strategy", "auto",
           "How to distribute: auto (TPU with --use_tpu, else MultiWorkerMirrored when TF_CONFIG "
           "names several workers, else Mirrored over the visible GPUs, else one device), "
           "one_device, mirrored, multi_worker_mirrored, tpu.",
           enum_values=["auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu"])
   _define("integer", "num_gpus", None, "GPUs to use with mirrored strategies (default: all).")
+
+
+def define_tf2_flags() -> None:
+  """TF2 additions to how the steps compute: mixed_precision, enable_xla, seed."""
   _define("enum", "mixed_precision", "float32",
           "Compute dtype policy: float32, mixed_float16 (with loss scaling) or mixed_bfloat16.",
           enum_values=["float32", "mixed_float16", "mixed_bfloat16"])
   _define("bool", "enable_xla", False, "Compile the train and eval steps with XLA.")
   _define("integer", "seed", 12345, "Random seed of every random choice of the run.")
-
-
-# ------------------------------------------------------------------------ flags -> configs
-def _value(name: str, default=None):
-  """The parsed value of flag `name`, or `default` when the script does not define it."""
-  return FLAGS[name].value if name in FLAGS else default
-
-
-def trainer_configs(**overrides):
-  """(TrainerConfig, OptimizerConfig, strategy) from the flags a script defines.
-
-  Reads the shared groups above and the run flags of the original scripts under either of
-  their names (`num_train_steps` / `train_step`, `num_warmup_steps` / `warmup_step`), plus
-  `num_train_epochs` / `warmup_proportion` (SQuAD). `overrides` set TrainerConfig or
-  OptimizerConfig fields directly (a script's own defaults, e.g. the optimizer RACE fixes).
-  """
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  from albert.train.distribute import DistributeConfig, make_strategy  # pylint: disable=g-import-not-at-top
-  from albert.train.trainer import OptimizerConfig, TrainerConfig  # pylint: disable=g-import-not-at-top
-
-  steps = _value("num_train_steps", _value("train_step"))
-  warmup = _value("num_warmup_steps", _value("warmup_step", 0))
-  trainer = dict(
-      output_dir=_value("output_dir"), train_batch_size=_value("train_batch_size", 32),
-      eval_batch_size=_value("eval_batch_size", 8),
-      predict_batch_size=_value("predict_batch_size"),
-      num_train_steps=steps, num_train_epochs=_value("num_train_epochs"),
-      save_checkpoints_steps=_value("save_checkpoints_steps", 1000),
-      keep_checkpoint_max=_value("keep_checkpoint_max", 5),
-      iterations_per_loop=_value("iterations_per_loop", 1000),
-      max_eval_steps=_value("max_eval_steps"), init_checkpoint=_value("init_checkpoint"),
-      init_from_group0=_value("init_from_group0", False),
-      albert_config_file=_value("albert_config_file"), enable_xla=_value("enable_xla", False),
-      mixed_precision=_value("mixed_precision", "float32"), seed=_value("seed", 12345),
-      steps_flag="num_train_steps" if "num_train_steps" in FLAGS else "train_step")
-  optimizer = dict(
-      optimizer=_value("optimizer", "adamw"), learning_rate=_value("learning_rate", 5e-5),
-      num_warmup_steps=warmup, start_warmup_step=_value("start_warmup_step", 0),
-      poly_power=_value("poly_power", 1.0), warmup_proportion=_value("warmup_proportion"))
-  if trainer["num_train_epochs"] is not None and steps is None:
-    trainer["num_train_steps"] = 0  # resolved from the epochs by the Trainer
-  trainer_fields = {f.name for f in dataclasses.fields(TrainerConfig)}
-  for key, value in overrides.items():
-    (trainer if key in trainer_fields else optimizer)[key] = value
-  strategy = make_strategy(DistributeConfig(
-      strategy=_value("distribution_strategy", "auto"), num_gpus=_value("num_gpus"),
-      use_tpu=_value("use_tpu", False), tpu_name=_value("tpu_name"),
-      tpu_zone=_value("tpu_zone"), gcp_project=_value("gcp_project"), master=_value("master")))
-  if _value("use_tpu", False) and _value("num_tpu_cores", 8) != 8:
-    print("note: --num_tpu_cores is not needed in TF2: the TPU strategy uses every core of the "
-          "TPU named by --tpu_name.")
-  return TrainerConfig(**trainer), OptimizerConfig(**optimizer), strategy
 
 
 def define_finetune_flags() -> None:
@@ -155,31 +110,110 @@ def define_finetune_flags() -> None:
           "Processes for feature conversion (default: every core).")
 
 
-def prepare_only_splits(default=("train", "eval")):
+# -------------------------------------------------------------------- each group's values
+# `X_from_flags()` reads exactly the flags `define_X_flags()` defines; a script passes the
+# flags it defines itself by name (no lookup of a flag that may not exist).
+@dataclasses.dataclass(frozen=True)
+class ModelFlags:
+  """The values of `define_model_flags()`."""
+
+  albert_config_file: Optional[str]
+  init_checkpoint: Optional[str]
+  output_dir: Optional[str]
+  albert_hub_module_handle: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerFlags:
+  """The values of `define_tokenizer_flags()`."""
+
+  vocab_file: Optional[str]
+  spm_model_file: Optional[str]
+  do_lower_case: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopFlags:
+  """The values of `define_loop_flags()` (TrainerConfig fields of the same names)."""
+
+  save_checkpoints_steps: int
+  keep_checkpoint_max: int
+  iterations_per_loop: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Tf2Flags:
+  """The values of `define_tf2_flags()` (TrainerConfig fields of the same names)."""
+
+  mixed_precision: str
+  enable_xla: bool
+  seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneFlags:
+  """The values of `define_finetune_flags()`."""
+
+  cached_dir: Optional[str]
+  length_buckets: bool
+  num_workers: Optional[int]
+
+
+def _read(group):
+  """`group` (one of the classes above) filled with the parsed flags of its field names."""
+  return group(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(group)})
+
+
+def model_from_flags() -> ModelFlags:
+  return _read(ModelFlags)
+
+
+def tokenizer_from_flags() -> TokenizerFlags:
+  return _read(TokenizerFlags)
+
+
+def loop_from_flags() -> LoopFlags:
+  return _read(LoopFlags)
+
+
+def tf2_from_flags() -> Tf2Flags:
+  return _read(Tf2Flags)
+
+
+def finetune_from_flags() -> FinetuneFlags:
+  return _read(FinetuneFlags)
+
+
+def distribution_from_flags():
+  """The `albert.train.distribute.DistributeConfig` of `define_distribution_flags()`; notes that
+  --num_tpu_cores is not needed (accepted, as the original's)."""
+  from albert.train.distribute import DistributeConfig  # pylint: disable=g-import-not-at-top
+  if FLAGS.use_tpu and FLAGS.num_tpu_cores != 8:
+    print("note: --num_tpu_cores is not needed in TF2: the TPU strategy uses every core of the "
+          "TPU named by --tpu_name.")
+  return DistributeConfig(
+      strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, use_tpu=FLAGS.use_tpu,
+      tpu_name=FLAGS.tpu_name, tpu_zone=FLAGS.tpu_zone, gcp_project=FLAGS.gcp_project,
+      master=FLAGS.master)
+
+
+def finetune_run_from_flags(**script_flags):
+  """The configs of a fine-tuning run (`albert.tasks.finetune.finetune_run`, a `FinetuneRun`)
+  from the model, tokenizer, loop, tf2 and finetune groups and the script's own flags, which
+  it passes by the builder's argument names (max_seq_length, batch sizes, steps, warmup,
+  optimizer, ...). A value the script passes replaces the group's (run_race.py's
+  --num_keep_checkpoint is its keep_checkpoint_max)."""
+  from albert.tasks.finetune import finetune_run  # pylint: disable=g-import-not-at-top
+  shared = {}
+  for group in (model_from_flags(), tokenizer_from_flags(), loop_from_flags(),
+                tf2_from_flags(), finetune_from_flags()):
+    shared.update(dataclasses.asdict(group))
+  return finetune_run(**{**shared, **script_flags})
+
+
+def prepare_only_splits(do_train: bool, do_eval: bool, do_predict: bool,
+                        default: Sequence[str] = ("train", "eval")) -> Tuple[str, ...]:
   """The splits `--prepare_only` builds: those the --do_* flags name, else `default`."""
-  named = tuple(split for split, flag in (("train", "do_train"), ("eval", "do_eval"),
-                                          ("predict", "do_predict")) if _value(flag, False))
+  named = tuple(split for split, wanted in (("train", do_train), ("eval", do_eval),
+                                            ("predict", do_predict)) if wanted)
   return named or tuple(default)
-
-
-def finetune_config(albert_config_required: bool = True):
-  """The shared fine-tuning settings (`albert.tasks.finetune.FinetuneConfig`) from the flags.
-
-  `albert_config_required=False` (`--prepare_only`): only the features are built, so neither
-  --albert_config_file nor a hub handle is needed (one given is still read and checked)."""
-  from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
-  from albert.errors import FlagError  # pylint: disable=g-import-not-at-top
-  from albert.tasks.finetune import FinetuneConfig, default_buckets  # pylint: disable=g-import-not-at-top
-  config_file = _value("albert_config_file")
-  if not config_file and (albert_config_required and not _value("albert_hub_module_handle")):
-    raise FlagError("--albert_config_file is required (or --albert_hub_module_handle)")
-  albert_config = AlbertConfig.from_json_file(config_file) if config_file else None
-  max_seq_length = _value("max_seq_length", 512)
-  return FinetuneConfig(
-      albert_config=albert_config, output_dir=_value("output_dir"),
-      spm_model_file=_value("spm_model_file"), vocab_file=_value("vocab_file"),
-      do_lower_case=_value("do_lower_case", True), max_seq_length=max_seq_length,
-      cache_dir=_value("cached_dir"), hub_module_handle=_value("albert_hub_module_handle"),
-      bucket_boundaries=default_buckets(max_seq_length) if _value("length_buckets") else None,
-      num_workers=_value("num_workers"), seed=_value("seed", 12345),
-      features_only=not albert_config_required)

@@ -392,7 +392,7 @@ class ClassifierServing(ServingModule):
   def check(self, loaded) -> Dict[str, float]:
     """`token_ids` and `tf_example` on the Python tokenizer's features of CHECK_TEXTS,
     `raw_text_pair` on the texts themselves (the in-graph pipeline against
-    `albert.data.glue.reader`); the other signatures reuse these functions."""
+    `albert.data.glue.features`); the other signatures reuse these functions."""
     spec, pairs = self.spec, list(CHECK_TEXTS)
     features = python_features(spec, pairs) if spec.spm_model_file else sample_features(
         self.kind, 100, seq_length=spec.max_seq_length)  # tf.Examples hold max_seq_length ids

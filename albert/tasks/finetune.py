@@ -42,6 +42,7 @@ from albert.tokenization import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
 from albert.train.loop import StopRequest
 from albert.train.task import Task
+from albert.train.trainer import OptimizerConfig, TrainerConfig
 
 
 @dataclasses.dataclass
@@ -315,3 +316,91 @@ class FinetuneTask(Task):
             n.startswith(skip) else f"another shape in the checkpoint: {list(shapes[n])}, "
             f"the model's {list(v.shape)}")
         for n, v in variables.items() if n in shapes and n not in report.loaded})
+
+
+# ============================================================================ The run's configs
+# The one builder of a fine-tuning run: the scripts (their flags, through albert/cli/flags.py),
+# scripts/run_glue.py, scripts/main_job.py and the benchmarks all make the FinetuneConfig,
+# TrainerConfig and OptimizerConfig of a run here, from plain values named after the flags.
+@dataclasses.dataclass
+class FinetuneRun:
+  """The three configs of one fine-tuning run (what `finetune_run` returns)."""
+
+  finetune: FinetuneConfig  # the task's shared settings: tokenizer, encoder, feature caches
+  trainer: TrainerConfig
+  optimizer: OptimizerConfig
+
+
+def finetune_run(
+    *, output_dir: str, albert_config: Optional[AlbertConfig] = None,
+    albert_config_file: Optional[str] = None, init_checkpoint: Optional[str] = None,
+    albert_hub_module_handle: Optional[str] = None, spm_model_file: Optional[str] = None,
+    vocab_file: Optional[str] = None, do_lower_case: bool = True, max_seq_length: int = 512,
+    cached_dir: Optional[str] = None, length_buckets: bool = True,
+    num_workers: Optional[int] = None, init_skip: Tuple[str, ...] = (),
+    features_only: bool = False, train_batch_size: int, eval_batch_size: int,
+    predict_batch_size: Optional[int] = None, num_train_steps: Optional[int] = None,
+    num_train_epochs: Optional[float] = None, steps_flag: str = "num_train_steps",
+    save_checkpoints_steps: int = 1000, keep_checkpoint_max: int = 5,
+    iterations_per_loop: int = 1000, enable_xla: bool = False, mixed_precision: str = "float32",
+    seed: int = 12345, optimizer: str = "adamw", learning_rate: float = 5e-5,
+    num_warmup_steps: int = 0, warmup_proportion: Optional[float] = None) -> FinetuneRun:
+  """The FinetuneConfig, TrainerConfig and OptimizerConfig of a fine-tuning run.
+
+  Every argument is named after the flag of run_classifier.py / run_squad.py / run_race.py that
+  sets it (`cached_dir`: --cached_dir, ...); the defaults are run_classifier.py's, but the batch
+  sizes have none: each caller names its own (the scripts' --eval_batch_size defaults differ).
+
+  Args:
+    output_dir: the run directory (checkpoints, results; the default cache folder is inside).
+    albert_config: the model's config; None reads `albert_config_file` (required unless a hub
+      module brings its own, or `features_only`).
+    albert_config_file: the config's file (also named in the Trainer's messages).
+    init_checkpoint, albert_hub_module_handle: the pretrained weights (TF1 names) or encoder.
+    spm_model_file, vocab_file, do_lower_case, max_seq_length: the tokenizer and the features.
+    cached_dir, length_buckets, num_workers: where the feature caches go (None:
+      <output_dir>/cache), batches padded to a few lengths (`default_buckets`) or to the cap,
+      conversion processes (None: every core).
+    init_skip: variable-name prefixes not read from `init_checkpoint`.
+    features_only: --prepare_only: the caches alone, no model (no albert config needed).
+    train_batch_size, eval_batch_size, predict_batch_size: global batches (predict None: eval's).
+    num_train_steps, num_train_epochs: the run's length (steps, or epochs resolved by the
+      Trainer); `steps_flag` is the flag the steps came from (named in errors).
+    save_checkpoints_steps, keep_checkpoint_max, iterations_per_loop, enable_xla,
+      mixed_precision, seed: as the TrainerConfig fields of the same names.
+    optimizer, learning_rate, num_warmup_steps, warmup_proportion: the OptimizerConfig.
+
+  Example (the tiny model with the 30k-piece vocabulary, the 20-row GLUE files of the tests):
+
+    tiny = AlbertConfig.from_json_file("configs/tiny/albert_config.json")
+    run = finetune_run(output_dir="/tmp/rte", albert_config=tiny.replace(vocab_size=30000),
+                       spm_model_file="tests/testdata/albert_spm/30k-clean.model",
+                       max_seq_length=64, train_batch_size=8, eval_batch_size=8,
+                       num_train_steps=4)
+    task = ClassifierTask(ClassifierTaskConfig(run.finetune, task_name="rte",
+                                               data_dir="tests/testdata/glue"))
+    Trainer(task, run.trainer, run.optimizer).run(do_train=True, do_eval=True)
+  """
+  if albert_config is None and albert_config_file:
+    albert_config = AlbertConfig.from_json_file(albert_config_file)
+  if albert_config is None and not (features_only or albert_hub_module_handle):
+    raise FlagError("--albert_config_file is required (or --albert_hub_module_handle)")
+  finetune = FinetuneConfig(
+      albert_config=albert_config, output_dir=output_dir, spm_model_file=spm_model_file,
+      vocab_file=vocab_file, do_lower_case=do_lower_case, max_seq_length=max_seq_length,
+      cache_dir=cached_dir, hub_module_handle=albert_hub_module_handle,
+      bucket_boundaries=default_buckets(max_seq_length) if length_buckets else None,
+      num_workers=num_workers, seed=seed, init_skip=tuple(init_skip),
+      features_only=features_only)
+  trainer = TrainerConfig(
+      output_dir=output_dir, train_batch_size=train_batch_size, eval_batch_size=eval_batch_size,
+      predict_batch_size=predict_batch_size, num_train_steps=num_train_steps,
+      num_train_epochs=num_train_epochs, save_checkpoints_steps=save_checkpoints_steps,
+      keep_checkpoint_max=keep_checkpoint_max, iterations_per_loop=iterations_per_loop,
+      max_eval_steps=None, init_checkpoint=init_checkpoint,
+      albert_config_file=albert_config_file, enable_xla=enable_xla,
+      mixed_precision=mixed_precision, seed=seed, steps_flag=steps_flag)
+  optimizer_config = OptimizerConfig(optimizer=optimizer, learning_rate=learning_rate,
+                                     num_warmup_steps=num_warmup_steps,
+                                     warmup_proportion=warmup_proportion)
+  return FinetuneRun(finetune, trainer, optimizer_config)

@@ -6,7 +6,9 @@
 * no module-level class or function name defined in two modules of `albert/` (an idea
   written twice);
 * no import circles between the modules of `albert/` (any import statement counts, also one
-  inside a function).
+  inside a function);
+* the top-level scripts, `scripts/` and `benchmarks/` use public APIs only: no `x._name` of
+  another object and no `from m import _name`.
 
 Each checker takes the root of a package tree, so that the negative controls run it on a copy
 of `albert/` with one violation planted.
@@ -50,6 +52,40 @@ def _modules(root: str) -> Iterator[Tuple[str, str]]:
         parts = parts[:-1]
       assert parts[0] == package
       yield ".".join(parts), path
+
+
+def script_files(root: str) -> List[str]:
+  """The top-level scripts and the .py files of `scripts/` and `benchmarks/` under `root`."""
+  found = []
+  for directory in ("", "scripts", "benchmarks"):
+    folder = os.path.join(root, directory)
+    if os.path.isdir(folder):
+      found += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".py")]
+  return found
+
+
+def protected_uses(paths: List[str], root: str) -> List[Tuple[str, int, str, bool]]:
+  """(file, line, name, marked) of each protected name used from outside its object: an
+  attribute `x._name` where `x` is not `self` or `cls`, or `from m import _name` (dunders are
+  not protected). `marked`: a `TODO(public API)` comment on that line or the line above."""
+  found = []
+  for path in paths:
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+    lines = text.splitlines()
+    for node in ast.walk(ast.parse(text, path)):
+      names = []
+      if isinstance(node, ast.Attribute) and not (
+          isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+        names = [node.attr]
+      elif isinstance(node, ast.ImportFrom):
+        names = [alias.name for alias in node.names]
+      for name in names:
+        if name.startswith("_") and not name.startswith("__"):
+          near = " ".join(lines[max(0, node.lineno - 2):node.lineno])
+          found.append((os.path.relpath(path, root).replace(os.sep, "/"), node.lineno, name,
+                        "TODO(public API)" in near))
+  return sorted(found)
 
 
 def _relative(path: str, root: str) -> str:
@@ -201,6 +237,10 @@ def test_no_import_circles():
   assert import_cycles(ALBERT) == []
 
 
+def test_scripts_and_benchmarks_use_public_apis_only():
+  assert protected_uses(script_files(REPO_DIR), REPO_DIR) == []
+
+
 # ------------------------------------------------------------------- negative controls
 @pytest.fixture
 def copy(tmp_path):
@@ -235,6 +275,20 @@ def test_a_planted_twin_is_found(copy):
   _append(os.path.join(copy, "metrics.py"), "\n\ndef build_backbone():\n  pass\n")
   assert names_defined_twice(copy)["build_backbone"] == ["albert/metrics.py",
                                                          "albert/modeling.py"]
+
+
+def test_a_planted_protected_call_is_found(tmp_path):
+  for directory in ("scripts", "benchmarks"):
+    (tmp_path / directory).mkdir()
+  (tmp_path / "run_x.py").write_text("from albert.train.trainer import _helper\n")
+  (tmp_path / "scripts" / "job.py").write_text(
+      "class A:\n  def f(self):\n    return self._x, cls._y, a.__dict__\n\n"
+      "trainer._build()\n")
+  (tmp_path / "benchmarks" / "common.py").write_text(
+      "# TODO(public API): Trainer._build\ntrainer._build()\n")
+  assert protected_uses(script_files(str(tmp_path)), str(tmp_path)) == [
+      ("benchmarks/common.py", 2, "_build", True), ("run_x.py", 1, "_helper", False),
+      ("scripts/job.py", 5, "_build", False)]
 
 
 def test_a_planted_circle_is_found(copy):

@@ -81,7 +81,7 @@ def glue_model(num_labels, seed, regression=False):
 # ----------------------------------------------------------------------- text pipeline
 @pytest.mark.parametrize("max_seq_length", [16, 40, 128])
 def test_in_graph_features_equal_the_python_conversion_on_real_glue_rows(max_seq_length):
-  """bert_pack_inputs + the in-graph tokenizer == albert.data.glue.reader's conversion, truncation too."""
+  """bert_pack_inputs + the in-graph tokenizer == albert.data.glue.features' conversion, truncation too."""
   serving = ce.ClassifierSpec.for_task("mrpc", max_seq_length, SPM, True)
   pipeline = text_pipeline(serving)
   pairs = real_rows(PAIR_TASKS)

@@ -137,6 +137,21 @@ def test_v2_reports_the_original_and_the_heldout_figures(tmp_path):
   best = max(scores, key=lambda s: s["heldout_f1"])
   assert threshold["null_score_diff_threshold"] == pytest.approx(best["heldout_threshold"])
   assert max(s["f1"] for s in scores) > 60.0, scores
+  # --export_dir alone: the export of model.ckpt-best records the held-out threshold stored
+  # with it, the feature settings a client needs, and the SentencePiece model as an asset.
+  from albert.export.versioned import read_info
+  export = tmp_path / "export"
+  done = subprocess.run(_command(tmp_path, out, "--version_2_with_negative",
+                                 f"--export_dir={export}"),
+                        env=_env(), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  step = int(best["global_step"])
+  info = read_info(str(export / str(step)))
+  assert (info["task_kind"], info["global_step"], info["max_seq_length"], info["doc_stride"],
+          info["max_query_length"], info["do_lower_case"]) == ("squad_v2", step, 128, 64, 32,
+                                                                True)
+  assert info["null_score_diff_threshold"] == pytest.approx(best["heldout_threshold"])
+  assert (export / str(step) / "assets" / "30k-clean.model").is_file()
 
 
 @pytest.mark.parametrize("case, message", [
