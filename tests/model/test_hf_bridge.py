@@ -293,3 +293,56 @@ def test_hf_activations_map_to_the_original_names():
   assert names.ACTIVATION_FROM_HF["gelu"] == "gelu_exact"
   for ours, theirs in names.ACTIVATION_TO_HF.items():
     assert names.ACTIVATION_FROM_HF[theirs] == ours
+
+
+# ------------------------------------------------------------------------------ tokenizer
+def test_our_tokenizer_gives_hf_albert_tokenizer_ids():
+  """The folder's spiece.model and tokenizer_config.json (do_lower_case) give the ids that
+  transformers' AlbertTokenizer gave (recorded by make_fixtures.py), with one known difference:
+  HF's tokenizer has the original's `<digit>,` re-split without its stray "▁" piece (our
+  `fix_digit_comma_split=True`); our default keeps the original's (docs/huggingface.md)."""
+  from albert.tokenization import FullTokenizer, preprocess_text
+  folder = hf_folder.HFFolder(_fixture("pretraining"))
+  recorded = json.loads(open(os.path.join(_fixture("pretraining"), "tokenizer_ids.json"),
+                             encoding="utf-8").read())
+  assert folder.do_lower_case is True
+
+  def encoder(fix):
+    tokenizer = FullTokenizer(vocab_file=None, do_lower_case=folder.do_lower_case,
+                              spm_model_file=folder.spm_model_file, fix_digit_comma_split=fix)
+    return lambda text: tokenizer.convert_tokens_to_ids(tokenizer.tokenize(
+        preprocess_text(text, lower=folder.do_lower_case)))
+
+  hf_like, original = encoder(True), encoder(False)
+  for text, expected in zip(recorded["texts"], recorded["ids"]):
+    assert [2] + hf_like(text) + [3] == expected, text
+    if "1," in text:  # the original's stray "▁" before the re-split "1,"
+      ours = original(text)
+      assert len(ours) == len(expected) - 1 and ours.count(13) == expected.count(13) + 1, text
+    else:
+      assert [2] + original(text) + [3] == expected, text
+  a, b = recorded["texts"][:2]
+  assert [2] + hf_like(a) + [3] + hf_like(b) + [3] == recorded["pairs"][0]
+
+
+def test_written_tokenizer_settings_read_back(tmp_path):
+  config = checkpoint.AlbertConfig.from_json_file(os.path.join(GOLDEN, "albert_config.json"))
+  spm = os.path.join(GOLDEN, "..", "spm.model")
+  convert.tf1_to_hf(GOLDEN, config, str(tmp_path / "hf"), spm_model_file=spm,
+                    do_lower_case=False, log=lambda _: None)
+  settings = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+  assert (settings["do_lower_case"], settings["keep_accents"], settings["remove_space"],
+          settings["tokenizer_class"]) == (False, False, True, "AlbertTokenizer")
+  folder = hf_folder.HFFolder(str(tmp_path / "hf"))
+  assert folder.do_lower_case is False
+  assert open(folder.spm_model_file, "rb").read() == open(spm, "rb").read()
+
+
+def test_keep_accents_is_refused_by_name(tmp_path):
+  folder = _copy("pretraining", tmp_path)
+  values = json.loads((folder / "tokenizer_config.json").read_text())
+  values["keep_accents"] = True
+  (folder / "tokenizer_config.json").write_text(json.dumps(values))
+  with pytest.raises(CheckpointError) as error:
+    checkpoint.open_reader(str(folder))
+  assert "keep_accents is true" in _one_line(error)

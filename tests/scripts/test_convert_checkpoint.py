@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file
 
 from albert import checkpoint
@@ -63,6 +64,9 @@ def test_bad_inputs_are_one_line(tmp_path):
   assert not (tmp_path / "out").exists()
 
 
+# Slow (about 70 s: three programs start TensorFlow); the regular suite initialises the tasks
+# from HF folders in-process (tests/tasks/test_hf_init.py) and runs the converter both ways here.
+@pytest.mark.slow
 def test_fine_tune_an_hf_folder_and_give_it_back(tmp_path):
   """Done means: run_classifier.py --init_checkpoint=<HF folder> (its config.json and
   spiece.model serve as --albert_config_file and --spm_model_file), then one command back."""

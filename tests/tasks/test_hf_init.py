@@ -1,0 +1,85 @@
+"""--init_checkpoint=<Hugging Face folder> in the fine-tuning tasks: the folder brings its config
+and tokenizer (explicit ones must agree), and initialises the encoder and the head."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from albert import checkpoint
+from albert.errors import CheckpointError, FlagError
+from albert.tasks.classifier import ClassifierTask, ClassifierTaskConfig
+from albert.tasks.finetune import finetune_run
+from conftest import TESTDATA
+from support.classifier_runs import GLUE, SPM, TINY
+
+HF = os.path.join(TESTDATA, "hf")
+
+
+def _run(tmp_path, **given):
+  return finetune_run(output_dir=str(tmp_path / "run"), train_batch_size=4, eval_batch_size=4,
+                      num_train_steps=2, max_seq_length=32, **given)
+
+
+def test_an_hf_folder_brings_its_config_and_tokenizer(tmp_path):
+  folder = os.path.join(HF, "pretraining")
+  run = _run(tmp_path, init_checkpoint=folder)
+  config = run.finetune.albert_config
+  assert (config.embedding_size, config.hidden_size, config.num_hidden_groups,
+          config.inner_group_num, config.hidden_act) == (16, 32, 2, 2, "gelu")
+  assert run.finetune.spm_model_file == os.path.join(folder, "spiece.model")
+  assert run.trainer.init_checkpoint == folder
+  # Explicit settings are kept when they agree, refused in one line when not.
+  assert _run(tmp_path, init_checkpoint=folder, albert_config=config,
+              spm_model_file=SPM).finetune.spm_model_file == SPM
+  with pytest.raises(CheckpointError) as error:
+    _run(tmp_path, init_checkpoint=folder, albert_config=TINY)
+  assert "\n" not in str(error.value)
+  assert "--albert_config_file disagrees with the config.json of the Hugging Face folder" in (
+      str(error.value)) and "vocab_size: 30000 in --albert_config_file, 1000 in the folder" in (
+          str(error.value))
+  with pytest.raises(FlagError, match=r"pass --do_lower_case=True"):
+    _run(tmp_path, init_checkpoint=folder, do_lower_case=False)
+
+
+def test_a_cased_folder_needs_do_lower_case_false(tmp_path):
+  folder = tmp_path / "cased"
+  shutil.copytree(os.path.join(HF, "pretraining"), folder)
+  values = json.loads((folder / "tokenizer_config.json").read_text())
+  values["do_lower_case"] = False
+  (folder / "tokenizer_config.json").write_text(json.dumps(values))
+  assert _run(tmp_path, init_checkpoint=str(folder), do_lower_case=False).finetune.do_lower_case \
+      is False
+  with pytest.raises(FlagError, match=r"--do_lower_case=True disagrees"):
+    _run(tmp_path, init_checkpoint=str(folder))
+
+
+def _classifier(tmp_path, folder, task_name):
+  run = _run(tmp_path, init_checkpoint=folder, spm_model_file=SPM)
+  task = ClassifierTask(ClassifierTaskConfig(finetune=run.finetune, task_name=task_name,
+                                             data_dir=GLUE))
+  return task, task.build_model()
+
+
+def test_a_classifier_folder_initialises_encoder_and_head(tmp_path):
+  folder = os.path.join(HF, "sequence_classification")
+  task, model = _classifier(tmp_path, folder, "MNLI")  # 3 labels, as the folder's head
+  report = task.initialize(model, folder)
+  assert len(report.loaded) == 27 and report.missing == [] and report.new == {}
+  task, model = _classifier(tmp_path, folder, "RTE")  # 2 labels: the head starts fresh
+  report = task.initialize(model, folder)
+  assert len(report.loaded) == 25
+  assert sorted(report.new) == ["output_bias", "output_weights"]
+
+
+def test_a_question_answering_folder_has_no_pooler_which_starts_fresh(tmp_path):
+  folder = os.path.join(HF, "question_answering")
+  task, model = _classifier(tmp_path, folder, "RTE")
+  report = task.initialize(model, folder)
+  assert report.missing == ["output_bias", "output_weights"]  # the classifier's own head
+  assert sorted(report.new) == ["bert/pooler/dense/bias", "bert/pooler/dense/kernel"]
+  assert "not in the Hugging Face folder" in report.new["bert/pooler/dense/kernel"]
+  assert "cls/squad/output_weights" in report.unused
