@@ -44,7 +44,7 @@ def is_hf_folder(path) -> bool:
   return bool(entries & {CONFIG, WEIGHTS, INDEX, *_PICKLES})
 
 
-def _read_json(path: str, what: str):
+def _folder_json(path: str, what: str):
   try:
     with open(path, "r", encoding="utf-8") as f:
       return json.load(f)
@@ -93,7 +93,7 @@ class HFFolder:
       raise CheckpointError(f"Hugging Face folder {path} has no {CONFIG}: it is not a complete "
                             "model folder (download config.json with the weights)")
     config_path = os.path.join(path, CONFIG)
-    self.hf_config = _read_json(config_path, "the model's config")
+    self.hf_config = _folder_json(config_path, "the model's config")
     self.albert_config = names.config_from_hf(self.hf_config, config_path)
     self.labels = names.labels_from_hf(self.hf_config, config_path)
     architectures = self.hf_config.get("architectures") or ["AlbertModel"]
@@ -109,7 +109,7 @@ class HFFolder:
     self.do_lower_case = True
     if TOKENIZER_CONFIG in entries:
       where = os.path.join(self.path, TOKENIZER_CONFIG)
-      values = _read_json(where, "the tokenizer's settings")
+      values = _folder_json(where, "the tokenizer's settings")
       self.do_lower_case = bool(values.get("do_lower_case", True))
       if values.get("keep_accents", False):
         raise CheckpointError(f"{where}: keep_accents is true, which the original ALBERT "
@@ -122,7 +122,7 @@ class HFFolder:
   def _read_index(self, entries) -> Dict[str, str]:
     if INDEX in entries:
       where = os.path.join(self.path, INDEX)
-      weight_map = _read_json(where, "a safetensors index").get("weight_map")
+      weight_map = _folder_json(where, "a safetensors index").get("weight_map")
       if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{where}: has no weight_map")
       files = sorted(set(weight_map.values()))
