@@ -229,3 +229,22 @@ def config_to_hf(config: AlbertConfig, architecture: str,
   if regression:
     values.update(num_labels=1, problem_type="regression")
   return values
+
+
+def label_order(folder_labels: Optional[List[str]], task_labels: Optional[List[str]]
+                ) -> Tuple[Optional[List[int]], Optional[str]]:
+  """How a folder's classifier rows (its id2label) map to a task's labels: (None, None) when they
+  agree or either is unnamed (HF's default `LABEL_i`); (row order, None) when the same labels
+  (ignoring case) come in another order; (None, why) when they are other labels."""
+  if not folder_labels or not task_labels:
+    return None, None
+  if all(label == f"LABEL_{i}" for i, label in enumerate(folder_labels)):
+    return None, None
+  ours = [str(label).lower() for label in task_labels]
+  theirs = [label.lower() for label in folder_labels]
+  if ours == theirs:
+    return None, None
+  if sorted(ours) == sorted(theirs) and len(set(ours)) == len(ours):
+    return [theirs.index(label) for label in ours], None
+  return None, (f"the Hugging Face folder's labels {folder_labels} are not the task's "
+                f"{list(task_labels)}: fine-tuning starts the head fresh")

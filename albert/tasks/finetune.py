@@ -38,6 +38,7 @@ from albert import checkpoint
 from albert.train import input_pipeline
 from albert.config import AlbertConfig
 from albert.data import cache as cache_lib
+from albert.hf import names
 from albert.tokenization import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
 from albert.train.loop import StopRequest
@@ -286,6 +287,10 @@ class FinetuneTask(Task):
     handle = self.config.finetune.hub_module_handle
     return f"Encoder weights from the hub module {handle}" if handle else None
 
+  def head_labels(self) -> Optional[List[str]]:
+    """The labels the head's output rows stand for, in order (a classifier's), else None."""
+    return None
+
   def initialize(self, model: tf_keras.Model, init_checkpoint: str,
                  init_from_group0: bool = False) -> checkpoint.LoadReport:
     """Loads the encoder (all of it, or an error) and the head variables of the right shape."""
@@ -299,8 +304,12 @@ class FinetuneTask(Task):
                  for n in variables if n.startswith("bert/pooler/")
                  and getattr(reader, "has_pooler", True) is False}
     encoder = {n for n in variables if n.startswith("bert/") and not n.startswith(skip or "\0")}
+    # An HF classifier's rows follow its id2label: reordered to the task's labels, or left out.
+    order, other_labels = names.label_order(getattr(reader, "labels", None), self.head_labels())
+    head = {"output_weights", "output_bias"}
     chosen = [v for n, v in variables.items() if not (skip and n.startswith(skip)) and (
-        n in encoder or n not in shapes or list(shapes[n]) == list(v.shape))]
+        n in encoder or n not in shapes or list(shapes[n]) == list(v.shape))
+              and not (other_labels and n in head)]
     try:
       report = checkpoint.load_tf1_checkpoint(chosen, prefix, init_from_group0=init_from_group0)
     except CheckpointError as error:
@@ -315,14 +324,22 @@ class FinetuneTask(Task):
           f"--init_checkpoint={init_checkpoint} lacks {len(missing)} of the encoder's "
           f"{len(encoder)} variables (e.g. {', '.join(missing[:3])}): is it a checkpoint of "
           "this albert config? (--init_from_group0 reads every group from group_0)")
+    if order is not None and head <= set(report.loaded):
+      for name in sorted(head):
+        variables[name].assign(tf.gather(variables[name], order))
+      self.log(f"Head rows reordered from the folder's labels {reader.labels} to the task's "
+               f"{self.head_labels()}")
     # Head variables of another shape and skipped prefixes stay out of the load: new variables.
     report.missing = [n for n in report.missing if n not in no_pooler]
     report.mark_new(no_pooler)
+    if other_labels:
+      report.mark_new({n: other_labels for n in head if n in variables and n in shapes})
     return report.mark_new({
         n: ("not read from the checkpoint: fine-tuning starts it fresh" if skip and
             n.startswith(skip) else f"another shape in the checkpoint: {list(shapes[n])}, "
             f"the model's {list(v.shape)}")
-        for n, v in variables.items() if n in shapes and n not in report.loaded})
+        for n, v in variables.items()
+        if n in shapes and n not in report.loaded and n not in report.new})
 
 
 # ============================================================================ The run's configs

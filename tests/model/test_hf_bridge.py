@@ -143,9 +143,11 @@ def test_golden_checkpoint_in_hf_names_matches_the_committed_hf_folder_names(tmp
   def pattern(key):  # group / layer indices aside (the golden model has 1 group, 1 layer)
     return ".".join("N" if part.isdigit() else part for part in key.split("."))
   assert {pattern(k) for k in ours} == {pattern(k) for k in theirs}
-  for key in ours:  # same orientation: the [out, in] of torch
+  # Same sizes but the FFN's (golden intermediate_size 37, the fixture's 48), same layout.
+  for key in ours:
     if key in theirs:
-      assert len(ours[key].shape) == len(theirs[key].shape), key
+      assert [48 if d == 37 else d for d in ours[key].shape] == list(theirs[key].shape), key
+  assert len([k for k in ours if k in theirs]) > 20
 
 
 # ----------------------------------------------------------------------------- bad folders
@@ -346,3 +348,12 @@ def test_keep_accents_is_refused_by_name(tmp_path):
   with pytest.raises(CheckpointError) as error:
     checkpoint.open_reader(str(folder))
   assert "keep_accents is true" in _one_line(error)
+
+
+def test_export_says_to_convert_an_hf_folder_first():
+  from albert.errors import ExportError
+  from albert.export.encoder import ExportConfig
+  with pytest.raises(ExportError) as error:
+    ExportConfig.from_albert_directory(_fixture("pretraining"), "/tmp/never")
+  assert "is a Hugging Face folder: convert it first (python convert_checkpoint.py" in (
+      _one_line(error))

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from albert import checkpoint
@@ -83,3 +84,38 @@ def test_a_question_answering_folder_has_no_pooler_which_starts_fresh(tmp_path):
   assert sorted(report.new) == ["bert/pooler/dense/bias", "bert/pooler/dense/kernel"]
   assert "not in the Hugging Face folder" in report.new["bert/pooler/dense/kernel"]
   assert "cls/squad/output_weights" in report.unused
+
+
+def _relabelled(tmp_path, labels):
+  folder = tmp_path / "relabelled"
+  shutil.copytree(os.path.join(HF, "sequence_classification"), folder)
+  values = json.loads((folder / "config.json").read_text())
+  values["id2label"] = {str(i): label for i, label in enumerate(labels)}
+  (folder / "config.json").write_text(json.dumps(values))
+  return str(folder)
+
+
+def test_a_classifier_head_follows_the_task_labels_not_the_row_order(tmp_path):
+  """An HF head whose id2label lists the task's labels in another order is reordered (else MNLI
+  would read 'entailment' scores as 'contradiction' ones); other labels start fresh."""
+  source = checkpoint.open_reader(os.path.join(HF, "sequence_classification"))
+  weights, bias = source.get_tensor("output_weights"), source.get_tensor("output_bias")
+  folder = _relabelled(tmp_path, ["NEUTRAL", "contradiction", "Entailment"])
+  lines = []
+  task, model = _classifier(tmp_path, folder, "MNLI")
+  task.log = lines.append
+  report = task.initialize(model, folder)
+  assert len(report.loaded) == 27 and report.new == {}
+  variables = checkpoint.variables_by_name(model)
+  # MNLI's labels: contradiction, entailment, neutral = the folder's rows 1, 2, 0.
+  np.testing.assert_array_equal(variables["output_weights"].numpy(), weights[[1, 2, 0]])
+  np.testing.assert_array_equal(variables["output_bias"].numpy(), bias[[1, 2, 0]])
+  assert any(l.startswith("Head rows reordered") for l in lines)
+
+  folder = _relabelled(tmp_path / "other", ["positive", "negative", "mixed"])
+  task, model = _classifier(tmp_path, folder, "MNLI")
+  report = task.initialize(model, folder)
+  assert len(report.loaded) == 25
+  assert "are not the task's" in report.new["output_weights"]
+  assert not np.array_equal(checkpoint.variables_by_name(model)["output_weights"].numpy(),
+                            weights)
