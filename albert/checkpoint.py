@@ -288,6 +288,15 @@ def load_tf1_checkpoint(model_or_variables, path, init_from_group0: bool = False
                     skipped=skipped)
 
 
+def reorder_head_rows(variables: Dict[str, tf.Variable], order: List[int], labels: List[str],
+                      task_labels: List[str]) -> str:
+  """Puts a loaded classifier head's rows (`output_weights`, `output_bias`) in the task's label
+  order (`albert.hf.names.label_order`); returns the line saying so."""
+  for name in ("output_weights", "output_bias"):
+    variables[name].assign(tf.gather(variables[name], order))
+  return f"Head rows reordered from the folder's labels {labels} to the task's {task_labels}"
+
+
 def hf_settings(path) -> Optional["hf_folder.HFFolder"]:
   """The checked `HFFolder` when `path` is a Hugging Face folder (its `albert_config`,
   `spm_model_file`, `do_lower_case`, `labels`), else None."""

@@ -247,4 +247,4 @@ def label_order(folder_labels: Optional[List[str]], task_labels: Optional[List[s
   if sorted(ours) == sorted(theirs) and len(set(ours)) == len(ours):
     return [theirs.index(label) for label in ours], None
   return None, (f"the Hugging Face folder's labels {folder_labels} are not the task's "
-                f"{list(task_labels)}: fine-tuning starts the head fresh")
+                f"{list(task_labels)}")

@@ -287,10 +287,6 @@ class FinetuneTask(Task):
     handle = self.config.finetune.hub_module_handle
     return f"Encoder weights from the hub module {handle}" if handle else None
 
-  def head_labels(self) -> Optional[List[str]]:
-    """The labels the head's output rows stand for, in order (a classifier's), else None."""
-    return None
-
   def initialize(self, model: tf_keras.Model, init_checkpoint: str,
                  init_from_group0: bool = False) -> checkpoint.LoadReport:
     """Loads the encoder (all of it, or an error) and the head variables of the right shape."""
@@ -325,15 +321,13 @@ class FinetuneTask(Task):
           f"{len(encoder)} variables (e.g. {', '.join(missing[:3])}): is it a checkpoint of "
           "this albert config? (--init_from_group0 reads every group from group_0)")
     if order is not None and head <= set(report.loaded):
-      for name in sorted(head):
-        variables[name].assign(tf.gather(variables[name], order))
-      self.log(f"Head rows reordered from the folder's labels {reader.labels} to the task's "
-               f"{self.head_labels()}")
+      self.log(checkpoint.reorder_head_rows(variables, order, reader.labels, self.head_labels()))
     # Head variables of another shape and skipped prefixes stay out of the load: new variables.
     report.missing = [n for n in report.missing if n not in no_pooler]
     report.mark_new(no_pooler)
     if other_labels:
-      report.mark_new({n: other_labels for n in head if n in variables and n in shapes})
+      report.mark_new({n: f"{other_labels}: fine-tuning starts the head fresh"
+                       for n in head if n in variables and n in shapes})
     return report.mark_new({
         n: ("not read from the checkpoint: fine-tuning starts it fresh" if skip and
             n.startswith(skip) else f"another shape in the checkpoint: {list(shapes[n])}, "

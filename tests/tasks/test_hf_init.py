@@ -119,3 +119,36 @@ def test_a_classifier_head_follows_the_task_labels_not_the_row_order(tmp_path):
   assert "are not the task's" in report.new["output_weights"]
   assert not np.array_equal(checkpoint.variables_by_name(model)["output_weights"].numpy(),
                             weights)
+
+
+def test_evaluating_an_hf_classifier_follows_its_labels(tmp_path):
+  """--do_eval straight from an HF folder: a head stored in another label order scores as the
+  same head in the task's order; other labels are refused, not scored."""
+  from safetensors.numpy import load_file, save_file
+  from albert.train.trainer import Trainer
+  source = os.path.join(HF, "sequence_classification")
+  shuffled = tmp_path / "shuffled"
+  shutil.copytree(source, shuffled)
+  tensors = load_file(str(shuffled / "model.safetensors"))
+  permutation = [2, 0, 1]
+  for key in ("classifier.weight", "classifier.bias"):
+    tensors[key] = tensors[key][permutation]
+  save_file(tensors, str(shuffled / "model.safetensors"), metadata={"format": "pt"})
+  values = json.loads((shuffled / "config.json").read_text())
+  labels = [values["id2label"][str(i)] for i in permutation]
+  values["id2label"] = {str(i): label for i, label in enumerate(labels)}
+  (shuffled / "config.json").write_text(json.dumps(values))
+
+  def evaluate(folder, name):
+    run = finetune_run(output_dir=str(tmp_path / name), init_checkpoint=str(folder),
+                       spm_model_file=os.path.join(TESTDATA, "golden", "spm.model"), train_batch_size=4, eval_batch_size=4,
+                       num_train_steps=1, max_seq_length=32, num_workers=1)
+    task = ClassifierTask(ClassifierTaskConfig(finetune=run.finetune, task_name="MNLI",
+                                               data_dir=GLUE), log=lambda _: None)
+    return Trainer(task, run.trainer, run.optimizer, log=lambda _: None).run(
+        do_train=False, do_eval=True)
+
+  assert evaluate(source, "a") == evaluate(shuffled, "b")
+  other = _relabelled(tmp_path / "c", ["positive", "negative", "mixed"])
+  with pytest.raises(CheckpointError, match=r"its head cannot score this task"):
+    evaluate(other, "c")
