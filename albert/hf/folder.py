@@ -30,7 +30,7 @@ SPM = "spiece.model"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 _PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5",
             "flax_model.msgpack")
-_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": None}
 
 
 def is_hf_folder(path) -> bool:
@@ -249,12 +249,23 @@ class HFFolder:
 
   def _read(self, key: str) -> np.ndarray:
     from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+    entry = self._headers[self._index[key]][key]
+    if entry["dtype"] == "BF16":  # numpy has no bfloat16: its bits are a float32's top half
+      return self._read_bf16(key, entry)
     try:
       with safe_open(self._where(key), framework="np") as f:
         return f.get_tensor(key)
     except Exception as error:  # a damaged file
       raise CheckpointError(f"{self._where(key)}: tensor {key} cannot be read "
                             f"({type(error).__name__}: {str(error)[:200]})") from None
+
+  def _read_bf16(self, key: str, entry: dict) -> np.ndarray:
+    begin, end = (int(x) for x in entry["data_offsets"])
+    with open(self._where(key), "rb") as f:
+      (length,) = struct.unpack("<Q", f.read(8))
+      f.seek(8 + length + begin)
+      bits = np.frombuffer(f.read(end - begin), dtype="<u2")
+    return (bits.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
 
   # The reader interface of tf.train.load_checkpoint, in TF1 names.
   prefix = property(lambda self: self.path)

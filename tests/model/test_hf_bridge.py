@@ -357,3 +357,34 @@ def test_export_says_to_convert_an_hf_folder_first():
     ExportConfig.from_albert_directory(_fixture("pretraining"), "/tmp/never")
   assert "is a Hugging Face folder: convert it first (python convert_checkpoint.py" in (
       _one_line(error))
+
+
+def test_bf16_and_f16_tensors_are_read_as_float32(tmp_path):
+  """bfloat16 (numpy has none: written here as raw bits) and float16 folders read as the float32
+  values those formats hold."""
+  import struct
+  folder = _copy("question_answering", tmp_path)
+  tensors = load_file(str(folder / "model.safetensors"))
+  header, offset, blobs = {}, 0, []
+  for i, key in enumerate(sorted(tensors)):
+    value = tensors[key]
+    if i % 2:  # bfloat16: the top 16 bits of each float32
+      data = (value.view(np.uint32) >> 16).astype("<u2").tobytes()
+      dtype = "BF16"
+    else:
+      data, dtype = value.astype("<f2").tobytes(), "F16"
+    header[key] = {"dtype": dtype, "shape": list(value.shape),
+                   "data_offsets": [offset, offset + len(data)]}
+    blobs.append(data)
+    offset += len(data)
+  text = json.dumps(header).encode()
+  (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+  read = hf_folder.HFFolder(str(folder))
+  for i, key in enumerate(sorted(tensors)):
+    name, transposed = names.tf1_name(key)
+    value = tensors[key]
+    expected = ((value.view(np.uint32) >> 16) << 16).view(np.float32) if i % 2 else (
+        value.astype(np.float16).astype(np.float32))
+    got = read.get_tensor(name)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected.T if transposed else expected, err_msg=key)
