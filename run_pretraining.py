@@ -60,16 +60,23 @@ def _main():
 
   if not FLAGS.do_train and not FLAGS.do_eval:
     raise FlagError("nothing to do: give --do_train, --do_eval or both")
-  for name in ("albert_config_file", "input_file", "output_dir"):
+  from albert import checkpoint
+  for name in ("input_file", "output_dir"):
     if not FLAGS[name].value:
       raise FlagError(f"--{name} is required")
+  hf_folder = checkpoint.hf_settings(FLAGS.init_checkpoint)
+  if not FLAGS.albert_config_file and hf_folder is None:
+    raise FlagError("--albert_config_file is required (or a Hugging Face folder as "
+                    "--init_checkpoint, whose config.json is used)")
   if FLAGS.masked_lm_budget > 0:
     raise FlagError(
         "--masked_lm_budget > 0 (dynamic masking during training) is not supported: the "
         "original crashes with it too. Mask offline with create_pretraining_data.py and keep "
         "--masked_lm_budget=0.")
 
-  albert_config = AlbertConfig.from_json_file(FLAGS.albert_config_file)
+  albert_config = checkpoint.config_for_checkpoint(
+      AlbertConfig.from_json_file(FLAGS.albert_config_file) if FLAGS.albert_config_file
+      else None, FLAGS.init_checkpoint)
   data = lambda: PretrainingDataConfig(  # noqa: E731
       input_file=FLAGS.input_file, max_seq_length=FLAGS.max_seq_length,
       max_predictions_per_seq=FLAGS.max_predictions_per_seq, seed=FLAGS.seed)

@@ -6,6 +6,12 @@ Every variable of our models carries its original TF1 name (`bert/embeddings/wor
 original's flag of that name). The result is a `LoadReport` of what was loaded, what the model
 has that the checkpoint lacks, and what the checkpoint has that nothing used.
 
+A Hugging Face ALBERT folder (config.json + model.safetensors) is a checkpoint too: wherever a
+path goes (`resolve_checkpoint`, `open_reader`, `verify_complete`, `read_checkpoint`,
+`load_tf1_checkpoint`), `albert.hf.folder.HFFolder` reads it in the original TF1 names, so
+`--init_checkpoint=<HF folder>` works in every script; `hf_settings(path)` gives its albert config
+and tokenizer.
+
 Saving writes a weights-only TF1 (tensor bundle V2) checkpoint in the original names, readable
 by `tf.train.load_checkpoint`, TF1 `Saver`s and converters such as tf-models-official's. Files are
 written under a temporary prefix and renamed, the `.index` last, so that an interrupted save
@@ -23,7 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from albert import files
+from albert.config import AlbertConfig
 from albert.errors import CheckpointError, OutputError, output_error
+from albert.hf import folder as hf_folder
 
 OPTIMIZER_SLOT_SUFFIXES = ("/adam_m", "/adam_v", "/lamb_m", "/lamb_v", "/Momentum", "/Adam",
                            "/Adam_1")
@@ -97,8 +105,11 @@ def variables_by_name(model_or_variables) -> Dict[str, tf.Variable]:
 
 
 def resolve_checkpoint(path: Union[str, os.PathLike]) -> str:
-  """A checkpoint prefix from a prefix or a directory (its `checkpoint` file, else one prefix)."""
+  """A checkpoint prefix from a prefix or a directory (its `checkpoint` file, else one prefix);
+  a Hugging Face folder is its own "prefix"."""
   path = os.fspath(path)
+  if hf_folder.is_hf_folder(path):
+    return path
   if os.path.isdir(path):
     latest = tf.train.latest_checkpoint(path)
     if latest:
@@ -121,7 +132,10 @@ def resolve_checkpoint(path: Union[str, os.PathLike]) -> str:
 
 
 def open_reader(prefix: str):
-  """`tf.train.load_checkpoint(prefix)`; a truncated or corrupted index is a CheckpointError."""
+  """`tf.train.load_checkpoint(prefix)`; a truncated or corrupted index is a CheckpointError.
+  For a Hugging Face folder, its `HFFolder` (the same reader interface, in TF1 names)."""
+  if hf_folder.is_hf_folder(prefix):
+    return hf_folder.HFFolder(prefix)
   try:
     return _Reader(prefix, tf.train.load_checkpoint(prefix))
   except tf.errors.OpError as error:
@@ -169,8 +183,12 @@ def verify_complete(prefix: str) -> str:
 
   The index must parse, and the data file must hold at least the bytes of the fixed-size tensors
   the index lists (a copy cut short is found here, before any work; flipped bits are found by the
-  checksums when the weights are read). Returns the prefix.
+  checksums when the weights are read). Returns the prefix. A Hugging Face folder is checked
+  whole (config, every tensor's shape, file sizes) by opening it.
   """
+  if hf_folder.is_hf_folder(prefix):
+    hf_folder.HFFolder(prefix)
+    return prefix
   reader = open_reader(prefix)
   shapes = reader.get_variable_to_shape_map()
   dtypes = reader.get_variable_to_dtype_map()
@@ -263,8 +281,45 @@ def load_tf1_checkpoint(model_or_variables, path, init_from_group0: bool = False
     var.assign(tf.convert_to_tensor(value, dtype=var.dtype))
   used = set(plan.values())
   unused = sorted(n for n in available if n not in used)
+  if isinstance(reader, hf_folder.HFFolder):  # HF keys with no original counterpart, and ties
+    unused += reader.unused
+    skipped += reader.dropped
   return LoadReport(checkpoint=prefix, loaded=plan, missing=missing, unused=unused,
                     skipped=skipped)
+
+
+def reorder_head_rows(variables: Dict[str, tf.Variable], order: List[int], labels: List[str],
+                      task_labels: List[str]) -> str:
+  """Puts a loaded classifier head's rows (`output_weights`, `output_bias`) in the task's label
+  order (`albert.hf.names.label_order`); returns the line saying so."""
+  for name in ("output_weights", "output_bias"):
+    variables[name].assign(tf.gather(variables[name], order))
+  return f"Head rows reordered from the folder's labels {labels} to the task's {task_labels}"
+
+
+def hf_settings(path) -> Optional["hf_folder.HFFolder"]:
+  """The checked `HFFolder` when `path` is a Hugging Face folder (its `albert_config`,
+  `spm_model_file`, `do_lower_case`, `labels`), else None."""
+  path = os.fspath(path) if path else path
+  return hf_folder.HFFolder(path) if path and hf_folder.is_hf_folder(path) else None
+
+
+def config_for_checkpoint(albert_config: Optional[AlbertConfig], init_checkpoint,
+                          flag: str = "--albert_config_file") -> Optional[AlbertConfig]:
+  """The albert config of a run: the given one, or a Hugging Face folder's own; both given
+  must agree on every key the model reads."""
+  folder = hf_settings(init_checkpoint)
+  if folder is None:
+    return albert_config
+  if albert_config is not None:
+    differences = albert_config.differences(folder.albert_config)
+    if differences:
+      shown = "; ".join(f"{k}: {a!r} in {flag}, {b!r} in the folder"
+                        for k, (a, b) in differences.items())
+      raise CheckpointError(f"{flag} disagrees with the config.json of the Hugging Face folder "
+                            f"{init_checkpoint} ({shown}); leave {flag} out (the folder's "
+                            "config is used)")
+  return folder.albert_config
 
 
 # --------------------------------------------------------------------------------------- save

@@ -20,8 +20,9 @@ from typing import Any, Dict, Optional, Tuple
 from albert import files
 from albert.errors import ConfigError, FlagError
 
-# Activations the original `modeling.get_activation` knows ("linear" means none).
-ACTIVATIONS = ("gelu", "relu", "tanh", "linear")
+# Activations the original `modeling.get_activation` knows ("linear" means none), and ours
+# "gelu_exact" (the erf form: Hugging Face's "gelu", which its copies of the v1 models use).
+ACTIVATIONS = ("gelu", "relu", "tanh", "linear", "gelu_exact")
 
 # Which parameters the transformer layers share (paper, Table 4).
 #   all       - attention and FFN follow the groups (the original release);

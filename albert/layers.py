@@ -104,6 +104,11 @@ def gelu(x: tf.Tensor) -> tf.Tensor:
   return tf.nn.gelu(tf.convert_to_tensor(x), approximate=True)
 
 
+def gelu_exact(x: tf.Tensor) -> tf.Tensor:
+  """GELU in the exact erf form, `x * Phi(x)`: Hugging Face's "gelu" (not the original's)."""
+  return tf.nn.gelu(tf.convert_to_tensor(x), approximate=False)
+
+
 def get_activation(name: Optional[str]) -> Optional[Callable[[tf.Tensor], tf.Tensor]]:
   """The original's activation names: gelu, relu, tanh, linear (None, or "" = linear)."""
   if name is None or name == "":
@@ -119,7 +124,10 @@ def get_activation(name: Optional[str]) -> Optional[Callable[[tf.Tensor], tf.Ten
     return gelu
   if act == "tanh":
     return tf.tanh
-  raise ValueError(f"Unsupported activation {name!r}; expected one of gelu, relu, tanh, linear")
+  if act == "gelu_exact":  # not the original's: HF's "gelu" (erf), see albert/hf/names.py
+    return gelu_exact
+  raise ValueError(f"Unsupported activation {name!r}; expected one of gelu, relu, tanh, linear, "
+                   "gelu_exact")
 
 
 def truncated_normal(stddev: float) -> tf_keras.initializers.Initializer:

@@ -35,7 +35,8 @@ def define_model_flags() -> None:
           "the model architecture.")
   _define("string", "init_checkpoint", None,
           "Initial checkpoint (usually from a pre-trained ALBERT model): a TF1-name checkpoint "
-          "prefix or a directory.")
+          "prefix or a directory, or a Hugging Face ALBERT folder (config.json + "
+          "model.safetensors; its config and spiece.model are used).")
   _define("string", "output_dir", None,
           "The output directory where the model checkpoints will be written.")
   _define("string", "albert_hub_module_handle", None,

@@ -104,6 +104,12 @@ class ExportConfig:
 
     The folder holds `albert_config.json`, `30k-clean.model` and `<checkpoint_name>.*`.
     """
+    from albert.hf.folder import is_hf_folder  # pylint: disable=g-import-not-at-top
+    for given, flag in ((albert_directory, "--albert_directory"), (checkpoint, "--init_checkpoint")):
+      if given and is_hf_folder(given) and not (flag == "--init_checkpoint" and albert_config_file):
+        raise ExportError(f"{flag}={given} is a Hugging Face folder: convert it first "
+                          f"(python convert_checkpoint.py --input={given} --output_dir=DIR), "
+                          "then export with --albert_directory=DIR")
     if albert_directory:
       albert_config_file = albert_config_file or os.path.join(albert_directory, CONFIG_ASSET)
       checkpoint = checkpoint or os.path.join(albert_directory, checkpoint_name)

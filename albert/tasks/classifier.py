@@ -120,6 +120,9 @@ class ClassifierTask(FinetuneTask):
   def schema(self, split):
     return glue_features.feature_schema(self.config.finetune.max_seq_length, self.regression)
 
+  def head_labels(self):
+    return None if self.regression else list(self.processor.labels)
+
   def build_model(self) -> tf_keras.Model:
     return build_classifier_model(self.albert_config, self.processor.num_labels,
                                   regression=self.regression, encoder=self.encoder())

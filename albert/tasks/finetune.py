@@ -38,6 +38,7 @@ from albert import checkpoint
 from albert.train import input_pipeline
 from albert.config import AlbertConfig
 from albert.data import cache as cache_lib
+from albert.hf import names
 from albert.tokenization import TokenizerSpec
 from albert.errors import CheckpointError, FlagError, InputError
 from albert.train.loop import StopRequest
@@ -289,12 +290,21 @@ class FinetuneTask(Task):
                  init_from_group0: bool = False) -> checkpoint.LoadReport:
     """Loads the encoder (all of it, or an error) and the head variables of the right shape."""
     prefix = checkpoint.resolve_checkpoint(init_checkpoint)
-    shapes = checkpoint.open_reader(prefix).get_variable_to_shape_map()
+    reader = checkpoint.open_reader(prefix)
+    shapes = reader.get_variable_to_shape_map()
     variables = checkpoint.variables_by_name(model)
     skip = tuple(self.config.finetune.init_skip)
+    # An HF AlbertForQuestionAnswering has no pooler (SQuAD does not use it): it starts fresh.
+    no_pooler = {n: "not in the Hugging Face folder (its architecture has no pooler)"
+                 for n in variables if n.startswith("bert/pooler/")
+                 and getattr(reader, "has_pooler", True) is False}
     encoder = {n for n in variables if n.startswith("bert/") and not n.startswith(skip or "\0")}
+    # An HF classifier's rows follow its id2label: reordered to the task's labels, or left out.
+    order, other_labels = names.label_order(getattr(reader, "labels", None), self.head_labels())
+    head = {"output_weights", "output_bias"}
     chosen = [v for n, v in variables.items() if not (skip and n.startswith(skip)) and (
-        n in encoder or n not in shapes or list(shapes[n]) == list(v.shape))]
+        n in encoder or n not in shapes or list(shapes[n]) == list(v.shape))
+              and not (other_labels and n in head)]
     try:
       report = checkpoint.load_tf1_checkpoint(chosen, prefix, init_from_group0=init_from_group0)
     except CheckpointError as error:
@@ -303,18 +313,26 @@ class FinetuneTask(Task):
                               f"encoder's variables: {error}. Fine-tuning would start from "
                               "random weights; give a pretrained ALBERT checkpoint") from None
       raise
-    missing = sorted(n for n in encoder if n not in report.loaded)
+    missing = sorted(n for n in encoder if n not in report.loaded and n not in no_pooler)
     if missing:
       raise CheckpointError(
           f"--init_checkpoint={init_checkpoint} lacks {len(missing)} of the encoder's "
           f"{len(encoder)} variables (e.g. {', '.join(missing[:3])}): is it a checkpoint of "
           "this albert config? (--init_from_group0 reads every group from group_0)")
+    if order is not None and head <= set(report.loaded):
+      self.log(checkpoint.reorder_head_rows(variables, order, reader.labels, self.head_labels()))
     # Head variables of another shape and skipped prefixes stay out of the load: new variables.
+    report.missing = [n for n in report.missing if n not in no_pooler]
+    report.mark_new(no_pooler)
+    if other_labels:
+      report.mark_new({n: f"{other_labels}: fine-tuning starts the head fresh"
+                       for n in head if n in variables and n in shapes})
     return report.mark_new({
         n: ("not read from the checkpoint: fine-tuning starts it fresh" if skip and
             n.startswith(skip) else f"another shape in the checkpoint: {list(shapes[n])}, "
             f"the model's {list(v.shape)}")
-        for n, v in variables.items() if n in shapes and n not in report.loaded})
+        for n, v in variables.items()
+        if n in shapes and n not in report.loaded and n not in report.new})
 
 
 # ============================================================================ The run's configs
@@ -382,6 +400,16 @@ def finetune_run(
   """
   if albert_config is None and albert_config_file:
     albert_config = AlbertConfig.from_json_file(albert_config_file)
+  if init_checkpoint and not albert_hub_module_handle:
+    # A Hugging Face folder brings its config and tokenizer (explicit ones must agree).
+    albert_config = checkpoint.config_for_checkpoint(albert_config, init_checkpoint)
+    folder = checkpoint.hf_settings(init_checkpoint)
+    if folder is not None and not (spm_model_file or vocab_file):
+      spm_model_file = folder.spm_model_file
+    if folder is not None and folder.spm_model_file and folder.do_lower_case != do_lower_case:
+      raise FlagError(f"--do_lower_case={do_lower_case} disagrees with the tokenizer_config.json "
+                      f"of {init_checkpoint} (do_lower_case {folder.do_lower_case}); pass "
+                      f"--do_lower_case={folder.do_lower_case}")
   if albert_config is None and not (features_only or albert_hub_module_handle):
     raise FlagError("--albert_config_file is required (or --albert_hub_module_handle)")
   finetune = FinetuneConfig(

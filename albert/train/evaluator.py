@@ -32,7 +32,8 @@ import tf_keras
 
 from albert import checkpoint
 from albert.data import cache as cache_lib
-from albert.errors import InputError, Interrupted, TrainingError
+from albert.errors import CheckpointError, InputError, Interrupted, TrainingError
+from albert.hf import names
 from albert.train.distribute import distributed_dataset
 from albert.train.input_pipeline import IS_REAL, ROW_INDEX
 from albert.train.loop import NamedInputErrors, StopRequest, model_inputs
@@ -88,6 +89,15 @@ class Evaluator:
     if self.weights_source == source:
       return
     report = checkpoint.load_tf1_checkpoint(self.model, source, require_all=True)
+    folder = checkpoint.hf_settings(source)
+    if folder is not None:  # an HF classifier's rows follow its id2label
+      order, other = names.label_order(folder.labels, self.task.head_labels())
+      if other:
+        raise CheckpointError(f"{source}: {other}, so its head cannot score this task "
+                              "(fine-tune it with --do_train first)")
+      if order is not None:
+        self.log(checkpoint.reorder_head_rows(checkpoint.variables_by_name(self.model), order,
+                                              folder.labels, self.task.head_labels()))
     self.step.assign(checkpoint_step(report.checkpoint) if step is None else step)
     self.weights_source = source
 

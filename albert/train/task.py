@@ -127,6 +127,11 @@ class Task(abc.ABC):
     return checkpoint.load_tf1_checkpoint(model, init_checkpoint,
                                           init_from_group0=init_from_group0)
 
+  def head_labels(self) -> Optional[List[str]]:
+    """The labels the head's output rows stand for, in order (a classifier's), else None: a
+    Hugging Face folder's classifier rows are matched to them by its id2label."""
+    return None
+
   def initial_weights_note(self) -> Optional[str]:
     """Where the weights come from without any checkpoint.
 

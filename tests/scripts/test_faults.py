@@ -468,7 +468,8 @@ NOTHING_TO_DO = [
     ("run_classifier.py", ("--data_dir=glue", "--task_name=SST-2", "--do_train"),
      "error: --albert_config_file is required (or --albert_hub_module_handle)"),
     ("run_pretraining.py", ("--do_train", "--input_file=x"),
-     "error: --albert_config_file is required"),
+     "error: --albert_config_file is required (or a Hugging Face folder as --init_checkpoint, "
+     "whose config.json is used)"),
 ]
 
 
