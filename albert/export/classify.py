@@ -249,7 +249,7 @@ class TextClassifier:
 
   def classify(self, texts: Sequence[Text]) -> List[Dict[str, Any]]:
     """One dict per text (or pair), in order: `label`, `probabilities` (module docstring)."""
-    pairs = [_pair(text, i) for i, text in enumerate(texts)]
+    pairs = [_text_pair(text, i) for i, text in enumerate(texts)]
     names = list(self.spec.labels)
     found: List[Dict[str, Any]] = []
     for start in range(0, len(pairs), self.batch_size):
@@ -275,7 +275,7 @@ def _check_backend(backend: str) -> None:
     raise FlagError(f"backend={backend!r}: only {', '.join(map(repr, BACKENDS))} is available")
 
 
-def _pair(text: Text, index: int) -> Tuple[str, Optional[str]]:
+def _text_pair(text: Text, index: int) -> Tuple[str, Optional[str]]:
   if isinstance(text, str):
     pair = (text, None)
   elif isinstance(text, (list, tuple)) and len(text) in (1, 2):

@@ -305,7 +305,7 @@ def scores_of(task_type: str, num_labels: int) -> Tuple[str, ...]:
 
 def training_labels(source: CustomSource, task_type: str) -> List[str]:
   """The sorted labels of the training file (`--train_file`)."""
-  spec = _spec(source, task_type, (), "")
+  spec = _task_row(source, task_type, (), "")
   processor = CustomProcessor(spec)
   path = processor.file_path("", "train")
   found = set()
@@ -314,7 +314,7 @@ def training_labels(source: CustomSource, task_type: str) -> List[str]:
   return sorted(found)
 
 
-def _spec(source, task_type, labels, metric) -> TaskSpec:
+def _task_row(source, task_type, labels, metric) -> TaskSpec:
   layouts = {split: Layout(path, 0, 0, None, None) for split, path in source.files}
   return TaskSpec("custom", "CustomProcessor", "", tuple(labels), layouts, family="custom",
                   submission_file="", test_rows=0, metric=metric,
@@ -353,7 +353,7 @@ def custom_spec(source: CustomSource, task_type: str = "classification",
   if metric not in scores:
     raise FlagError(f"--best_metric={metric}: a {task_type} task reports "
                     f"{', '.join(scores)}")
-  return _spec(source, task_type, labels, metric)
+  return _task_row(source, task_type, labels, metric)
 
 
 def processor_for(task: Union[str, TaskSpec], do_lower_case: bool = True,
