@@ -31,7 +31,8 @@ albert_flags.define_finetune_flags()
 albert_flags.define_custom_task_flags()
 flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the .tsv files (or "
                     "other data files) for the task.")
-flags.DEFINE_string("task_name", None, "The name of the task to train.")
+flags.DEFINE_string("task_name", None, "The name of the task to train (a GLUE task, or "
+                    "custom: your own --train_file, --dev_file, --test_file).")
 flags.DEFINE_string("export_dir", None, "The directory where the exported SavedModel will be "
                     "stored.")
 flags.DEFINE_float("threshold_to_export", float("nan"),

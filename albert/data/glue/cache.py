@@ -125,8 +125,9 @@ def _check_reusable(cache: cache_lib.FeatureCache) -> Tuple[Optional[Dict[str, A
   return meta, ""
 
 
-def build_glue_cache(task_name: Union[str, TaskSpec], data_dir: str, split: str, tokenizer_spec: TokenizerSpec,
-                     max_seq_length: int, cache_dir: str, num_workers: Optional[int] = None,
+def build_glue_cache(task_name: Union[str, TaskSpec], data_dir: str, split: str,
+                     tokenizer_spec: TokenizerSpec, max_seq_length: int, cache_dir: str,
+                     num_workers: Optional[int] = None,
                      log: Optional[Callable[[str], None]] = None,
                      parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> Tuple[str, Dict[str, Any]]:
   """Features of one GLUE split in a fingerprinted cache; returns `(records path, metadata)`.

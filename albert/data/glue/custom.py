@@ -235,8 +235,9 @@ class CustomProcessor(reader.Processor):
         names = _scalar(raw, where).split(self.source.label_separator)
       names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
       if not names:
-        raise DataError(f"{where}: no label (a multi-label row needs at least one; "
-                        f"{'a JSON list' if isinstance(raw, list) else 'separated by ' + repr(self.source.label_separator)})")
+        how = ("a JSON list" if isinstance(raw, list) else
+               f"separated by {self.source.label_separator!r}")
+        raise DataError(f"{where}: no label (a multi-label row needs at least one; {how})")
     else:
       names = [_scalar(raw, where).strip()]
       if not names[0]:
