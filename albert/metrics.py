@@ -29,9 +29,10 @@ STS-B (the original has no accuracy there), plus what the original lacks: `f1` f
 are not metrics and are left out.) A custom task (`run_classifier --task_name=custom`) passes
 its row instead of a name: its `scores` are the task type's keys
 (`albert.data.glue.custom.scores_of`); multi-label predictions are the 0/1 decisions over the
-threshold. `best_metric_key(task_name)` is the key that picks `model.ckpt-best` (the row's `metric`), as the original chooses it: `pearson` for STS-B,
-`matthew_corr` for CoLA, `eval_accuracy` for every other task, MRPC and QQP included (GLUE
-reports F1 and accuracy for those; `f1` is there to read). Higher is better for all three.
+threshold. `best_metric_key(task_name)` is the key that picks `model.ckpt-best` (the row's
+`metric`), as the original chooses it: `pearson` for STS-B, `matthew_corr` for CoLA,
+`eval_accuracy` for every other task, MRPC and QQP included (GLUE reports F1 and accuracy for
+those; `f1` is there to read). Higher is better for all three.
 """
 
 from __future__ import annotations
