@@ -93,6 +93,16 @@ def test_sts_b_files_as_a_regression_task_give_sts_bs_numbers(tmp_path):
   assert [r["label"] for r in rows] == [r["label"] for r in glue_rows]
   assert all(set(r) == {"id", "label"} and isinstance(r["label"], float) for r in rows)
   assert not (tmp_path / "custom" / "labels.txt").exists()  # regression: no label list
+  # eval_results of step 10 = the metrics recomputed from the dev predictions with numpy.
+  dev = mine.predict("eval", checkpoint_path=str(tmp_path / "custom" / "model.ckpt-10"))
+  scores, targets = dev["logits"].astype(np.float64), dev["label_ids"].astype(np.float64)
+  from scipy import stats
+  want = {"MSE": np.mean((scores - targets) ** 2), "eval_loss": np.mean((scores - targets) ** 2),
+          "pearson": np.corrcoef(scores, targets)[0, 1],
+          "spearman": stats.spearmanr(scores, targets)[0]}
+  recorded = _results(tmp_path / "custom" / "eval_results.txt")[-1]
+  for key, value in want.items():
+    assert recorded[key] == pytest.approx(value, abs=1e-6), key
 
 
 # ----------------------------------------------------------------------- each task type
