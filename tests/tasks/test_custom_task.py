@@ -3,7 +3,7 @@ rewritten as CSV, JSON Lines and a multi-label TSV in tests/testdata/custom/), e
 trained, scored and predicted; the GLUE-equality checks (SST-2's files as a custom task give
 SST-2's records and results; STS-B's as a regression task give STS-B's); eval_results equal to
 the metrics recomputed here with numpy from the predictions; labels.txt, a predict-only run on a
-run directory, a restart with other labels refused, bad input as one line leaving nothing.
+run directory, a restart with other labels refused, bad input in any file leaving nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from albert import checkpoint
+from albert.errors import DataError
 from albert.tasks.classifier import CustomTaskConfig
 from albert.train.run_dir import parse_results
 from conftest import REPO_DIR
@@ -237,16 +238,28 @@ def test_run_classifier_on_json_lines_then_a_new_file_scored_with_one_command(tm
                   f"run in {out}; --labels are yes,no. Use a new --output_dir, or the same "
                   "labels")
   assert _snapshot(out) == before
-  # Bad input: one line naming the file, line and column; no output directory.
-  bad = tmp_path / "bad_dev.jsonl"
-  bad.write_text('{"sentence1": "A.", "sentence2": "B.", "label": "entailment"}\n'
-                 '{"sentence1": "C.", "sentence2": "D.", "label": "maybe"}\n')
-  fresh = tmp_path / "fresh"
-  args = [a for a in train if not a.startswith(("--output_dir", "--dev_file"))]
-  done = subprocess.run(args + [f"--output_dir={fresh}", f"--dev_file={bad}"], env=_env(),
-                        capture_output=True, text=True, timeout=300)
-  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
-  assert done.stderr.strip().splitlines()[-1] == (
-      f"error: {bad}, line 2, column 'label': label 'maybe' is not one of the task's labels "
-      "(entailment, not_entailment: --labels, else the training file's)")
-  assert not fresh.exists()
+
+
+def test_bad_input_in_any_file_stops_the_run_before_anything_is_written(tmp_path):
+  good = {"train_file": os.path.join(CUSTOM, "rte_train.jsonl"),
+          "dev_file": os.path.join(CUSTOM, "rte_dev.jsonl"),
+          "test_file": os.path.join(CUSTOM, "rte_test.jsonl")}
+  bad = {
+      "train_file": ('{"sentence1": "A.", "sentence2": "B.", "label": "entailment"}\n{"sen',
+                     r"bad.jsonl, line 2, column 2: invalid JSON \(Unterminated string"),
+      "dev_file": ('{"sentence1": "A.", "sentence2": "B.", "label": "entailment"}\n'
+                   '{"sentence1": "C.", "sentence2": "D.", "label": "maybe"}\n',
+                   r"bad.jsonl, line 2, column 'label': label 'maybe' is not one of the task's "
+                   r"labels \(entailment, not_entailment: --labels, else the training file's\)"),
+      "test_file": ('{"sentence1": "A.", "sentence2": "B."}\n{"sentence1": " ", "sentence2": '
+                    '"D."}\n', r"bad.jsonl, line 2, column 'sentence1': empty text"),
+  }
+  for which, (text, message) in bad.items():
+    path = tmp_path / which / "bad.jsonl"
+    path.parent.mkdir()
+    path.write_text(text)
+    out = tmp_path / which / "run"
+    with pytest.raises(DataError, match=message):
+      make_trainer(out, "custom", **STEPS, custom=CustomTaskConfig(**dict(
+          good, **{which: str(path)}))).run(do_train=True, do_eval=True, do_predict=True)
+    assert not out.exists(), which
