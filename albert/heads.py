@@ -208,7 +208,7 @@ class MultipleChoiceHead(ClassifierHead):
 
   def get_config(self):
     config = super().get_config()
-    for key in ("num_labels", "regression"):
+    for key in ("num_labels", "regression", "multi_label"):
       config.pop(key)
     return {**config, "num_choices": self.num_choices}
 
