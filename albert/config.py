@@ -18,7 +18,7 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 from albert import files
-from albert.errors import ConfigError
+from albert.errors import ConfigError, FlagError
 
 # Activations the original `modeling.get_activation` knows ("linear" means none).
 ACTIVATIONS = ("gelu", "relu", "tanh", "linear")
@@ -74,6 +74,14 @@ class AlbertConfig:
     self.validate()
 
   # ----------------------------------------------------------------------------------- checks
+  def check_sequence_length(self, length: int, flag: str = "--max_seq_length",
+                            source: Optional[str] = None, error=FlagError) -> None:
+    """Refuses a sequence length the position embeddings cannot hold, in one line naming the
+    flag and the config (`source`, its file, when known); `error`: the class to raise."""
+    if length > self.max_position_embeddings:
+      raise error(f"{flag}={length} exceeds max_position_embeddings="
+                  f"{self.max_position_embeddings} of {source or 'the albert config'}")
+
   def validate(self, source: Optional[str] = None) -> None:
     """Raises ConfigError naming the first bad key (and `source`, a file name, if given)."""
 

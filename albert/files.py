@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -119,6 +120,22 @@ def write_bytes(path: str, data: bytes) -> str:
 def write_text(path: str, text: str) -> str:
   """Writes `text` (UTF-8) to `path` atomically; returns the path."""
   return write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str) -> Optional[dict]:
+  """The JSON object in `path` (local or remote), or None when the file is absent, unreadable or
+  holds no object: a record an older or interrupted run did not write counts as none."""
+  try:
+    if is_remote(path):
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top  (files stays TF-free)
+      with tf.io.gfile.GFile(path, "r") as f:
+        value = json.load(f)
+    else:
+      with open(path, encoding="utf-8") as f:
+        value = json.load(f)
+  except Exception:  # pylint: disable=broad-except  (OSError, bad JSON, tf.errors on gs://)
+    return None
+  return value if isinstance(value, dict) else None
 
 
 def append_text(path: str, text: str) -> str:

@@ -33,6 +33,7 @@ import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint as ckpt
+from albert import files
 from albert.config import AlbertConfig
 from albert.errors import HubHandleError
 from albert.modeling import build_backbone, normalize_inputs
@@ -185,14 +186,25 @@ def _tf2_do_lower_case(path: str, variables: Mapping[str, Any]) -> Optional[bool
               .get_tensor(key))
 
 
+def _export_records(path: str) -> List[Dict[str, Any]]:
+  """The JSON records an export of `albert.export` keeps in the SavedModel's `assets.extra/`
+  (a fine-tuned export's settings, with `task_kind`; the export job's record, with `kind`),
+  read here by their place, not through `albert.export`, which sits above the model."""
+  folder = os.path.join(path, "assets.extra")
+  if not tf.io.gfile.isdir(folder):
+    return []
+  found = (files.read_json(name)
+           for name in sorted(tf.io.gfile.glob(os.path.join(folder, "*.json"))))
+  return [record for record in found if record]
+
+
 def _other_saved_model(path: str, children) -> Optional[str]:
   """What a TF2 SavedModel that is not an encoder is, when it can be told: one of our fine-tuned
   task exports (its `export_info.json`), or a preprocessing model (our record, or the TF-Hub
   convention's `tokenize` and `bert_pack_inputs`); None otherwise."""
-  from albert.export import state as export_state  # pylint: disable=g-import-not-at-top
-  from albert.export import versioned as finetune_export
-  info = finetune_export.read_info(path)
-  if info is not None and info.get("task_kind"):
+  records = _export_records(path)
+  info = next((r for r in records if r.get("task_kind")), None)
+  if info is not None:
     model = info.get("task_name") or info["task_kind"]
     source = info.get("checkpoint")
     return (f"{path} is a fine-tuned {model} export for serving (version "
@@ -200,8 +212,7 @@ def _other_saved_model(path: str, children) -> Optional[str]:
             "tf.saved_model.load). To fine-tune from its weights, give the checkpoint it was "
             f"exported from{f' ({source})' if source else ''} as --init_checkpoint; "
             "--albert_hub_module_handle takes an encoder (export_to_tfhub.py --export_path)")
-  record = export_state.read_record(path) or {}
-  if record.get("kind") == "preprocessing" or {"tokenize", "bert_pack_inputs"} <= set(children):
+  if any(r.get("kind") == "preprocessing" for r in records) or {"tokenize", "bert_pack_inputs"} <= set(children):
     return (f"{path} is a preprocessing model (text -> the encoder's inputs), not an encoder: "
             "--albert_hub_module_handle takes the encoder (export_to_tfhub.py --export_path, "
             "not --preprocessing_export_path)")

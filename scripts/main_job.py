@@ -133,9 +133,7 @@ def check_settings(args) -> Tuple[object, List[str]]:
       raise FlagError(f"--{name}={getattr(args, name)}: must be at least {minimum}"
                       + (f" ({why})" if why else ""))
   config = AlbertConfig.from_json_file(args.albert_config_file)
-  if args.max_seq_length > config.max_position_embeddings:
-    raise FlagError(f"--max_seq_length={args.max_seq_length} exceeds max_position_embeddings="
-                    f"{config.max_position_embeddings} of {args.albert_config_file}")
+  config.check_sequence_length(args.max_seq_length, source=args.albert_config_file)
   trainer_config, optimizer_config = _training_configs(args, max_eval_steps=1)
   trainer_config.validate()
   optimizer_config.validate()

@@ -27,7 +27,9 @@ if [[ ! -f "$venv/.complete" ]]; then
     echo "setup: pip could not install $req (see above)" >&2; exit 1
   fi
   TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" -c \
-    "import tensorflow, tf_keras, tensorflow_hub, tensorflow_text, official, sentencepiece" >&2
+    "import tensorflow, tf_keras, tensorflow_hub, tensorflow_text, official, sentencepiece
+import safetensors, onnxruntime, tf2onnx, importlib.util
+assert importlib.util.find_spec('apache_beam')" >&2
   touch "$venv/.complete"
   echo "setup: done" >&2
 fi

@@ -84,11 +84,9 @@ def export(config: ExportConfig, log: Callable[[str], None] = print) -> HubExpor
   albert_config = AlbertConfig.from_json_file(config.albert_config_file)
   if config.sp_model_file:
     check_vocabulary(albert_config, config.sp_model_file)
-  if config.tflite_path and (config.tflite_seq_length or 0) > \
-      albert_config.max_position_embeddings:
-    raise ExportError(f"--tflite_seq_length={config.tflite_seq_length} exceeds "
-                      f"max_position_embeddings={albert_config.max_position_embeddings} of "
-                      f"{config.albert_config_file}")
+  if config.tflite_path and config.tflite_seq_length:
+    albert_config.check_sequence_length(config.tflite_seq_length, "--tflite_seq_length",
+                                        config.albert_config_file, error=ExportError)
   prefix = ckpt.resolve_checkpoint(config.checkpoint)
   record = encoder_record(config, prefix)  # hashes the checkpoint files once
   encoder_plan = export_state.write_or_keep(config.export_path, record, config.overwrite,

@@ -54,15 +54,7 @@ def write_record(directory: str, record: Mapping[str, Any]) -> None:
 
 def read_record(directory: str) -> Optional[Dict[str, Any]]:
   """The record of an existing export, or None (none, unreadable, or written before records)."""
-  path = os.path.join(directory, RECORD)
-  try:
-    if files.is_remote(path):
-      with _gfile().GFile(path, "r") as f:
-        return json.load(f)
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except Exception:  # pylint: disable=broad-except  (OSError, bad JSON, tf.errors on gs://)
-    return None
+  return files.read_json(os.path.join(directory, RECORD))
 
 
 def _exists(path: str) -> bool:

@@ -85,14 +85,7 @@ def export_digest(variables: Sequence[tf.Variable], settings: Mapping) -> str:
 
 def read_info(path: str) -> Optional[dict]:
   """The recorded settings (`assets.extra/export_info.json`) of a fine-tuned export, or None."""
-  info = os.path.join(path, INFO_FILE)
-  if not tf.io.gfile.exists(info):
-    return None
-  try:
-    with tf.io.gfile.GFile(info, "r") as f:
-      return json.load(f)
-  except (ValueError, tf.errors.OpError):
-    return None
+  return files.read_json(os.path.join(path, INFO_FILE))
 
 
 def check_version(version) -> int:

@@ -211,9 +211,8 @@ class FinetuneTask(Task):
   def _check_shared(self) -> None:
     """max_seq_length against the albert config, and the tokenizer."""
     c = self.config.finetune
-    if c.albert_config is not None and c.max_seq_length > c.albert_config.max_position_embeddings:
-      raise FlagError(f"--max_seq_length={c.max_seq_length} exceeds max_position_embeddings "
-                      f"({c.albert_config.max_position_embeddings}) of the albert config")
+    if c.albert_config is not None:
+      c.albert_config.check_sequence_length(c.max_seq_length)
     if c.max_seq_length < 3:
       raise FlagError(f"--max_seq_length={c.max_seq_length} is too small ([CLS] x [SEP])")
     self._check_tokenizer()

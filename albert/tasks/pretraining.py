@@ -114,10 +114,7 @@ class PretrainingTask(Task):
 
   def _check(self, split: str) -> None:
     data = self._data(split)
-    limit = self.config.albert_config.max_position_embeddings
-    if data.max_seq_length > limit:
-      raise InputError(f"--max_seq_length={data.max_seq_length} exceeds max_position_embeddings "
-                       f"({limit}) of the albert config")
+    self.config.albert_config.check_sequence_length(data.max_seq_length, error=InputError)
     if data.max_predictions_per_seq > data.max_seq_length:
       raise InputError(f"--max_predictions_per_seq={data.max_predictions_per_seq} exceeds "
                        f"--max_seq_length={data.max_seq_length}")

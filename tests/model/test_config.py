@@ -113,3 +113,16 @@ def test_unreadable_and_malformed_files(tmp_path):
   arr.write_text("[1, 2]")
   with pytest.raises(ConfigError, match="expected a JSON object"):
     AlbertConfig.from_json_file(str(arr))
+
+
+def test_a_sequence_longer_than_the_position_embeddings_is_refused_in_one_place():
+  from albert.errors import ExportError, FlagError
+  config = AlbertConfig(vocab_size=100, max_position_embeddings=64)
+  config.check_sequence_length(64)  # the limit itself fits
+  with pytest.raises(FlagError) as refused:
+    config.check_sequence_length(65)
+  assert str(refused.value) == ("--max_seq_length=65 exceeds max_position_embeddings=64 of the "
+                                "albert config")
+  with pytest.raises(ExportError) as refused:
+    config.check_sequence_length(128, "--tflite_seq_length", "c.json", error=ExportError)
+  assert str(refused.value) == "--tflite_seq_length=128 exceeds max_position_embeddings=64 of c.json"

@@ -404,6 +404,8 @@ def test_export_completes_missing_parts_and_keeps_the_done_ones(tmp_path_factory
   assert max(again.tflite_max_abs_diff.values()) < 1e-5
   with pytest.raises(ExportError, match="has sequence length 8, not 16"):
     export_job.export(dataclasses.replace(config, tflite_seq_length=16), log=lambda line: None)
+  with pytest.raises(ExportError, match=r"--tflite_seq_length=4096 exceeds max_position_embeddings="):
+    export_job.export(dataclasses.replace(config, tflite_seq_length=4096), log=lambda line: None)
 
 
 def test_export_folders_get_the_umask_permissions(tmp_path_factory):
