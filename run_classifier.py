@@ -8,7 +8,15 @@ it. `--do_eval` without `--do_train` scores the checkpoints in `--output_dir` (o
 `--cached_dir` (now fingerprinted), `--length_buckets`, `--num_workers`, `--prepare_only` (the
 feature caches alone: no model config needed). This file only turns flags into typed configs
 and calls `albert.train.trainer.Trainer` (and the export).
+
+`--task_name=custom` fine-tunes on your own files instead of a GLUE task (`--train_file`,
+`--dev_file`, `--test_file`: CSV, TSV or JSON Lines; `--task_type`, `--labels`, the column
+flags; docs/run_classifier.md); `--data_dir` is then not needed. A run without --do_train in an
+existing --output_dir reads its labels.txt and albert_config.json.
 """
+
+import os
+
 
 from absl import app, flags
 
@@ -20,9 +28,11 @@ albert_flags.define_loop_flags(save_checkpoints_steps=1000)
 albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
+albert_flags.define_custom_task_flags()
 flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the .tsv files (or "
                     "other data files) for the task.")
-flags.DEFINE_string("task_name", None, "The name of the task to train.")
+flags.DEFINE_string("task_name", None, "The name of the task to train (a GLUE task, or "
+                    "custom: your own --train_file, --dev_file, --test_file).")
 flags.DEFINE_string("export_dir", None, "The directory where the exported SavedModel will be "
                     "stored.")
 flags.DEFINE_float("threshold_to_export", float("nan"),
@@ -65,9 +75,20 @@ def _main():
   from albert.train.distribute import make_strategy
   from albert.train.trainer import Trainer
 
-  for name in ("data_dir", "task_name", "output_dir"):
+  custom = (FLAGS.task_name or "").strip().lower() == "custom"
+  for name in ("task_name", "output_dir") + (() if custom else ("data_dir",)):
     if not FLAGS[name].value:
       raise FlagError(f"--{name} is required")
+  if not custom:
+    given = [f"--{name}" for name in ("train_file", "dev_file", "test_file") if FLAGS[name].value]
+    if given:
+      raise FlagError(f"{', '.join(given)}: your own files need --task_name=custom (GLUE tasks "
+                      "read --data_dir)")
+  config_file = FLAGS.albert_config_file
+  stored_config = os.path.join(FLAGS.output_dir, "albert_config.json")
+  if not (config_file or FLAGS.albert_hub_module_handle or FLAGS.do_train) and os.path.isfile(
+      stored_config):
+    config_file = stored_config  # scoring or exporting a run: the config it trained
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir
           or FLAGS.prepare_only):
     raise FlagError("nothing to do: give --do_train, --do_eval, --do_predict, --export_dir "
@@ -75,11 +96,13 @@ def _main():
   run = albert_flags.finetune_run_from_flags(
       max_seq_length=FLAGS.max_seq_length, features_only=FLAGS.prepare_only,
       train_batch_size=FLAGS.train_batch_size, eval_batch_size=FLAGS.eval_batch_size,
+      albert_config_file=config_file,
       predict_batch_size=FLAGS.predict_batch_size, num_train_steps=FLAGS.train_step,
       steps_flag="train_step", num_warmup_steps=FLAGS.warmup_step, optimizer=FLAGS.optimizer,
       learning_rate=FLAGS.learning_rate)
-  task = ClassifierTask(ClassifierTaskConfig(finetune=run.finetune, task_name=FLAGS.task_name,
-                                             data_dir=FLAGS.data_dir))
+  task = ClassifierTask(ClassifierTaskConfig(
+      finetune=run.finetune, task_name=FLAGS.task_name, data_dir=FLAGS.data_dir,
+      custom=albert_flags.custom_task_from_flags() if custom else None))
   if FLAGS.prepare_only:
     task.prepare_only(albert_flags.prepare_only_splits(FLAGS.do_train, FLAGS.do_eval,
                                                         FLAGS.do_predict))

@@ -122,7 +122,10 @@ class ClassifierHead(tf_keras.layers.Layer):
   - classification: `logits` [B,L], `probabilities` (softmax), `log_probs`, `predictions` [B]
     (argmax, int32);
   - `regression=True` (STS-B, L = 1): `logits` [B] (squeezed), `probabilities` [B,1] (the
-    unsqueezed logits, as the original names them), `predictions` = `logits`.
+    unsqueezed logits, as the original names them), `predictions` = `logits`;
+  - `multi_label=True` (a custom task whose rows may have several labels): `logits` [B,L],
+    `probabilities` (sigmoid, one per label), `log_probs` (log sigmoid), `predictions` [B]
+    (the most probable label; the labels over the threshold are chosen after the model).
 
   Example:
     >>> head = ClassifierHead(num_labels=3)
@@ -134,10 +137,12 @@ class ClassifierHead(tf_keras.layers.Layer):
 
   def __init__(self, num_labels: int, regression: bool = False,
                dropout_rate: float = CLASSIFIER_DROPOUT,
-               initializer_range: float = ORIGINAL_OUTPUT_STDDEV, name: str = "", **kwargs):
+               initializer_range: float = ORIGINAL_OUTPUT_STDDEV, name: str = "",
+               multi_label: bool = False, **kwargs):
     super().__init__(name=name, **_float32_by_default(kwargs))
     self.num_labels = int(num_labels)
     self.regression = bool(regression)
+    self.multi_label = bool(multi_label)
     self.dropout_rate = float(dropout_rate)
     self.initializer_range = float(initializer_range)
     self.dropout = SeededDropout(dropout_rate)
@@ -161,11 +166,16 @@ class ClassifierHead(tf_keras.layers.Layer):
     if self.regression:
       squeezed = tf.squeeze(logits, [-1])  # [B]
       return {"logits": squeezed, "probabilities": logits, "predictions": squeezed}
+    if self.multi_label:
+      return {"logits": logits, "probabilities": tf.nn.sigmoid(logits),
+              "log_probs": tf.math.log_sigmoid(logits),
+              "predictions": tf.argmax(logits, axis=-1, output_type=tf.int32)}
     return _softmax_outputs(logits)
 
   def get_config(self):
     return {**super().get_config(), "num_labels": self.num_labels,
-            "regression": self.regression, "dropout_rate": self.dropout_rate,
+            "regression": self.regression, "multi_label": self.multi_label,
+            "dropout_rate": self.dropout_rate,
             "initializer_range": self.initializer_range}
 
 
@@ -198,7 +208,7 @@ class MultipleChoiceHead(ClassifierHead):
 
   def get_config(self):
     config = super().get_config()
-    for key in ("num_labels", "regression"):
+    for key in ("num_labels", "regression", "multi_label"):
       config.pop(key)
     return {**config, "num_choices": self.num_choices}
 

@@ -83,6 +83,18 @@ def regression_loss(predictions: tf.Tensor, labels: tf.Tensor,
           "per_example_loss": per_example_loss}
 
 
+def multi_label_loss(logits: tf.Tensor, labels: tf.Tensor,
+                     weights: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+  """Binary cross-entropy of one sigmoid per label: logits [B,L], labels [B,L] 0/1; the loss of
+  an example is the mean over its labels."""
+  logits = tf.cast(logits, tf.float32)
+  labels = tf.cast(tf.reshape(labels, tf.shape(logits)), tf.float32)
+  per_example_loss = tf.reduce_mean(
+      tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
+  return {"loss": weighted_mean(per_example_loss, weights),
+          "per_example_loss": per_example_loss, "probabilities": tf.nn.sigmoid(logits)}
+
+
 def multiple_choice_loss(logits: tf.Tensor, labels: tf.Tensor,
                          weights: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
   """RACE: cross-entropy of the softmax over choices; logits [B,C], labels [B] (choice index)."""

@@ -118,7 +118,8 @@ def _check_positive(name: str, value: int) -> None:
 def build_classifier_model(albert_config: Optional[AlbertConfig], num_labels: int,
                            regression: bool = False,
                            encoder: Union[tf_keras.layers.Layer, str, None] = None,
-                           name: str = "albert_classifier") -> tf_keras.Model:
+                           name: str = "albert_classifier",
+                           multi_label: bool = False) -> tf_keras.Model:
   """Encoder + the GLUE head of `run_classifier.py` (see `heads.ClassifierHead`).
 
   Inputs: int32 `input_ids`, `input_mask`, `segment_ids` [B,S] (S free).
@@ -137,12 +138,12 @@ def build_classifier_model(albert_config: Optional[AlbertConfig], num_labels: in
   _check_positive("num_labels", num_labels)
   if regression and num_labels != 1:
     raise FlagError(f"a regression head (STS-B) has num_labels 1, got {num_labels}")
-  if not regression and num_labels < 2:
+  if not regression and not multi_label and num_labels < 2:
     raise FlagError("a classification head needs num_labels >= 2 (one label is regression: "
                     "pass regression=True)")
   inputs = encoder_inputs()
   encoded = _encoder_layer(albert_config, encoder)(inputs)
-  head = ClassifierHead(num_labels, regression=regression, name="")
+  head = ClassifierHead(num_labels, regression=regression, name="", multi_label=multi_label)
   outputs = {"pooled_output": _float32(encoded["pooled_output"], "pooled_output"),
              **head(encoded["pooled_output"])}
   return tf_keras.Model(inputs=inputs, outputs=outputs, name=name)

@@ -111,6 +111,36 @@ def define_finetune_flags() -> None:
           "Processes for feature conversion (default: every core).")
 
 
+def define_custom_task_flags() -> None:
+  """run_classifier.py --task_name=custom: your own CSV, TSV or JSON Lines files."""
+  _define("string", "train_file", None, "--task_name=custom: the training file (.csv, .tsv or "
+          ".jsonl; a header row names the columns of CSV/TSV).")
+  _define("string", "dev_file", None, "--task_name=custom: the file --do_eval scores.")
+  _define("string", "test_file", None, "--task_name=custom: the file --do_predict predicts "
+          "(it may lack the label column); written to <output_dir>/predictions.jsonl.")
+  _define("enum", "input_format", None, "The files' format (default: from each extension).",
+          enum_values=["csv", "tsv", "jsonl"])
+  _define("string", "text_a_column", None, "The text column (default: the first of sentence, "
+          "text, sentence1, question found).")
+  _define("string", "text_b_column", None, "The second text of a pair (default: sentence2 "
+          "where present; none otherwise).")
+  _define("string", "label_column", "label", "The label column.")
+  _define("string", "id_column", None, "A column carried into predictions.jsonl as `id` "
+          "(default: the row's line number).")
+  _define("enum", "task_type", "classification", "classification (one label a row), "
+          "regression (a number, one output, squared error, as STS-B) or multi_label (several "
+          "labels a row: sigmoid outputs, binary cross-entropy, --multi_label_threshold).",
+          enum_values=["classification", "regression", "multi_label"])
+  _define("list", "labels", None, "The label list and its order, e.g. neg,pos (default: the "
+          "training file's labels, sorted). Written to <output_dir>/labels.txt.")
+  _define("string", "label_separator", "|", "Multi-label CSV/TSV: what separates the labels "
+          "of one cell (JSON Lines: a list).")
+  _define("float", "multi_label_threshold", 0.5, "Multi-label: a label is predicted when its "
+          "probability is at least this.")
+  _define("string", "best_metric", None, "The eval_results key that picks model.ckpt-best "
+          "(default: eval_accuracy, pearson or micro_f1 by --task_type).")
+
+
 # -------------------------------------------------------------------- each group's values
 # `X_from_flags()` reads exactly the flags `define_X_flags()` defines; a script passes the
 # flags it defines itself by name (no lookup of a flag that may not exist).
@@ -183,6 +213,19 @@ def tf2_from_flags() -> Tf2Flags:
 
 def finetune_from_flags() -> FinetuneFlags:
   return _read(FinetuneFlags)
+
+
+def custom_task_from_flags():
+  """The `albert.tasks.classifier.CustomTaskConfig` of `define_custom_task_flags()`."""
+  from albert.tasks.classifier import CustomTaskConfig  # pylint: disable=g-import-not-at-top
+  return CustomTaskConfig(
+      train_file=FLAGS.train_file, dev_file=FLAGS.dev_file, test_file=FLAGS.test_file,
+      input_format=FLAGS.input_format, text_a_column=FLAGS.text_a_column,
+      text_b_column=FLAGS.text_b_column, label_column=FLAGS.label_column,
+      id_column=FLAGS.id_column, task_type=FLAGS.task_type,
+      labels=tuple(l.strip() for l in FLAGS.labels) if FLAGS.labels else None,
+      label_separator=FLAGS.label_separator,
+      multi_label_threshold=FLAGS.multi_label_threshold, best_metric=FLAGS.best_metric)
 
 
 def distribution_from_flags():

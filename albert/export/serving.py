@@ -22,25 +22,25 @@ serialized tf.Examples named `input`), `token_ids`, and with a SentencePiece mod
 `raw_text_pair` and `encode_text`: the original's GLUE features in-graph
 (`albert.export.preprocessing.TextPipeline`; loading needs `import tensorflow_text`), run on
 the batch's longest row. `--threshold_to_export` adds `threshold`, `above_threshold` and, for
-two labels, `thresholded_predictions` and `thresholded_label` (NaN, the default: none).
+two labels, `thresholded_predictions` and `thresholded_label` (NaN, the default: none). A custom
+task (`--task_name=custom`) serves its own labels (recorded in the export); a multi-label one
+serves `above_threshold` [B, L] and `labels` [B, L] (the label's name where its probability is
+at least `--multi_label_threshold`, else "") beside `label` (the most probable one).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from albert import checkpoint, tokenization
-from albert.data.glue import features as glue_features
-from albert.data.glue import reader as glue
+from albert import checkpoint
 from albert.errors import ExportError, FlagError
 from albert.export import preprocessing, versioned
+from albert.export.classify import ClassifierSpec, python_features
 from albert.models import ENCODER_INPUTS, SQUAD_V2_PREDICT_OUTPUTS, output_subset
 
 Outputs = Dict[str, tf.Tensor]
@@ -244,62 +244,6 @@ class RaceServing(ServingModule):
 
 
 # ---------------------------------------------------------------------- classifiers
-@dataclasses.dataclass(frozen=True)
-class ClassifierSpec:
-  """What a GLUE export serves: the task, its labels, the text pipeline and the threshold."""
-
-  task_name: str
-  labels: Tuple[str, ...]  # () for STS-B
-  max_seq_length: int
-  spm_model_file: Optional[str] = None  # None: no raw-text signatures
-  do_lower_case: bool = True
-  threshold: Optional[float] = None
-
-  @property
-  def regression(self) -> bool:
-    return not self.labels
-
-  @property
-  def kind(self) -> str:
-    return "regression" if self.regression else "classification"
-
-  def __post_init__(self):
-    if self.max_seq_length < 3:
-      raise FlagError(f"--max_seq_length={self.max_seq_length} is too small ([CLS] x [SEP])")
-    if self.threshold is None:
-      return
-    if not math.isfinite(self.threshold):
-      raise FlagError(f"--threshold_to_export must be a finite number, got {self.threshold}")
-    if len(self.labels) == 2 and not 0 <= self.threshold <= 1:
-      raise FlagError(f"--threshold_to_export={self.threshold}: for {self.task_name} (two "
-                      "labels) it is a probability threshold on label "
-                      f"{self.labels[1]!r}, in [0, 1]")
-
-  @classmethod
-  def for_task(cls, task_name: str, max_seq_length: int, spm_model_file: Optional[str],
-               do_lower_case: bool, threshold: float = float("nan")) -> "ClassifierSpec":
-    processor = glue.get_processor(task_name)
-    labels = () if processor.is_regression else tuple(str(l) for l in processor.labels)
-    return cls(task_name=processor.name, labels=labels, max_seq_length=max_seq_length,
-               spm_model_file=spm_model_file, do_lower_case=do_lower_case,
-               threshold=None if threshold is None or math.isnan(threshold) else threshold)
-
-  @classmethod
-  def of_task(cls, task, settings: ExportSettings) -> "ClassifierSpec":
-    """The spec of a GLUE task (`ClassifierTask`) exported with these settings."""
-    spec = task.tokenizer_spec()
-    spm_model = spec.spm_model_file if settings.raw_text else None
-    if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
-      raise FlagError(f"--spm_model_file={spm_model}: no such file")
-    return cls.for_task(task.task_name, task.config.finetune.max_seq_length, spm_model,
-                        spec.do_lower_case, settings.threshold)
-
-  def info(self) -> dict:
-    return {"task_name": self.task_name, "labels": list(self.labels),
-            "max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case,
-            "threshold": self.threshold, "raw_text": bool(self.spm_model_file)}
-
-
 class ClassifierServing(ServingModule):
   """GLUE and your own classification data: token ids, tf.Example, raw text (see the module
   docstring), label names and the threshold outputs."""
@@ -340,6 +284,12 @@ class ClassifierServing(ServingModule):
       return result
     value = tf.constant(threshold, tf.float32)
     result["threshold"] = tf.fill([tf.shape(result["predictions"])[0]], value)
+    if self.spec.multi_label:  # every label at or over the threshold; "" for the others
+      above = result["probabilities"] >= value
+      result["above_threshold"] = above
+      names = tf.broadcast_to(tf.constant(labels), tf.shape(above))
+      result["labels"] = tf.where(above, names, tf.fill(tf.shape(above), ""))
+      return result
     if not labels:
       result["above_threshold"] = result["predictions"] >= value
     elif len(labels) == 2:
@@ -410,7 +360,8 @@ class ClassifierServing(ServingModule):
 
   def export(self, export_dir, version=None, step=None, source=None, overwrite=False,
              log=print):
-    if self.spec.threshold is not None and len(self.spec.labels) > 2:
+    spec = self.spec
+    if spec.threshold is not None and len(spec.labels) > 2 and not spec.multi_label:
       log(f"note: {self.spec.task_name} has {len(self.spec.labels)} labels: the export "
           f"returns the threshold {self.spec.threshold} beside the predictions but decides "
           "nothing with it")
@@ -423,22 +374,6 @@ def trim_padding(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   positions = tf.range(1, tf.shape(mask)[1] + 1)[None, :]
   width = tf.maximum(tf.reduce_max(tf.where(mask > 0, positions, 0)), 1)
   return {k: v[:, :width] for k, v in features.items()}
-
-
-def python_features(spec: ClassifierSpec, pairs: Sequence[Tuple[str, Optional[str]]]
-                    ) -> Dict[str, np.ndarray]:
-  """The original's features of (text_a, text_b) pairs through `albert.data.glue.features`."""
-  process = tokenization.text_processor(spec.do_lower_case, use_spm=True)
-  tokenizer = tokenization.FullTokenizer(None, spec.do_lower_case, spec.spm_model_file)
-  label_list = list(spec.labels) or [None]
-  converter = glue_features.FeatureConverter(tokenizer, label_list, spec.max_seq_length,
-                                             is_regression=spec.regression)
-  examples = [glue.InputExample(guid=str(i), text_a=process(a),
-                                text_b=process(b) if b is not None else None,
-                                label=label_list[0] if spec.labels else 0.0)
-              for i, (a, b) in enumerate(pairs)]
-  found = converter.features(examples)
-  return {k: np.array([getattr(f, k) for f in found], np.int32) for k in ENCODER_INPUTS}
 
 
 def example_bytes(features: Mapping[str, np.ndarray]) -> List[bytes]:

@@ -386,6 +386,26 @@ def test_weighted_losses_ignore_padding_rows():
   assert float(v1["loss"]) == pytest.approx(float(v1_last3["loss"]), abs=1e-6)
 
 
+def test_multi_label_head_and_loss():
+  """Issue 20: one sigmoid per label; the loss of a row is the mean binary cross-entropy over its
+  labels, padding rows weighed 0."""
+  from albert.heads import ClassifierHead
+  head = ClassifierHead(3, multi_label=True)
+  outputs = head(tf.constant(np.random.RandomState(0).normal(size=(4, 8)), tf.float32))
+  logits = outputs["logits"].numpy().astype(np.float64)
+  np.testing.assert_allclose(outputs["probabilities"], 1 / (1 + np.exp(-logits)), atol=1e-6)
+  np.testing.assert_array_equal(outputs["predictions"], logits.argmax(-1))
+  labels = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 1], [0, 1, 0]])
+  p = 1 / (1 + np.exp(-logits))
+  want = -(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean(-1)
+  result = losses.multi_label_loss(outputs["logits"], labels, weights=tf.constant([1, 1, 1, 0]))
+  np.testing.assert_allclose(result["per_example_loss"], want, atol=1e-6)
+  assert float(result["loss"]) == pytest.approx(want[:3].mean(), abs=1e-6)
+  model = models.build_classifier_model(AlbertConfig.from_json_file(
+      os.path.join(MODEL_A, "albert_config.json")), 1, multi_label=True)  # one label is fine
+  assert model.output["probabilities"].shape[-1] == 1
+
+
 def test_losses_are_float32_for_low_precision_inputs():
   logits = tf.constant([[1.0, 2.0, 0.5]], tf.bfloat16)
   out = losses.classification_loss(logits, [1])

@@ -89,6 +89,41 @@ def test_binary_metrics_against_sklearn():
         stats.spearmanr(x[keep], y[keep])[0], abs=1e-12)
 
 
+def test_custom_task_metrics_against_sklearn():
+  """Issue 20: macro F1 and the multi-class Matthews correlation of classification, micro and
+  macro F1 and subset accuracy of multi-label 0/1 matrices, padding rows weighed 0."""
+  rng = np.random.RandomState(1)
+  for _ in range(20):
+    labels, predictions = rng.randint(0, 4, 60), rng.randint(0, 4, 60)
+    weights = rng.randint(0, 2, 60)
+    keep = weights == 1
+    assert metrics.macro_f1(labels, predictions, weights) == pytest.approx(
+        sk.f1_score(labels[keep], predictions[keep], average="macro"), abs=1e-12)
+    assert metrics.multiclass_matthews_corrcoef(labels, predictions, weights) == pytest.approx(
+        sk.matthews_corrcoef(labels[keep], predictions[keep]), abs=1e-12)
+    hot, chosen = rng.randint(0, 2, (60, 5)), rng.randint(0, 2, (60, 5))
+    assert metrics.micro_f1(hot, chosen, weights) == pytest.approx(
+        sk.f1_score(hot[keep], chosen[keep], average="micro"), abs=1e-12)
+    assert metrics.macro_f1(hot, chosen, weights) == pytest.approx(
+        sk.f1_score(hot[keep], chosen[keep], average="macro", zero_division=0), abs=1e-12)
+    assert metrics.subset_accuracy(hot, chosen, weights) == pytest.approx(
+        sk.accuracy_score(hot[keep], chosen[keep]), abs=1e-12)
+  binary = rng.randint(0, 2, 40), rng.randint(0, 2, 40)
+  assert metrics.multiclass_matthews_corrcoef(*binary) == metrics.matthews_corrcoef(*binary)
+  report = metrics.label_report([0, 0, 1, 2], [0, 1, 1, 2], ["neg", "pos", "mixed"])
+  assert report.splitlines() == [
+      "label  precision     recall         f1    support",
+      "neg       1.0000     0.5000     0.6667          2",
+      "pos       0.5000     1.0000     0.6667          1",
+      "mixed     1.0000     1.0000     1.0000          1",
+      "",
+      "confusion matrix (rows: true label, columns: predicted label)",
+      "         neg    pos  mixed",
+      "neg        1      1      0",
+      "pos        0      1      0",
+      "mixed      0      0      1"]
+
+
 def test_undefined_values_are_zero_as_in_the_original():
   labels = np.array([0, 1, 1, 0])
   ones = np.ones(4, dtype=int)

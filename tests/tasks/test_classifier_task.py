@@ -7,6 +7,7 @@ splits), the files the original writes, length buckets vs padding to the cap, st
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -62,6 +63,12 @@ def test_train_eval_predict_writes_the_originals_files(tmp_path, task_name, keys
   assert submit[0] == "index\tprediction" and len(submit) == 21
   server = _lines(tmp_path / "submission" / f"{task_name}.tsv")
   assert server[0] == "index\tprediction" and len(server) == 21
+  # predictions.jsonl (issue 20): one object per test row, in order, by label name
+  rows = [json.loads(line) for line in _lines(tmp_path / "predictions.jsonl")]
+  assert [r["id"] for r in rows] == [l.split("\t")[0] for l in submit[1:]]
+  if columns == 2:
+    assert all(r["label"] == max(r["probabilities"], key=r["probabilities"].get) for r in rows)
+    assert [r["label"] for r in rows] == [l.split("\t")[1] for l in submit[1:]]
   assert any("Predicting predict with" in l and "model.ckpt-best" in l for l in lines)
 
 

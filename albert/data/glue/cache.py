@@ -32,13 +32,15 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from albert.data import cache as cache_lib
 from albert.data import records as records_lib
 from albert.data import workers as workers_lib
+from albert.data.glue import custom as glue_custom
 from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
+from albert.data.glue.tasks import TaskSpec
 from albert.errors import DataError, FlagError, InputError
 from albert.tokenization import TokenizerSpec
 
@@ -52,7 +54,7 @@ PARALLEL_MIN_BYTES = 8 << 20
 @dataclasses.dataclass(frozen=True)
 class _Job:
   """What a worker needs to convert rows of one split (picklable)."""
-  task_name: str
+  task: Union[str, TaskSpec]  # a GLUE task's name, or a custom task's row
   split: str
   path: str
   tokenizer: TokenizerSpec
@@ -65,10 +67,10 @@ class _RowConverter:
   def __init__(self, job: _Job):
     self.job = job
     use_spm = bool(job.tokenizer.spm_model_file)
-    self.processor = glue.get_processor(job.task_name, job.tokenizer.do_lower_case, use_spm)
+    self.processor = glue_custom.processor_for(job.task, job.tokenizer.do_lower_case, use_spm)
     self.converter = glue_features.FeatureConverter(
         job.tokenizer.build(), self.processor.labels, job.max_seq_length,
-        self.processor.is_regression)
+        self.processor.is_regression, multi_label=self.processor.spec.multi_label)
 
   def convert(self, rows: List[glue.RawRow]) -> Tuple[List[str], List[int], List[bytes]]:
     """Guids, unpadded lengths and TFRecord-framed records of the rows' examples."""
@@ -91,10 +93,21 @@ def _chunks(rows: Iterable[glue.RawRow], size: int) -> Iterator[List[glue.RawRow
 
 def _settings(processor: glue.Processor, split: str, spec: TokenizerSpec,
               max_seq_length: int) -> Dict[str, Any]:
-  return {"conversion_version": CONVERSION_VERSION,
-          "task": processor.spec.family if split == "train" else processor.name,
-          "split": split, "max_seq_length": max_seq_length,
-          "do_lower_case": bool(spec.do_lower_case), "use_spm": bool(spec.spm_model_file)}
+  settings = {"conversion_version": CONVERSION_VERSION,
+              "task": processor.spec.family if split == "train" else processor.name,
+              "split": split, "max_seq_length": max_seq_length,
+              "do_lower_case": bool(spec.do_lower_case), "use_spm": bool(spec.spm_model_file)}
+  row = processor.spec
+  if row.source is not None:  # a custom task: its columns and labels shape the features too
+    source = dataclasses.asdict(row.source)
+    source.pop("files")
+    settings["custom"] = dict(source, task_type=row.task_type, labels=list(row.labels))
+  return settings
+
+
+def _schema(processor: glue.Processor, max_seq_length: int) -> Dict[str, Tuple[str, int]]:
+  multi = processor.num_labels if processor.spec.multi_label else 0
+  return glue_features.feature_schema(max_seq_length, processor.is_regression, multi)
 
 
 def _check_reusable(cache: cache_lib.FeatureCache) -> Tuple[Optional[Dict[str, Any]], str]:
@@ -112,14 +125,16 @@ def _check_reusable(cache: cache_lib.FeatureCache) -> Tuple[Optional[Dict[str, A
   return meta, ""
 
 
-def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: TokenizerSpec,
-                     max_seq_length: int, cache_dir: str, num_workers: Optional[int] = None,
+def build_glue_cache(task_name: Union[str, TaskSpec], data_dir: str, split: str,
+                     tokenizer_spec: TokenizerSpec, max_seq_length: int, cache_dir: str,
+                     num_workers: Optional[int] = None,
                      log: Optional[Callable[[str], None]] = None,
                      parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> Tuple[str, Dict[str, Any]]:
   """Features of one GLUE split in a fingerprinted cache; returns `(records path, metadata)`.
 
   Args:
-    task_name: as `--task_name` accepts it (`tasks.canonical_task_name`).
+    task_name: as `--task_name` accepts it (`tasks.canonical_task_name`), or a task's row (a
+      custom task's: `custom.custom_spec`, whose files are its own).
     data_dir: the GLUE root (`SST-2/train.tsv`, `MNLI/dev_matched.tsv`, ...).
     split: "train", "dev" or "test".
     tokenizer_spec: `albert.tokenization.TokenizerSpec(spm_model_file, vocab_file,
@@ -135,8 +150,8 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
   glue_features.check_max_seq_length(max_seq_length)
   if not (tokenizer_spec.spm_model_file or tokenizer_spec.vocab_file):
     raise FlagError("--spm_model_file (or --vocab_file) is required to convert GLUE examples")
-  processor = glue.get_processor(task_name, tokenizer_spec.do_lower_case,
-                                 bool(tokenizer_spec.spm_model_file))
+  processor = glue_custom.processor_for(task_name, tokenizer_spec.do_lower_case,
+                                       bool(tokenizer_spec.spm_model_file))
   path = processor.file_path(data_dir, split)
   model_file = tokenizer_spec.spm_model_file or tokenizer_spec.vocab_file
   if not os.path.isfile(model_file):
@@ -153,7 +168,8 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
 
   workers = 1 if os.path.getsize(path) < parallel_min_bytes else \
       workers_lib.resolve_workers(num_workers)
-  job = _Job(processor.name, split, path, tokenizer_spec, max_seq_length)
+  job = _Job(processor.spec if processor.spec.source else processor.name, split, path,
+             tokenizer_spec, max_seq_length)
   log(f"GLUE {processor.name} {split}: converting {path} at max_seq_length={max_seq_length} "
       f"({workers} worker{'s' if workers > 1 else ''})")
   start = time.monotonic()
@@ -187,8 +203,7 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
       "num_labels": processor.num_labels, "num_examples": len(guids), "guids": guids,
       "lengths": lengths, "num_at_max_length": sum(1 for n in lengths if n == max_seq_length),
       "skipped_rows": processor.skipped, "skipped_lines": processor.skipped_lines,
-      "feature_schema": glue_features.feature_schema(max_seq_length,
-                                                     processor.is_regression),
+      "feature_schema": _schema(processor, max_seq_length),
       "records_sha256": digest.hexdigest(), "num_workers": workers,
       "seconds": round(time.monotonic() - start, 3)})
   skipped = (f"; {processor.skipped} ragged rows skipped (lines "

@@ -8,7 +8,8 @@
 * `FeatureConverter` computes the same features faster (batched SentencePiece calls) and
   serializes them as the original's `tf.train.Example` (`feature_schema`: `input_ids,
   input_mask, segment_ids, label_ids, is_real_example`, int64 except STS-B's float label),
-  byte for byte what `albert.data.records.encode_example` writes, through the shared
+  byte for byte what `albert.data.records.encode_example` writes (a multi-label custom task's
+  `label_ids` is one 0/1 per label: `feature_schema(..., num_multi_labels=L)`), through the shared
   `records.ExampleEncoder` with the entries that repeat (a mask of each length, each label)
   kept.
 * `check_max_seq_length`: the one check of `--max_seq_length` (room for `[CLS]`, `[SEP]`,
@@ -30,12 +31,13 @@ from albert.errors import DataError, FlagError
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
 
 
-def feature_schema(max_seq_length: int, is_regression: bool = False
-                   ) -> Dict[str, Tuple[str, int]]:
-  """The original's record features: name -> (dtype name, length), for the input pipeline."""
+def feature_schema(max_seq_length: int, is_regression: bool = False,
+                   num_multi_labels: int = 0) -> Dict[str, Tuple[str, int]]:
+  """The original's record features: name -> (dtype name, length), for the input pipeline;
+  `num_multi_labels` > 0: a multi-label task's 0/1 per label."""
   return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
           "segment_ids": ("int64", max_seq_length),
-          "label_ids": ("float32" if is_regression else "int64", 1),
+          "label_ids": ("float32" if is_regression else "int64", max(1, num_multi_labels)),
           "is_real_example": ("int64", 1)}
 
 
@@ -45,7 +47,7 @@ class InputFeatures:
   input_ids: List[int]
   input_mask: List[int]
   segment_ids: List[int]
-  label_id: Union[int, float]
+  label_id: Union[int, float, List[int]]
   is_real_example: bool = True
   length: int = 0
 
@@ -53,7 +55,8 @@ class InputFeatures:
     """`{name: (kind, values)}` for `records.encode_example`, in the original's order."""
     return {"input_ids": ("int64", self.input_ids), "input_mask": ("int64", self.input_mask),
             "segment_ids": ("int64", self.segment_ids),
-            "label_ids": ("float32" if is_regression else "int64", [self.label_id]),
+            "label_ids": ("float32" if is_regression else "int64",
+                          self.label_id if isinstance(self.label_id, list) else [self.label_id]),
             "is_real_example": ("int64", [int(self.is_real_example)])}
 
 
@@ -78,10 +81,20 @@ def _assemble(ids_a: List[int], ids_b: Optional[List[int]], cls_id: int, sep_id:
   return ids, len(ids)
 
 
-def label_id(example: InputExample, label_map: Optional[Dict[str, int]]) -> Union[int, float]:
-  """The label's index (the original's `label_map[label]`), or the STS-B score as a float."""
+def label_id(example: InputExample, label_map: Optional[Dict[str, int]]
+             ) -> Union[int, float, List[int]]:
+  """The label's index (the original's `label_map[label]`), the STS-B score as a float, or for
+  a multi-label example (a tuple of labels) one 0/1 per label of the map."""
   if label_map is None:
     return float(example.label)
+  if isinstance(example.label, tuple):
+    hot = [0] * len(label_map)
+    for name in example.label:
+      if name not in label_map:
+        raise DataError(f"example {example.guid!r}: label {name!r} is not one of "
+                        f"{', '.join(map(str, label_map))}")
+      hot[label_map[name]] = 1
+    return hot
   if example.label not in label_map:
     raise DataError(f"example {example.guid!r}: label {example.label!r} is not one of "
                     f"{', '.join(map(str, label_map))}")
@@ -133,10 +146,11 @@ class FeatureConverter:
   """
 
   def __init__(self, tokenizer: tokenization.FullTokenizer, label_list: Sequence[Optional[str]],
-               max_seq_length: int, is_regression: bool = False):
+               max_seq_length: int, is_regression: bool = False, multi_label: bool = False):
     self.tokenizer = tokenizer
     self.max_seq_length = check_max_seq_length(max_seq_length)
     self.is_regression = is_regression
+    self.multi_label = multi_label
     self.label_map = _label_map(label_list, is_regression)
     self.cls_id, self.sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     self._encoder = records_lib.ExampleEncoder(len(tokenizer.vocab) + 1)
@@ -203,7 +217,7 @@ class FeatureConverter:
     seq, int64 = self.max_seq_length, self._encoder.int64
     self._masks = [int64("input_mask", b"\x01" * n + b"\x00" * (seq - n)) for n in range(seq + 1)]
     self._zeros = [b"\x00" * n for n in range(seq + 1)]
-    self._labels = {} if self.is_regression else {
+    self._labels = {} if self.is_regression or self.multi_label else {
         i: int64("label_ids", self._encoder.packed([i])) for i in self.label_map.values()}
     self._real = int64("is_real_example", b"\x01")
 
@@ -214,6 +228,8 @@ class FeatureConverter:
     zeros = self._zeros[self.max_seq_length - length]
     if self.is_regression:
       label_entry = encoder.float32("label_ids", [label])
+    elif self.multi_label:
+      label_entry = encoder.int64("label_ids", encoder.packed(label))
     else:
       label_entry = self._labels[label]
     return encoder.example((

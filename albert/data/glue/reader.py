@@ -140,7 +140,7 @@ class Processor:
                        None if layout.text_b is None else fields[layout.text_b],
                        None if layout.label_column is None else fields[layout.label_column])
     except UnicodeDecodeError as error:
-      raise DataError(f"{path}, line {_first_bad_utf8_line(path)}: not valid UTF-8 "
+      raise DataError(f"{path}, line {first_bad_utf8_line(path)}: not valid UTF-8 "
                       f"({error.reason}); GLUE files are UTF-8 text") from None
     except csv.Error as error:
       line = reader.line_num if reader is not None else 1
@@ -206,7 +206,7 @@ class Processor:
     return self.labels
 
 
-def _first_bad_utf8_line(path: str) -> int:
+def first_bad_utf8_line(path: str) -> int:
   with open(path, "rb") as f:
     for number, raw in enumerate(f, start=1):
       try:

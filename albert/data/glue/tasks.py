@@ -14,6 +14,12 @@ A row (`TaskSpec`) carries everything about one task of the original's `run_clas
 * `extra_splits`: other tasks' splits its model also scores or predicts (an MNLI model scores
   MNLI-mm's dev set and predicts MNLI-mm's and the diagnostic set's test files).
 
+A custom task (`run_classifier --task_name=custom`, your own CSV, TSV or JSON Lines files) is a
+row too, built per run by `albert.data.glue.custom.custom_spec`: its `source` (`CustomSource`)
+names the files and columns its reader (`albert.data.glue.custom`) reads, its labels are the
+run's label list, `task_type` says classification, regression (`[None]`, as STS-B) or
+multi-label (sigmoid outputs, one 0/1 target per label).
+
 `TASKS` maps the names `run_classifier --task_name` accepts (`cola, mnli, mismnli, mrpc, rte,
 sst-2, sts-b, qqp, qnli, wnli`, any case) plus `ax` (the diagnostic set, which the original has
 a processor for but does not map) to their rows; `ALIASES` adds `mnli-mm` and `mnli-m`;
@@ -64,6 +70,21 @@ class ExtraSplit:
 
 
 @dataclasses.dataclass(frozen=True)
+class CustomSource:
+  """Where a custom task's rows are: the files of its splits and the columns to read."""
+  files: Tuple[Tuple[str, str], ...]  # (split, path) of the splits given
+  input_format: Optional[str] = None  # csv, tsv or jsonl; None: each file's extension
+  text_a_column: Optional[str] = None  # None: the first of sentence, text, sentence1, question
+  text_b_column: Optional[str] = None  # None: sentence2 where a file has it
+  label_column: str = "label"
+  id_column: Optional[str] = None
+  label_separator: str = "|"  # multi-label CSV/TSV: labels of one row
+
+  def file(self, split: str) -> Optional[str]:
+    return dict(self.files).get(split)
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskSpec:
   """One GLUE task: the original's processor, its metrics and its submission file, as data."""
   name: str  # the name run_classifier uses (lower case)
@@ -79,10 +100,16 @@ class TaskSpec:
   extra_splits: Tuple[ExtraSplit, ...] = ()
   ragged_skip: Tuple[str, ...] = ()  # splits whose short rows are skipped, as the original
   delimiter: str = "\t"
+  task_type: str = "classification"  # or "regression" (labels [None]), "multi_label"
+  source: Optional[CustomSource] = None  # a custom task's files and columns
 
   @property
   def is_regression(self) -> bool:
     return self.labels == (None,)
+
+  @property
+  def multi_label(self) -> bool:
+    return self.task_type == "multi_label"
 
 
 def _pair(file: str, columns: int, a: int, b: int, test_label: Label = None,
@@ -169,7 +196,8 @@ def canonical_task_name(task_name: str) -> str:
       aliases = [alias for alias, target in ALIASES.items() if target == task]
       known.append(f"{task} (or {', '.join(aliases)})" if aliases else task)
     raise FlagError(f"unknown GLUE task {task_name!r} (--task_name); known tasks: "
-                    f"{', '.join(known)}; any case")
+                    f"{', '.join(known)}; any case; or custom (your own files: --train_file, "
+                    "--dev_file, --test_file)")
   return name
 
 
