@@ -216,15 +216,21 @@ def finetune_from_flags() -> FinetuneFlags:
 
 
 def custom_task_from_flags():
-  """The `albert.tasks.classifier.CustomTaskConfig` of `define_custom_task_flags()`."""
+  """The `albert.tasks.classifier.CustomTaskConfig` of `define_custom_task_flags()`. Without
+  --labels, an HF folder given as --init_checkpoint that names its labels (`id2label`) gives
+  the label list, in its order."""
+  from albert.hf.folder import named_labels  # pylint: disable=g-import-not-at-top
   from albert.tasks.classifier import CustomTaskConfig  # pylint: disable=g-import-not-at-top
+  labels = tuple(l.strip() for l in FLAGS.labels) if FLAGS.labels else None
+  if labels is None and FLAGS.task_type != "regression":
+    folder_labels = named_labels(FLAGS.init_checkpoint)
+    labels = tuple(folder_labels) if folder_labels else None
   return CustomTaskConfig(
       train_file=FLAGS.train_file, dev_file=FLAGS.dev_file, test_file=FLAGS.test_file,
       input_format=FLAGS.input_format, text_a_column=FLAGS.text_a_column,
       text_b_column=FLAGS.text_b_column, label_column=FLAGS.label_column,
       id_column=FLAGS.id_column, task_type=FLAGS.task_type,
-      labels=tuple(l.strip() for l in FLAGS.labels) if FLAGS.labels else None,
-      label_separator=FLAGS.label_separator,
+      labels=labels, label_separator=FLAGS.label_separator,
       multi_label_threshold=FLAGS.multi_label_threshold, best_metric=FLAGS.best_metric)
 
 

@@ -44,6 +44,17 @@ def is_hf_folder(path) -> bool:
   return bool(entries & {CONFIG, WEIGHTS, INDEX, *_PICKLES})
 
 
+def named_labels(path) -> Optional[List[str]]:
+  """The label list of an HF folder's `id2label` (index order) when it names its labels (not
+  HF's default `LABEL_i`); None for anything else, a TF1 checkpoint included. A custom task
+  fine-tuned from the folder takes it as its `--labels`."""
+  if not path or not is_hf_folder(path) or CONFIG not in os.listdir(path):
+    return None
+  config_path = os.path.join(os.fspath(path), CONFIG)
+  labels = names.labels_from_hf(_folder_json(config_path, "the model's config"), config_path)
+  return None if names.is_unnamed(labels) else labels
+
+
 def _folder_json(path: str, what: str):
   try:
     with open(path, "r", encoding="utf-8") as f:

@@ -231,14 +231,17 @@ def config_to_hf(config: AlbertConfig, architecture: str,
   return values
 
 
+def is_unnamed(folder_labels: Optional[List[str]]) -> bool:
+  """No labels, or HF's default names `LABEL_0`, `LABEL_1`, ... (a config that names none)."""
+  return not folder_labels or all(label == f"LABEL_{i}" for i, label in enumerate(folder_labels))
+
+
 def label_order(folder_labels: Optional[List[str]], task_labels: Optional[List[str]]
                 ) -> Tuple[Optional[List[int]], Optional[str]]:
   """How a folder's classifier rows (its id2label) map to a task's labels: (None, None) when they
   agree or either is unnamed (HF's default `LABEL_i`); (row order, None) when the same labels
   (ignoring case) come in another order; (None, why) when they are other labels."""
-  if not folder_labels or not task_labels:
-    return None, None
-  if all(label == f"LABEL_{i}" for i, label in enumerate(folder_labels)):
+  if is_unnamed(folder_labels) or not task_labels:
     return None, None
   ours = [str(label).lower() for label in task_labels]
   theirs = [label.lower() for label in folder_labels]

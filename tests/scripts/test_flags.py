@@ -117,3 +117,36 @@ def test_prepare_only_builds_the_named_splits_else_the_default():
   assert albert_flags.prepare_only_splits(True, False, True) == ("train", "predict")
   assert albert_flags.prepare_only_splits(False, False, False, default=("predict",)) == (
       "predict",)
+
+
+CUSTOM_PROGRAM = r"""
+import sys
+from absl import flags
+from albert.cli import flags as f
+f.define_model_flags()
+f.define_custom_task_flags()
+flags.FLAGS(["program"] + sys.argv[1:])
+print(f.custom_task_from_flags().labels)
+"""
+
+
+def test_a_custom_task_takes_its_labels_from_an_hf_folder_that_names_them():
+  """Without --labels, an HF folder's id2label (in its order) is the custom task's label list;
+  --labels wins; a folder with no named labels or a TF1 checkpoint leaves the list to the
+  training file."""
+  hf = os.path.join(REPO_DIR, "tests", "testdata", "hf")
+
+  def labels(*argv):
+    done = subprocess.run([sys.executable, "-c", CUSTOM_PROGRAM, *argv], cwd=REPO_DIR,
+                          env=dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="3"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+  classifier = f"--init_checkpoint={os.path.join(hf, 'sequence_classification')}"
+  assert labels(classifier) == "('contradiction', 'entailment', 'neutral')"
+  assert labels(classifier, "--labels=neutral,entailment,contradiction") == (
+      "('neutral', 'entailment', 'contradiction')")
+  assert labels(classifier, "--task_type=regression") == "None"
+  assert labels(f"--init_checkpoint={os.path.join(hf, 'pretraining')}") == "None"
+  assert labels("--init_checkpoint=run/model.ckpt-3") == "None"
