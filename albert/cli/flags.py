@@ -110,6 +110,20 @@ def define_finetune_flags() -> None:
           "Processes for feature conversion (default: every core).")
 
 
+def define_serving_export_flags(tflite: bool = False) -> None:
+  """export_onnx (run_classifier.py, run_squad.py, run_race.py) and, with `tflite`,
+  export_tflite (run_classifier.py): artifacts beside the --export_dir SavedModel."""
+  _define("bool", "export_onnx", False,
+          "With --export_dir: also write <export_dir>/<version>/onnx/ (model.onnx float32, "
+          "model_int8.onnx dynamically quantized, the SentencePiece model and serving.json), "
+          "each checked against the SavedModel. Needs tf2onnx and onnxruntime.")
+  if tflite:
+    _define("bool", "export_tflite", False,
+            "With --export_dir: also write <export_dir>/<version>/tflite/ (model.tflite float32 "
+            "and model_int8.tflite dynamic-range int8, fixed --max_seq_length), each checked "
+            "against the SavedModel.")
+
+
 # -------------------------------------------------------------------- each group's values
 # `X_from_flags()` reads exactly the flags `define_X_flags()` defines; a script passes the
 # flags it defines itself by name (no lookup of a flag that may not exist).
@@ -159,6 +173,14 @@ class FinetuneFlags:
   num_workers: Optional[int]
 
 
+@dataclasses.dataclass(frozen=True)
+class ServingExportFlags:
+  """The values of `define_serving_export_flags()` (export_tflite False where undefined)."""
+
+  export_onnx: bool
+  export_tflite: bool = False
+
+
 def _read(group):
   """`group` (one of the classes above) filled with the parsed flags of its field names."""
   return group(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(group)})
@@ -182,6 +204,11 @@ def tf2_from_flags() -> Tf2Flags:
 
 def finetune_from_flags() -> FinetuneFlags:
   return _read(FinetuneFlags)
+
+
+def serving_export_from_flags() -> ServingExportFlags:
+  return ServingExportFlags(export_onnx=FLAGS.export_onnx,
+                            export_tflite="export_tflite" in FLAGS and FLAGS.export_tflite)
 
 
 def distribution_from_flags():

@@ -1,6 +1,6 @@
 """ONNX exports of a fine-tuned model: `<export_dir>/<version>/onnx/` beside its SavedModel.
 
-`export_onnx(version_dir)` (the scripts' `--export_onnx`, after `--export_dir` wrote the
+`export_onnx_folder(version_dir)` (the scripts' `--export_onnx`, after `--export_dir` wrote the
 version folder) converts the SavedModel's `token_ids` signature with tf2onnx, batch and
 sequence length free (`batch`, `sequence`), its numeric outputs only (the string ones, `label`,
 `answer`, are looked up from `serving.json`, see `albert.export.runtime`), and writes:
@@ -197,7 +197,7 @@ def write_artifacts(version_dir: str, backend: str,
   return result
 
 
-def export_onnx(version_dir: str, overwrite: bool = False,
+def export_onnx_folder(version_dir: str, overwrite: bool = False,
                 log: Callable[[str], None] = print) -> ArtifactResult:
   """`<version_dir>/onnx/` (see the module docstring)."""
   require_onnx()
@@ -214,6 +214,29 @@ def export_onnx(version_dir: str, overwrite: bool = False,
   return write_artifacts(version_dir, ONNX_DIR, make,
                          {"model.onnx": FLOAT_TOLERANCE, "model_int8.onnx": INT8_TOLERANCE},
                          overwrite=overwrite, log=log)
+
+
+def check_artifact_flags(export_dir: Optional[str], export_onnx: bool,
+                         export_tflite: bool = False) -> None:
+  """Before the training: --export_onnx / --export_tflite need --export_dir (and ONNX its
+  packages)."""
+  for flag, wanted in (("--export_onnx", export_onnx), ("--export_tflite", export_tflite)):
+    if wanted and not export_dir:
+      raise FlagError(f"{flag} writes beside the SavedModel of --export_dir: give --export_dir")
+  if export_onnx:
+    require_onnx()
+
+
+def export_artifacts(version_dir: str, export_onnx: bool, export_tflite: bool = False,
+                     log: Callable[[str], None] = print) -> List[ArtifactResult]:
+  """The scripts' --export_onnx / --export_tflite after the version folder is written."""
+  results = []
+  if export_onnx:
+    results.append(export_onnx_folder(version_dir, log=log))
+  if export_tflite:
+    from albert.export import tflite  # pylint: disable=g-import-not-at-top
+    results.append(tflite.export_tflite(version_dir, log=log))
+  return results
 
 
 # ------------------------------------------------------------------------------ encoder

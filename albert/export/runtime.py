@@ -142,6 +142,19 @@ class Runner:
     return {k: np.concatenate(v)[inverse] for k, v in parts.items()}
 
 
+class FunctionRunner(Runner):
+  """A Python function of one batch (e.g. a Keras model's call) as a Runner."""
+
+  backend = "function"
+
+  def __init__(self, function, inputs: Sequence[str], info: Mapping[str, Any]):
+    super().__init__("<function>", info, inputs, ())
+    self._function = function
+
+  def _call(self, features):
+    return {k: np.asarray(v) for k, v in self._function(dict(features)).items()}
+
+
 class SavedModelRunner(Runner):
   backend = "savedmodel"
 
