@@ -71,7 +71,7 @@ def prepare(spec: Dict) -> Dict:
     if not os.path.exists(prefix + ".index"):
       tf_keras.utils.set_random_seed(1)
       model = build_classifier_model(config, 2)
-      checkpoint.save_tf1_checkpoint(model, prefix, global_step=1)
+      checkpoint.save_tf1_checkpoint(model, prefix[:-len("-1")], global_step=1)
     spm = SPM_30K
   else:
     prefix = os.path.join(spec["main_job_dir"], "sst2_pretrained", "model.ckpt-best")

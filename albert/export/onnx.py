@@ -28,7 +28,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -46,13 +46,13 @@ TF2ONNX_NOISE = ("tf2onnx", "Computed ", "Using tensorflow", "Using opset", "Opt
                  "After optimization", "Using external data", "Could not search for non-variable")
 
 
-def require_onnx() -> None:
+def require_onnx(flag: str = "--export_onnx") -> None:
   """A clear line before hours of training when tf2onnx / onnxruntime are not installed."""
   try:
     import onnxruntime  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
     import tf2onnx  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
-    raise FlagError(f"--export_onnx needs tf2onnx and onnxruntime ({e}); install "
+    raise FlagError(f"{flag} needs tf2onnx and onnxruntime ({e}); install "
                     "requirements.txt") from None
 
 
@@ -240,24 +240,34 @@ def export_artifacts(version_dir: str, export_onnx: bool, export_tflite: bool = 
 
 
 # ------------------------------------------------------------------------------ encoder
-def export_encoder_onnx(saved_model_dir: str, onnx_path: str) -> Dict[str, float]:
+def export_encoder_onnx(saved_model_dir: str, onnx_path: str, overwrite: bool = False
+                        ) -> Tuple[Dict[str, float], bool]:
   """The TF-Hub encoder's `serving_default` (input_word_ids, input_mask, input_type_ids ->
-  sequence_output, pooled_output), free batch and length, to `onnx_path`; checked at two
-  lengths (float32 within FLOAT_TOLERANCE) before it is renamed into place."""
-  require_onnx()
-  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  sequence_output, pooled_output), free batch and length, to `onnx_path`; checked at lengths
+  7 and 19 (float32 within FLOAT_TOLERANCE) before it is renamed into place. An existing file
+  that matches the encoder is kept (a rerun) unless `overwrite`; one that does not is an
+  error. Returns (max |diff| per output, kept)."""
+  require_onnx("--onnx_path")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from albert.export import encoder  # pylint: disable=g-import-not-at-top
   loaded = tf.saved_model.load(saved_model_dir)
   config = encoder.AlbertConfig.from_json_file(
       os.path.join(saved_model_dir, "assets", encoder.CONFIG_ASSET))
-  function = encoder.tflite_function(loaded, None)
   specs = [tf.TensorSpec([None, None], tf.int32, name=n) for n in encoder.HUB_INPUTS]
-  parent = os.path.dirname(os.path.abspath(onnx_path))
-  files.make_dirs(parent)
-  with tempfile.TemporaryDirectory(dir=parent, prefix=".onnx-") as tmp:
-    staged = convert(function, specs, os.path.join(tmp, "encoder.onnx"))
-    session = ort.InferenceSession(staged, providers=["CPUExecutionProvider"])
+
+  @tf.function(input_signature=specs, autograph=False)
+  def function(input_word_ids, input_mask, input_type_ids):
+    out = loaded({"input_word_ids": input_word_ids, "input_mask": input_mask,
+                  "input_type_ids": input_type_ids}, training=False)
+    return {"sequence_output": out["sequence_output"], "pooled_output": out["pooled_output"]}
+
+  def check(path: str) -> Dict[str, float]:
+    import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+    try:
+      session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own Fail / InvalidProtobuf
+      raise ExportError(f"{path} is not a loadable ONNX model "
+                        f"({str(e).splitlines()[0][-200:]})") from None
     diffs = {"sequence_output": 0.0, "pooled_output": 0.0}
     for length in (7, 19):
       x = encoder.sample_inputs(config, batch_size=3, seq_length=length)
@@ -265,8 +275,20 @@ def export_encoder_onnx(saved_model_dir: str, onnx_path: str) -> Dict[str, float
       want = function(**{k: tf.constant(v) for k, v in x.items()})
       got = dict(zip(diffs, session.run(list(diffs), x)))
       found = runtime.compare(got, {k: want[k].numpy() for k in diffs}, FLOAT_TOLERANCE,
-                              onnx_path)
+                              f"--onnx_path={onnx_path}")
       diffs = {k: max(diffs[k], found[k]) for k in diffs}
-    del session
+    return diffs
+
+  if os.path.exists(onnx_path) and not overwrite:
+    try:
+      return check(onnx_path), True
+    except ExportError as e:
+      raise ExportError(f"--onnx_path={onnx_path} already exists and is not this encoder "
+                        f"({e}); remove it or pass --overwrite") from None
+  parent = os.path.dirname(os.path.abspath(onnx_path))
+  files.make_dirs(parent)
+  with tempfile.TemporaryDirectory(dir=parent, prefix=".onnx-") as tmp:
+    staged = convert(function, specs, os.path.join(tmp, "encoder.onnx"))
+    diffs = check(staged)
     os.replace(staged, onnx_path)
-  return diffs
+  return diffs, False

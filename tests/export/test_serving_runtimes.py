@@ -214,3 +214,28 @@ def test_tflite_is_for_classifiers_and_onnx_needs_export_dir(tmp_path):
   with pytest.raises(FlagError, match=r"^--export_onnx writes beside the SavedModel of "
                                       r"--export_dir: give --export_dir$"):
     onnx_export.check_artifact_flags(None, export_onnx=True)
+
+
+def test_the_hub_encoder_to_onnx_answers_any_batch_and_length_and_a_rerun_keeps_it(
+    tmp_path_factory, tmp_path):
+  import onnxruntime as ort
+  import tensorflow as tf
+  from support.exports import inputs, tiny_export
+  hub = tiny_export(tmp_path_factory).export_path
+  path = str(tmp_path / "encoder.onnx")
+  diffs, kept = onnx_export.export_encoder_onnx(hub, path)
+  assert not kept and max(diffs.values()) <= 1e-4 and os.listdir(tmp_path) == ["encoder.onnx"]
+  session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+  loaded = tf.saved_model.load(hub)
+  for batch, length in ((1, 4), (3, 12), (8, 30)):
+    x = inputs(batch, length, seed=length)
+    got = session.run(["pooled_output", "sequence_output"], x)
+    want = loaded({k: tf.constant(v) for k, v in x.items()}, training=False)
+    np.testing.assert_allclose(got[0], want["pooled_output"].numpy(), atol=1e-4)
+    assert got[1].shape == (batch, length, want["sequence_output"].shape[-1])
+  assert onnx_export.export_encoder_onnx(hub, path)[1]  # kept
+  with open(path, "wb") as f:
+    f.write(b"not a model")
+  with pytest.raises(ExportError, match=r"^--onnx_path=.*encoder\.onnx already exists and is "
+                                        r"not this encoder \(.*is not a loadable ONNX model"):
+    onnx_export.export_encoder_onnx(hub, path)
