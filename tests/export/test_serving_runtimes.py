@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from albert.export import onnx as onnx_export
 from albert.export import runtime, tflite
 from albert.export import serving as ce
 from albert.models import build_classifier_model, build_race_model, build_squad_model
-from conftest import TESTDATA, randomize
+from conftest import REPO_DIR, TESTDATA, randomize
 
 SPM = os.path.join(TESTDATA, "albert_spm", "30k-clean.model")
 TINY = AlbertConfig(vocab_size=30000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
@@ -239,3 +241,49 @@ def test_the_hub_encoder_to_onnx_answers_any_batch_and_length_and_a_rerun_keeps_
   with pytest.raises(ExportError, match=r"^--onnx_path=.*encoder\.onnx already exists and is "
                                         r"not this encoder \(.*is not a loadable ONNX model"):
     onnx_export.export_encoder_onnx(hub, path)
+
+
+# ----------------------------------------------------------------------------- the scripts
+def _env():
+  return dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+@pytest.mark.slow
+def test_run_classifier_writes_the_onnx_and_tflite_folders_beside_its_export(tmp_path):
+  from albert import checkpoint
+  config = tmp_path / "albert_config.json"
+  TINY.to_json_file(str(config))
+  model = build_classifier_model(TINY, 2)
+  randomize(model, seed=4)
+  init = checkpoint.save_tf1_checkpoint(model, str(tmp_path / "init" / "model.ckpt"),
+                                        global_step=3)
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, "run_classifier.py"),
+       f"--data_dir={os.path.join(TESTDATA, 'glue')}", "--task_name=SST-2",
+       f"--albert_config_file={config}", f"--spm_model_file={SPM}", "--max_seq_length=32",
+       f"--output_dir={tmp_path / 'run'}", f"--init_checkpoint={init}",
+       f"--export_dir={tmp_path / 'export'}", "--export_onnx", "--export_tflite"],
+      env=_env(), capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  path = tmp_path / "export" / "3"
+  assert (f"Wrote {path / 'onnx'} (30k-clean.model, model.onnx, model_int8.onnx, serving.json)"
+          in result.stdout)
+  assert (f"Wrote {path / 'tflite'} (30k-clean.model, model.tflite, model_int8.tflite, "
+          "serving.json)" in result.stdout)
+  got = runtime.load(str(path), "onnx").run(
+      ce.sample_features("classification", TINY.vocab_size, seq_length=20))
+  assert got["label"].shape == (3,) and set(got["label"]) <= {b"0", b"1"}
+
+
+def test_export_onnx_without_export_dir_is_refused_before_anything(tmp_path):
+  config = tmp_path / "albert_config.json"
+  TINY.to_json_file(str(config))
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, "run_race.py"), f"--albert_config_file={config}",
+       f"--data_dir={os.path.join(TESTDATA, 'race')}", f"--output_dir={tmp_path / 'run'}",
+       f"--spm_model_file={SPM}", "--do_train", "--export_onnx"],
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: --export_onnx writes beside the SavedModel of --export_dir: give --export_dir")
+  assert not (tmp_path / "run").exists()
