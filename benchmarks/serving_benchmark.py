@@ -262,7 +262,8 @@ def table(records: List[Dict]) -> str:
       lines.append("| " + " | ".join(cells) + " |")
   accuracy_rows = [r for r in records if r.get("kind") == "accuracy"]
   if accuracy_rows:
-    lines += ["", "| SST-2 dev (main job model) | accuracy | vs SavedModel |", "| --- | --- | --- |"]
+    lines += ["", "| SST-2 dev (main job model) | accuracy | vs SavedModel |",
+              "| --- | --- | --- |"]
     anchor = next(r["accuracy"] for r in accuracy_rows if r["artifact"] == "savedmodel")
     lines += [f"| {r['artifact']} | {r['accuracy']:.4f} | {100 * (r['accuracy'] - anchor):+.2f} "
               "points |" for r in accuracy_rows]
