@@ -111,13 +111,21 @@ def _bf16_runner(config_file: str, prefix: str):
                                 {"task_kind": "classification"})
 
 
-def _runner(prepared: Dict, artifact: str):
+def _set_tf_threads(threads: int) -> None:
+  """TensorFlow's thread pools (0: TF's default, every core); before any TF op runs."""
+  tf, _ = common.import_tensorflow()
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _runner(prepared: Dict, artifact: str, threads: int = 0):
   from albert.export import runtime  # pylint: disable=import-outside-toplevel
   path = prepared["path"]
   if artifact == "savedmodel_bf16":
     return _bf16_runner(prepared["config_file"], prepared["checkpoint"])
   backend, _, int8 = artifact.partition("_")
-  return runtime.load(path, backend, quantized=bool(int8))
+  return runtime.load(path, backend, quantized=bool(int8), threads=threads)
 
 
 def _rows(batch: int, length: int = 128, vocab: int = 4000):
@@ -142,9 +150,10 @@ def _bf16_available() -> bool:
 def speed(spec: Dict) -> Dict:
   """Every artifact of one model in this process, timed in interleaved rounds."""
   import numpy as np  # pylint: disable=import-outside-toplevel
+  _set_tf_threads(spec["threads"])
   prepared = prepare(spec)
   artifacts = [a for a in spec["artifacts"] if a != "savedmodel_bf16" or _bf16_available()]
-  runners = {a: _runner(prepared, a) for a in artifacts}
+  runners = {a: _runner(prepared, a, spec["threads"]) for a in artifacts}
   batches = {b: _rows(b) for b in spec["batches"]}
   times: Dict = {(a, b): [] for a in runners for b in batches}
   for runner in runners.values():  # warm-up: every shape once
@@ -163,7 +172,7 @@ def speed(spec: Dict) -> Dict:
   for (name, batch), values in times.items():
     ms = np.array(values) * 1000
     records.append({"kind": "speed", "model": spec["model"], "artifact": name, "batch": batch,
-                    "seq": 128, "calls": len(values), "p50_ms": float(np.percentile(ms, 50)),
+                    "seq": 128, "threads": spec["threads"] or os.cpu_count(), "calls": len(values), "p50_ms": float(np.percentile(ms, 50)),
                     "p95_ms": float(np.percentile(ms, 95)),
                     "examples_per_s": float(batch * 1000 / np.median(ms)),
                     "load_avg_1m_before": load[0], "load_avg_1m_after": load[1]})
@@ -171,14 +180,21 @@ def speed(spec: Dict) -> Dict:
 
 
 def memory(spec: Dict) -> Dict:
-  """Peak RSS of a fresh process that loads one artifact and runs one batch of 32."""
-  common.import_tensorflow()
-  import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  """Peak RSS of a fresh process that loads one artifact and runs one batch of 32; the ONNX
+  ones without importing TensorFlow (as an onnxruntime-only server would run them)."""
+  from albert.export import runtime  # pylint: disable=import-outside-toplevel
+  path = os.path.join(spec["work_dir"], spec["model"], "export", "1")
   before = common.rss_peak_mb()
-  runner = _runner(prepare(spec), spec["artifact"])
+  if spec["artifact"].startswith("onnx"):
+    runner = runtime.load(path, "onnx", quantized=spec["artifact"] == "onnx_int8",
+                          threads=spec["threads"])
+  else:
+    _set_tf_threads(spec["threads"])
+    runner = _runner(prepare(spec), spec["artifact"], spec["threads"])
   runner.run(_rows(32))
   return {"records": [{"kind": "memory", "model": spec["model"], "artifact": spec["artifact"],
-                       "rss_after_imports_mb": before, "peak_rss_mb": common.rss_peak_mb()}]}
+                       "rss_before_mb": before, "peak_rss_mb": common.rss_peak_mb(),
+                       "tensorflow_imported": "tensorflow" in sys.modules}]}
 
 
 def accuracy(spec: Dict) -> Dict:
@@ -279,29 +295,38 @@ def main(argv=None) -> List[Dict]:
   parser.add_argument("--work_dir", default=os.path.join("/tmp", "albert-serving-benchmark"))
   parser.add_argument("--glue_dir", default=GLUE_DIR, help="the GLUE root (SST-2/dev.tsv)")
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--threads", type=int, default=0,
+                      help="threads of every runtime (0: every core; 1: per-core figures, "
+                           "steadier when other processes share the cores)")
+  parser.add_argument("--calls", type=float, default=1.0, help="scale the timed calls")
+  parser.add_argument("--jobs", default="prepare,accuracy,speed,memory",
+                      help="which measurements (comma-separated)")
   parser.add_argument("--out", default=None, help="also write the JSON lines here")
   args = parser.parse_args(argv)
   if args.worker:
     return common.worker_main(args.worker, run_spec)
   models = ["tiny"] if args.quick else common.split(args.models, ("base", "tiny"), "model")
   shared = {"work_dir": args.work_dir, "main_job_dir": args.main_job_dir,
-            "glue_dir": args.glue_dir, "batches": [1, 8, 32]}
+            "glue_dir": args.glue_dir, "batches": [1, 8, 32], "threads": args.threads}
   records: List[Dict] = []
   emit = common.emitter(records)
   emit(common.run_record(argv if argv is not None else sys.argv[1:], quick=args.quick,
                          models=models, bf16=_bf16_available()))
   start = time.time()
   specs = [{**shared, "job": "prepare", "model": m} for m in models]
-  specs.append({**shared, "job": "accuracy", "max_rows": 64 if args.quick else None})
+  jobs = common.split(args.jobs, ("prepare", "accuracy", "speed", "memory"), "job")
+  if "accuracy" in jobs:
+    specs.append({**shared, "job": "accuracy", "max_rows": 64 if args.quick else None})
   for m in models:
     calls = ({"1": 3, "8": 1, "32": 1} if args.quick else
              {"1": 20 if m == "base" else 100, "8": 4 if m == "base" else 20,
               "32": 2 if m == "base" else 10})
+    calls = {k: max(1, round(v * args.calls)) for k, v in calls.items()}
     specs.append({**shared, "job": "speed", "model": m, "artifacts": list(ARTIFACTS),
                   "rounds": 1 if args.quick else args.rounds, "calls": calls})
     specs += [{**shared, "job": "memory", "model": m, "artifact": a} for a in ARTIFACTS
               if a != "savedmodel_bf16" or _bf16_available()]
-  for spec in specs:
+  for spec in [s for s in specs if s["job"] in jobs]:
     for result in common.run_subprocess(__file__, [spec], args.timeout):
       for record in result.get("records", [{"kind": "error", **spec, **result}]):
         emit(record)
