@@ -54,6 +54,10 @@ flags.DEFINE_string("tflite_path", None,
 flags.DEFINE_integer("tflite_seq_length", 128,
                      "The fixed sequence length of the TFLite model (its batch size is free); "
                      "0 leaves the sequence length free too.")
+flags.DEFINE_string("onnx_path", None,
+                    "If set, also convert the encoder (sequence_output and pooled_output, batch "
+                    "and sequence length free) to ONNX there and check its outputs against the "
+                    "SavedModel (float32 within 1e-4). Needs tf2onnx and onnxruntime.")
 
 FLAGS = flags.FLAGS
 
@@ -78,6 +82,11 @@ def _main():
       raise FlagError(f"--{name} is not used by export_to_tfhub.py")
   if not FLAGS.export_path:
     raise FlagError("--export_path is required")
+  if FLAGS.onnx_path:
+    from albert import files
+    from albert.export import onnx as onnx_export
+    files.check_output_file(FLAGS.onnx_path, "--onnx_path")
+    onnx_export.require_onnx("--onnx_path")
   if FLAGS["use_einsum"].present:
     print("note: --use_einsum has no effect in TF2.")
   model, tokenizer = albert_flags.model_from_flags(), albert_flags.tokenizer_from_flags()
@@ -92,6 +101,11 @@ def _main():
       tflite_seq_length=FLAGS.tflite_seq_length or None)
   result = export_job.export(config, log=lambda message: None)
   print(result.format())
+  if FLAGS.onnx_path:
+    diffs, kept = onnx_export.export_encoder_onnx(result.export_path, FLAGS.onnx_path,
+                                                  overwrite=FLAGS.overwrite)
+    print(f"{'Kept' if kept else 'Wrote'} {FLAGS.onnx_path}; ONNX vs SavedModel, max |diff|: "
+          + export.format_diffs(diffs))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
 albert_flags.define_custom_task_flags()
+albert_flags.define_serving_export_flags(tflite=True)
 flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the .tsv files (or "
                     "other data files) for the task.")
 flags.DEFINE_string("task_name", None, "The name of the task to train (a GLUE task, or "
@@ -108,6 +109,9 @@ def _main():
                                                         FLAGS.do_predict))
     return
   export_settings = None
+  artifacts = albert_flags.serving_export_from_flags()
+  from albert.export.onnx import check_artifact_flags, export_artifacts
+  check_artifact_flags(FLAGS.export_dir, artifacts.export_onnx, artifacts.export_tflite)
   if FLAGS.export_dir:
     from albert.export.serving import ClassifierServing, ExportSettings
     export_settings = ExportSettings(export_dir=FLAGS.export_dir,
@@ -123,8 +127,9 @@ def _main():
       print(f"{task.task_name}: {shown}")
   if export_settings:  # logs "Exported <export_dir>/<version> ..."
     from albert.export.versioned import checkpoint_to_export
-    ClassifierServing.export_task(task, checkpoint_to_export(
+    result = ClassifierServing.export_task(task, checkpoint_to_export(
         FLAGS.output_dir, run.trainer.init_checkpoint), export_settings)
+    export_artifacts(result.path, artifacts.export_onnx, artifacts.export_tflite)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ albert_flags.define_loop_flags(save_checkpoints_steps=100)
 albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
+albert_flags.define_serving_export_flags(tflite=False)
 flags.DEFINE_string("data_dir", None, "The input data dir. Should contain the RACE folder "
                     "(RACE/train, RACE/dev, RACE/test).")
 flags.DEFINE_string("task_name", "race", "The name of the task to train.")
@@ -103,6 +104,9 @@ def _main():
     task.prepare_only(albert_flags.prepare_only_splits(FLAGS.do_train, FLAGS.do_eval,
                                                         FLAGS.do_predict))
     return
+  artifacts = albert_flags.serving_export_from_flags()
+  from albert.export.onnx import check_artifact_flags, export_artifacts
+  check_artifact_flags(FLAGS.export_dir, artifacts.export_onnx)
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
     from albert.export.serving import ExportSettings, RaceServing
     RaceServing.check_export_dir(task, ExportSettings(FLAGS.export_dir))
@@ -117,8 +121,9 @@ def _main():
     print(f"RACE: {shown}; results in {FLAGS.output_dir}/eval_results.txt")
   if FLAGS.export_dir:
     from albert.export.versioned import checkpoint_to_export
-    RaceServing.export_task(task, checkpoint_to_export(
+    result = RaceServing.export_task(task, checkpoint_to_export(
         FLAGS.output_dir, run.trainer.init_checkpoint), ExportSettings(FLAGS.export_dir))
+    export_artifacts(result.path, artifacts.export_onnx)
 
 
 if __name__ == "__main__":

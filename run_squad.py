@@ -24,6 +24,7 @@ albert_flags.define_loop_flags(save_checkpoints_steps=1000)
 albert_flags.define_distribution_flags()
 albert_flags.define_tf2_flags()
 albert_flags.define_finetune_flags()
+albert_flags.define_serving_export_flags(tflite=False)
 flags.DEFINE_string("train_file", None, "SQuAD json for training. E.g., train-v1.1.json")
 flags.DEFINE_string("predict_file", None,
                     "SQuAD json for predictions. E.g., dev-v1.1.json or test-v1.1.json")
@@ -115,6 +116,9 @@ def _main():
     task.prepare_only([split for split, wanted in (("train", FLAGS.train_file),
                                                    ("predict", FLAGS.predict_file)) if wanted])
     return
+  artifacts = albert_flags.serving_export_from_flags()
+  from albert.export.onnx import check_artifact_flags, export_artifacts
+  check_artifact_flags(FLAGS.export_dir, artifacts.export_onnx)
   if FLAGS.export_dir:  # before the training: a base path that serves another model is refused
     from albert.export.serving import ExportSettings, SquadServing
     SquadServing.check_export_dir(task, ExportSettings(FLAGS.export_dir))
@@ -126,8 +130,9 @@ def _main():
     results = trainer.run(do_train=FLAGS.do_train, do_eval=scored, do_predict=FLAGS.do_predict)
   if FLAGS.export_dir:  # with the tokenizer, its settings and the stored null threshold
     from albert.export.versioned import checkpoint_to_export
-    SquadServing.export_task(task, checkpoint_to_export(
+    result = SquadServing.export_task(task, checkpoint_to_export(
         FLAGS.output_dir, run.trainer.init_checkpoint), ExportSettings(FLAGS.export_dir))
+    export_artifacts(result.path, artifacts.export_onnx)
     if not (FLAGS.do_train or FLAGS.do_predict):
       return
   shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(results.items())

@@ -141,6 +141,20 @@ def define_custom_task_flags() -> None:
           "(default: eval_accuracy, pearson or micro_f1 by --task_type).")
 
 
+def define_serving_export_flags(tflite: bool = False) -> None:
+  """export_onnx (run_classifier.py, run_squad.py, run_race.py) and, with `tflite`,
+  export_tflite (run_classifier.py): artifacts beside the --export_dir SavedModel."""
+  _define("bool", "export_onnx", False,
+          "With --export_dir: also write <export_dir>/<version>/onnx/ (model.onnx float32, "
+          "model_int8.onnx dynamically quantized, the SentencePiece model and serving.json), "
+          "each checked against the SavedModel. Needs tf2onnx and onnxruntime.")
+  if tflite:
+    _define("bool", "export_tflite", False,
+            "With --export_dir: also write <export_dir>/<version>/tflite/ (model.tflite float32 "
+            "and model_int8.tflite dynamic-range int8, fixed --max_seq_length), each checked "
+            "against the SavedModel.")
+
+
 # -------------------------------------------------------------------- each group's values
 # `X_from_flags()` reads exactly the flags `define_X_flags()` defines; a script passes the
 # flags it defines itself by name (no lookup of a flag that may not exist).
@@ -190,6 +204,14 @@ class FinetuneFlags:
   num_workers: Optional[int]
 
 
+@dataclasses.dataclass(frozen=True)
+class ServingExportFlags:
+  """The values of `define_serving_export_flags()` (export_tflite False where undefined)."""
+
+  export_onnx: bool
+  export_tflite: bool = False
+
+
 def _read(group):
   """`group` (one of the classes above) filled with the parsed flags of its field names."""
   return group(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(group)})
@@ -232,6 +254,11 @@ def custom_task_from_flags():
       id_column=FLAGS.id_column, task_type=FLAGS.task_type,
       labels=labels, label_separator=FLAGS.label_separator,
       multi_label_threshold=FLAGS.multi_label_threshold, best_metric=FLAGS.best_metric)
+
+
+def serving_export_from_flags() -> ServingExportFlags:
+  return ServingExportFlags(export_onnx=FLAGS.export_onnx,
+                            export_tflite="export_tflite" in FLAGS and FLAGS.export_tflite)
 
 
 def distribution_from_flags():

@@ -1,13 +1,17 @@
 """Answers (question, context) pairs with a fine-tuned SQuAD model: the Python API of run_squad.
 
 `SquadAnswerer.from_checkpoint(albert_config_file, checkpoint, spm_model_file, ...)` or
-`SquadAnswerer.from_export(export_dir, ...)` (a `run_squad.py --export_dir` version folder:
-its settings, SentencePiece model and no-answer threshold are read from the export), then
+`SquadAnswerer.from_export(export_dir, backend="savedmodel" | "onnx", quantized=False, ...)` (a
+`run_squad.py --export_dir` version folder, or its `--export_onnx` folder: the settings,
+SentencePiece model and no-answer threshold are read from the export; both backends give the
+same answers, through `albert.export.runtime`), then
 `answer([(question, context), ...])` -> one dict per pair: `id`, `question`, `answer` (text, ""
 when v2 decides there is none), `probability` (of that answer among the n-best), `start` (its
 character offset in the context, -1 for none), and for v2 `no_answer` (bool) and `null_score`
 (the score difference the threshold is applied to). Contexts longer than one window are read in
-doc-stride windows, exactly as training and `--do_predict` do (the same features and decoding).
+doc-stride windows, exactly as training and `--do_predict` do (the same features and decoding);
+the windows are run `batch_size` at a time in length buckets (`runtime.Runner.predict`: sorted
+by length, each batch cut to its longest window).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from albert.data.squad import examples as squad_data
 from albert.data.squad import features as squad_features
 from albert.data.squad import postprocess as squad_postprocess
 from albert.errors import FlagError
-from albert.export import versioned
+from albert.export import runtime, versioned
 
 Pair = Union[Tuple[str, str], Dict[str, str]]
 FEATURES = ("input_ids", "input_mask", "segment_ids", "p_mask")
@@ -32,12 +36,14 @@ FEATURES = ("input_ids", "input_mask", "segment_ids", "p_mask")
 class SquadAnswerer:
   """See the module docstring."""
 
-  def __init__(self, predict: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]],
+  def __init__(self, predict: Union[runtime.Runner,
+                                    Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]],
                spm_model_file: str, version_2_with_negative: bool, do_lower_case: bool = True,
                max_seq_length: int = 384, doc_stride: int = 128, max_query_length: int = 64,
                n_best_size: int = 20, max_answer_length: int = 30,
                null_score_diff_threshold: Optional[float] = None, batch_size: int = 16):
-    self._predict = predict
+    self.runner = predict if isinstance(predict, runtime.Runner) else runtime.FunctionRunner(
+        predict, FEATURES, {"task_kind": "squad_v2" if version_2_with_negative else "squad_v1"})
     self.spec = squad_features.sentencepiece_spec(spm_model_file, do_lower_case)
     self.settings = squad_features.FeatureSettings(max_seq_length, doc_stride, max_query_length)
     self.v2 = version_2_with_negative
@@ -69,28 +75,29 @@ class SquadAnswerer:
 
   @classmethod
   def from_export(cls, export_dir: str, spm_model_file: Optional[str] = None,
+                  backend: str = "savedmodel", quantized: bool = False,
                   **kwargs) -> "SquadAnswerer":
-    """A `run_squad.py --export_dir` SavedModel (its `token_ids` signature)."""
-    info_path = os.path.join(export_dir, versioned.INFO_FILE)
-    info: Dict[str, Any] = versioned.read_info(export_dir) or {}
+    """A `run_squad.py --export_dir` version folder (its `token_ids` signature) with
+    backend="savedmodel", or its `onnx/` folder (`--export_onnx`; the version folder is taken
+    to mean its `onnx/`) with backend="onnx" (`quantized`: model_int8.onnx)."""
+    runner = runtime.load(export_dir, backend, quantized=quantized)
+    info: Dict[str, Any] = runner.info
     kind = info.get("task_kind")
     if kind not in ("squad_v1", "squad_v2"):
       raise FlagError(f"{export_dir} is not a SQuAD export (task kind {kind!r} in "
-                      f"{info_path}); export one with run_squad.py --export_dir")
-    spm_model_file = spm_model_file or hub.find_asset(export_dir, ["*.model"])
+                      f"{_settings_file(runner)}); export one with run_squad.py --export_dir")
+    if not spm_model_file:
+      if backend == "savedmodel":
+        spm_model_file = hub.find_asset(export_dir, ["*.model"])
+      elif info.get("spm_model"):
+        spm_model_file = os.path.join(os.path.dirname(runner.path), info["spm_model"])
     if not spm_model_file:
       raise FlagError(f"{export_dir} carries no SentencePiece model: pass spm_model_file")
-    signature = tf.saved_model.load(export_dir).signatures["token_ids"]
-
-    def predict(features):
-      return {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in
-                                                   features.items()}).items()}
-
     settings = {k: info[k] for k in ("do_lower_case", "max_seq_length", "doc_stride",
                                      "max_query_length", "null_score_diff_threshold")
                 if info.get(k) is not None}
     settings.update(kwargs)
-    return cls(predict, spm_model_file, kind == "squad_v2", **settings)
+    return cls(runner, spm_model_file, kind == "squad_v2", **settings)
 
   # ------------------------------------------------------------------------------- answering
   def answer(self, pairs: Iterable[Pair]) -> List[Dict[str, Any]]:
@@ -125,16 +132,16 @@ class SquadAnswerer:
     return answers
 
   def _run(self, features: squad_features.SquadFeatures) -> Dict[str, np.ndarray]:
-    outputs: Dict[str, List[np.ndarray]] = {}
-    count = len(features.unique_id)
-    for start in range(0, count, self.batch_size):
-      rows = slice(start, min(count, start + self.batch_size))
-      batch = {k: np.asarray(getattr(features, k)[rows], np.int32) for k in FEATURES}
-      for key, value in self._predict(batch).items():
-        outputs.setdefault(key, []).append(np.asarray(value))
-    results = {k: np.concatenate(v) for k, v in outputs.items()}
+    batch = {k: np.asarray(getattr(features, k), np.int32) for k in FEATURES}
+    results = self.runner.predict(batch, batch_size=self.batch_size)
     results["unique_ids"] = np.asarray(features.unique_id)
     return results
+
+
+def _settings_file(runner: runtime.Runner) -> str:
+  if runner.backend == "savedmodel":
+    return os.path.join(runner.path, versioned.INFO_FILE)
+  return os.path.join(os.path.dirname(runner.path), runtime.SERVING_FILE)
 
 
 def _offset(context: str, text: str) -> int:

@@ -434,10 +434,11 @@ def check_tflite(tflite_path: str, saved_model_dir: str, seq_length: Optional[in
   return diffs
 
 
-def interpreter(tflite_path: str):
-  """tf.lite.Interpreter without its deprecation warning and its XNNPACK start-up note."""
+def interpreter(tflite_path: str, num_threads: Optional[int] = None):
+  """tf.lite.Interpreter without its deprecation warning and its XNNPACK start-up note
+  (`num_threads` None: TFLite's default)."""
   with warnings.catch_warnings(), noise.stderr_without(*TFLITE_NOISE):
     warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
-    interpreter = tf.lite.Interpreter(model_path=tflite_path)
+    interpreter = tf.lite.Interpreter(model_path=tflite_path, num_threads=num_threads)
     interpreter.allocate_tensors()
   return interpreter

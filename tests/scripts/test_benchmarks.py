@@ -211,3 +211,48 @@ def test_finetune_benchmark_compares_conversion_with_the_originals_anchor():
   assert record["conversion_speedup_vs_warn"] == pytest.approx(11.67 / 5.0)
   assert record["anchor_info_conversion_s"] == pytest.approx(1.58 + 0.09 + 16.6)
   assert record["anchor_info_process_wall_s"] == pytest.approx(33.41)
+
+
+def test_serving_benchmark_quick(tmp_path):
+  """A stand-in for the main job's outputs (tiny config, SST-2 checkpoint and export), then
+  every artifact timed, sized, measured for memory and scored on the test SST-2 dev rows."""
+  from albert import checkpoint  # pylint: disable=g-import-not-at-top
+  from albert.config import AlbertConfig  # pylint: disable=g-import-not-at-top
+  from albert.export import serving  # pylint: disable=g-import-not-at-top
+  from albert.models import build_classifier_model  # pylint: disable=g-import-not-at-top
+  from benchmarks import serving_benchmark as bench  # pylint: disable=g-import-not-at-top
+  from conftest import randomize  # pylint: disable=g-import-not-at-top
+  main_job = tmp_path / "main_job"
+  config = AlbertConfig(vocab_size=30000, embedding_size=16, hidden_size=32,
+                        num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=128)
+  os.makedirs(main_job)
+  config.to_json_file(str(main_job / "albert_config.json"))
+  spm = os.path.join(TESTDATA, "albert_spm", "30k-clean.model")
+  with open(spm, "rb") as f, open(main_job / "spm.model", "wb") as out:
+    out.write(f.read())
+  model = build_classifier_model(config, 2)
+  randomize(model, seed=1)
+  prefix = checkpoint.save_tf1_checkpoint(model, str(main_job / "sst2_pretrained" / "model.ckpt"),
+                                          global_step=4)
+  os.rename(prefix + ".index", str(main_job / "sst2_pretrained" / "model.ckpt-best.index"))
+  os.rename(prefix + ".data-00000-of-00001",
+            str(main_job / "sst2_pretrained" / "model.ckpt-best.data-00000-of-00001"))
+  serving.ClassifierServing(model, serving.ClassifierSpec.for_task("sst-2", 32, spm, True)).export(
+      str(main_job / "sst2_export"), version=4, log=lambda line: None)
+  records = bench.main(["--quick", "--no-table", f"--main_job_dir={main_job}",
+                        f"--work_dir={tmp_path / 'work'}",
+                        f"--glue_dir={os.path.join(TESTDATA, 'glue')}"])
+  assert not [r for r in records if r["kind"] == "error"], records
+  speed = [r for r in records if r["kind"] == "speed"]
+  artifacts = {r["artifact"] for r in speed}
+  assert {"savedmodel", "onnx", "onnx_int8", "tflite_int8"} <= artifacts
+  assert {r["batch"] for r in speed} == {1, 8, 32}
+  assert all(r["p50_ms"] > 0 and r["p95_ms"] >= r["p50_ms"] for r in speed)
+  accuracy = {r["artifact"]: r for r in records if r["kind"] == "accuracy"}
+  assert sorted(accuracy) == ["onnx", "onnx_int8", "savedmodel", "tflite", "tflite_int8"]
+  assert accuracy["onnx"]["accuracy"] == accuracy["savedmodel"]["accuracy"]
+  sizes = {r["artifact"]: r for r in records if r["kind"] == "size"}
+  assert sizes["onnx_int8"]["mb"] < sizes["onnx"]["mb"]
+  memory = {r["artifact"]: r for r in records if r["kind"] == "memory"}
+  assert not memory["onnx_int8"]["tensorflow_imported"] and memory["savedmodel"]["peak_rss_mb"] > 0

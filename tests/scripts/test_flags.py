@@ -150,3 +150,30 @@ def test_a_custom_task_takes_its_labels_from_an_hf_folder_that_names_them():
   assert labels(classifier, "--task_type=regression") == "None"
   assert labels(f"--init_checkpoint={os.path.join(hf, 'pretraining')}") == "None"
   assert labels("--init_checkpoint=run/model.ckpt-3") == "None"
+
+
+SERVING_PROGRAM = r"""
+import dataclasses, json, sys
+from absl import flags
+from albert.cli import flags as f
+before = set(flags.FLAGS)
+f.define_serving_export_flags(tflite=sys.argv[1] == "tflite")
+defined = sorted(set(flags.FLAGS) - before)
+flags.FLAGS(["program"] + sys.argv[2:])
+print(json.dumps({"defined": defined,
+                  "values": dataclasses.asdict(f.serving_export_from_flags())}))
+"""
+
+
+def test_the_serving_export_group_defines_tflite_only_where_asked():
+  def run(*argv):
+    done = subprocess.run([sys.executable, "-c", SERVING_PROGRAM, *argv], cwd=REPO_DIR,
+                          env=dict(os.environ, PYTHONPATH=REPO_DIR), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+  assert run("onnx", "--export_onnx") == {
+      "defined": ["export_onnx"], "values": {"export_onnx": True, "export_tflite": False}}
+  assert run("tflite", "--export_tflite") == {
+      "defined": ["export_onnx", "export_tflite"],
+      "values": {"export_onnx": False, "export_tflite": True}}
