@@ -77,9 +77,7 @@ def check_batches(reference: "runtime.SavedModelRunner") -> List[Dict[str, np.nd
   batches = runtime.sample_batches(reference.kind, reference.vocab_size, lengths)
   spm_model = spm_file(reference.path)
   if reference.info.get("labels") is not None and spm_model:
-    spec = serving.ClassifierSpec.for_task(
-        reference.info["task_name"], max_length, spm_model,
-        bool(reference.info.get("do_lower_case", True)))
+    spec = serving.ClassifierSpec.from_info(reference.info, spm_model, max_length)
     batches.append(serving.python_features(spec, serving.CHECK_TEXTS))
   return batches
 

@@ -13,8 +13,9 @@ The features are built in Python by the training's own code (`python_features`:
 `albert.data.glue.features.FeatureConverter`, the processors' text preprocessing), padded to
 the batch's longest row; the model is called in one place, `run_model(features)`: int32
 `input_ids`, `input_mask`, `segment_ids` [B, S] -> the outputs of the export's `token_ids`
-signature (`logits`, `probabilities`, ...). `backend` names what runs it (`"savedmodel"`: the
-SavedModel's signature, or the run directory's Keras model).
+signature (`logits`, `probabilities`, ...). `backend` names what runs an export (`"savedmodel"`,
+`"onnx"`, `"tflite"`: `albert.export.runtime.load`, the one runner the SQuAD answerer uses too);
+a run directory's Keras model counts as "savedmodel".
 
 `ClassifierSpec` (what an export serves: labels, task type, text settings, threshold) lives here
 too; `albert.export.serving.ClassifierServing` serves it.
@@ -35,10 +36,10 @@ from albert.data.glue import custom as glue_custom
 from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
 from albert.errors import FlagError, InputError
+from albert.export.runtime import BACKENDS
 from albert.models import ENCODER_INPUTS
 
 Text = Union[str, Tuple[str, Optional[str]], Sequence[str]]
-BACKENDS = ("savedmodel",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,17 @@ class ClassifierSpec:
     return cls(task_name=processor.name, labels=labels, max_seq_length=max_seq_length,
                spm_model_file=spm_model_file, do_lower_case=do_lower_case,
                threshold=None if threshold is None or math.isnan(threshold) else threshold)
+
+  @classmethod
+  def from_info(cls, info: Dict[str, Any], spm_model_file: Optional[str],
+                max_seq_length: Optional[int] = None) -> "ClassifierSpec":
+    """The spec an export recorded (`info()`, in export_info.json or serving.json), GLUE or
+    custom; `max_seq_length` overrides the recorded one."""
+    return cls(task_name=info["task_name"], labels=tuple(info["labels"]),
+               max_seq_length=int(max_seq_length or info["max_seq_length"]),
+               spm_model_file=spm_model_file,
+               do_lower_case=bool(info.get("do_lower_case", True)),
+               threshold=info.get("threshold"), multi_label=bool(info.get("multi_label")))
 
   @classmethod
   def of_task(cls, task, settings) -> "ClassifierSpec":
@@ -158,7 +170,7 @@ class TextClassifier:
   Args:
     spec: the labels, task type, threshold and text settings.
     model_fn: int32 features by name -> the `token_ids` outputs (numpy); what `run_model` calls.
-    backend: what runs the model ("savedmodel").
+    backend: what runs the model ("savedmodel", "onnx" or "tflite").
     batch_size: rows per model call.
   """
 
@@ -173,32 +185,28 @@ class TextClassifier:
   # --------------------------------------------------------------------------- constructors
   @classmethod
   def from_export(cls, export_dir: str, spm_model_file: Optional[str] = None,
-                  backend: str = "savedmodel", batch_size: int = 32) -> "TextClassifier":
-    """A `run_classifier.py --export_dir` version folder (its `token_ids` signature)."""
+                  backend: str = "savedmodel", quantized: bool = False,
+                  batch_size: int = 32) -> "TextClassifier":
+    """A `run_classifier.py --export_dir` version folder (its `token_ids` signature) with
+    backend="savedmodel", or its `onnx/` or `tflite/` folder (`--export_onnx`,
+    `--export_tflite`; the version folder is taken to mean that folder) with backend="onnx" or
+    "tflite" (`quantized`: the int8 model). Every backend runs through
+    `albert.export.runtime.load`, and gives the same labels."""
     _check_backend(backend)
     from albert import hub  # pylint: disable=g-import-not-at-top
-    from albert.export import versioned  # pylint: disable=g-import-not-at-top
-    info: Dict[str, Any] = versioned.read_info(export_dir) or {}
+    from albert.export import runtime  # pylint: disable=g-import-not-at-top
+    runner = runtime.load(export_dir, backend, quantized=quantized)
+    info: Dict[str, Any] = runner.info
     kind = info.get("task_kind")
     if kind not in ("classification", "regression", "multi_label"):
-      raise FlagError(f"{export_dir} is not a classifier export (task kind {kind!r} in "
-                      f"{os.path.join(export_dir, versioned.INFO_FILE)}); export one with "
-                      "run_classifier.py --export_dir")
-    spm_model_file = spm_model_file or hub.find_asset(export_dir, ["*.model"])
-    spec = ClassifierSpec(task_name=info["task_name"], labels=tuple(info["labels"]),
-                          max_seq_length=int(info["max_seq_length"]),
-                          spm_model_file=spm_model_file,
-                          do_lower_case=bool(info.get("do_lower_case", True)),
-                          threshold=info.get("threshold"),
-                          multi_label=bool(info.get("multi_label")))
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    signature = tf.saved_model.load(export_dir).signatures["token_ids"]
-
-    def model_fn(features):
-      outputs = signature(**{k: tf.constant(v) for k, v in features.items()})
-      return {k: v.numpy() for k, v in outputs.items()}
-
-    return cls(spec, model_fn, backend, batch_size)
+      raise FlagError(f"{export_dir} is not a classifier export (task kind {kind!r}); export "
+                      "one with run_classifier.py --export_dir")
+    if not spm_model_file:
+      if backend == "savedmodel":
+        spm_model_file = hub.find_asset(export_dir, ["*.model"])
+      elif info.get("spm_model"):
+        spm_model_file = os.path.join(os.path.dirname(runner.path), info["spm_model"])
+    return cls(ClassifierSpec.from_info(info, spm_model_file), runner.run, backend, batch_size)
 
   @classmethod
   def from_run_dir(cls, output_dir: str, spm_model_file: str,
@@ -272,7 +280,7 @@ class TextClassifier:
 
 def _check_backend(backend: str) -> None:
   if backend not in BACKENDS:
-    raise FlagError(f"backend={backend!r}: only {', '.join(map(repr, BACKENDS))} is available")
+    raise FlagError(f"backend={backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
 
 
 def _text_pair(text: Text, index: int) -> Tuple[str, Optional[str]]:

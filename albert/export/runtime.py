@@ -51,7 +51,9 @@ def string_outputs(info: Mapping[str, Any], names: Sequence[str]) -> Dict[str, L
   labels = [str(l) for l in info.get("labels") or ()]
   known = {"label": ["predictions", labels],
            "thresholded_label": ["thresholded_predictions", labels],
-           "answer": ["predictions", list(RACE_ANSWERS)]}
+           "answer": ["predictions", list(RACE_ANSWERS)],
+           # multi-label: [B, L] bools -> the label's name where true, else ""
+           "labels": ["above_threshold", labels]}
   unknown = [n for n in names if n not in known]
   if unknown:
     raise ExportError(f"string outputs {unknown} have no numeric source to serve them from")
@@ -113,7 +115,11 @@ class Runner:
     if self.fixed_length is not None and width != self.fixed_length:
       outputs = {k: v[:, :width] if k in SEQUENCE_OUTPUTS else v for k, v in outputs.items()}
     for name, (source, names) in self.strings.items():
-      outputs[name] = np.asarray(names, dtype=object)[outputs[source]].astype(bytes)
+      found = np.asarray(outputs[source])
+      if found.dtype == np.bool_:  # a mask over the names (multi-label `labels`)
+        outputs[name] = np.where(found, np.asarray(names, dtype=object), "").astype(bytes)
+      else:
+        outputs[name] = np.asarray(names, dtype=object)[found].astype(bytes)
     return outputs
 
   def predict(self, features: Features, batch_size: int = 32) -> Outputs:

@@ -26,7 +26,7 @@ from albert.errors import ExportError
 from albert.export import artifacts, encoder
 
 TFLITE_DIR = "tflite"
-CLASSIFIER_KINDS = ("classification", "regression")
+CLASSIFIER_KINDS = ("classification", "regression", "multi_label")
 
 
 def convert_classifier_tflite(reference, path: str, quantized: bool) -> str:

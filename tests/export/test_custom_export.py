@@ -14,7 +14,8 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the raw-text export uses)
 
 from albert.errors import FlagError
-from albert.export import versioned
+from albert.export import onnx as onnx_export
+from albert.export import runtime, versioned
 from albert.export.classify import TextClassifier
 from albert.export.serving import ClassifierServing, ExportSettings
 from albert.tasks.classifier import CustomTaskConfig
@@ -63,10 +64,18 @@ def test_multi_label_export_answers_raw_text_with_every_label_over_the_threshold
   assert chosen == want
   assert [l.decode() for l in served["label"].numpy()] == [
       names[i] for i in probabilities.argmax(-1)]
-  # The Python API, from the export and from the run directory, answers the same.
-  for classifier in (TextClassifier.from_export(export.path), from_run):
+  # The Python API, from the export (SavedModel, ONNX and TFLite float32 backends) and from the
+  # run directory, answers the same; ONNX serves the multi-label `labels` strings too.
+  onnx_export.export_artifacts(export.path, export_onnx=True, export_tflite=True,
+                               log=lambda line: None)
+  served = runtime.load(export.path, "onnx").run(
+      TextClassifier.from_export(export.path).features([(t, None) for t in TEXTS]))
+  assert [[n.decode() for n in row if n] for row in served["labels"]] == want
+  for classifier in (TextClassifier.from_export(export.path),
+                     TextClassifier.from_export(export.path, backend="onnx"),
+                     TextClassifier.from_export(export.path, backend="tflite"), from_run):
     answers = classifier.classify(TEXTS)
-    assert [a["label"] for a in answers] == want
+    assert [a["label"] for a in answers] == want, classifier.backend
     np.testing.assert_allclose([list(a["probabilities"].values()) for a in answers],
                                probabilities, atol=1e-5)
     assert all(list(a["probabilities"]) == names for a in answers)
@@ -91,5 +100,6 @@ def test_classification_export_answers_pairs_by_label_name(tmp_path):
   for answer, row in zip(answers, probabilities):
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(list(answer["probabilities"].values()), row, atol=1e-5)
-  with pytest.raises(FlagError, match=r"^backend='onnx': only 'savedmodel' is available$"):
-    TextClassifier.from_export(export.path, backend="onnx")
+  with pytest.raises(FlagError, match=r"^backend='torch': expected one of 'savedmodel', "
+                                     r"'onnx', 'tflite'$"):
+    TextClassifier.from_export(export.path, backend="torch")
