@@ -36,6 +36,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 from absl import logging
 
 from albert import files
+from albert import files as files_lib  # (`files` is also a local name below)
 from albert import tokenization
 from albert.data import DataError
 from albert.data.pretraining import corpus as corpus_lib
@@ -250,16 +251,15 @@ class _WorkerState:
 def _fingerprint(config: CreateDataConfig, files: Sequence[str], outputs: Sequence[str]) -> str:
   """Hash of everything that determines the output (not the number of workers)."""
   def file_id(path):
-    if "://" in path:
-      return [path]
+    if files_lib.is_remote(path):
+      return [path, files_lib.size(path)]
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
   def content_hash(path):
     if not path:
       return None
-    with open(path, "rb") as f:
-      return hashlib.sha256(f.read()).hexdigest()
+    return files_lib.file_digest(path)
 
   settings = dataclasses.asdict(config)
   for name in ("num_workers", "work_dir", "progress_interval", "units_per_task", "input_file",
@@ -273,8 +273,12 @@ def _fingerprint(config: CreateDataConfig, files: Sequence[str], outputs: Sequen
       code.update(f.read())
   blob = json.dumps({"version": FORMAT_VERSION, "code": code.hexdigest(), "settings": settings,
                      "inputs": [file_id(p) for p in files],
-                     "outputs": [os.path.abspath(p) for p in outputs]}, sort_keys=True)
+                     "outputs": [_absolute(p) for p in outputs]}, sort_keys=True)
   return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _absolute(path: str) -> str:
+  return path if files.is_remote(path) else os.path.abspath(path)
 
 
 def check_output_locations(outputs: Sequence[str], work_dir: Optional[str] = None) -> None:
@@ -291,6 +295,8 @@ def check_output_locations(outputs: Sequence[str], work_dir: Optional[str] = Non
 def _make_dirs(path: str) -> List[str]:
   """Creates `path` and its missing parents; returns the folders created, outermost first."""
   missing = []
+  if files.is_remote(path):
+    return missing
   probe = os.path.abspath(path)
   while not os.path.exists(probe):
     missing.append(probe)
@@ -421,9 +427,9 @@ def create_pretraining_data(config: CreateDataConfig,
     outputs = sharding.output_paths(config.output_file, config.num_output_shards)
   except ValueError as e:
     raise SettingsError(str(e)) from None
-  inputs_abs = {os.path.abspath(p) for p in files if "://" not in p}
+  inputs_abs = {_absolute(p) for p in files}
   for path in outputs:
-    if os.path.abspath(path) in inputs_abs:
+    if _absolute(path) in inputs_abs:
       raise SettingsError(f"--output_file {path!r} is also an input file")
   spec = config.tokenizer_spec()
   tokenizer, tables = load_tables(spec)
@@ -438,9 +444,12 @@ def create_pretraining_data(config: CreateDataConfig,
   check_output_locations(outputs, config.work_dir)
   for path in sharding.stale_temp_files(outputs, records_lib.AtomicRecordFile.TEMP_MARK):
     log(f"removing a partial file left by an interrupted run: {path}")
-    os.remove(path)
+    files_lib.remove(path)
 
-  work_root = config.work_dir or os.path.dirname(os.path.abspath(outputs[0]))
+  # The token store is local (random access): beside the first output, or in the temporary
+  # folder when the outputs are remote.
+  work_root = config.work_dir or (tempfile.gettempdir() if files_lib.is_remote(outputs[0])
+                                  else os.path.dirname(os.path.abspath(outputs[0])))
   created = _make_dirs(work_root)  # removed again (if still empty) when the run fails
   store_prefix = f".{os.path.basename(outputs[0])}.tokens-"
   corpus_lib.remove_stale_token_stores(work_root, store_prefix, log)
@@ -450,11 +459,11 @@ def create_pretraining_data(config: CreateDataConfig,
     _remove_if_empty(created)
     error.filename = work_root  # not the temporary name
     raise output_error(error, "cannot write in") from None
-  setup = _WorkerSetup(spec, config.instance_params(), config.max_line_length,
-                       config.random_seed)
   ok = False
   workers = None
   try:
+    setup = _WorkerSetup(spec.localized(store_dir), config.instance_params(),
+                         config.max_line_length, config.random_seed)
     log(f"reading {len(files)} file(s) with {num_workers} worker(s)")
     workers = workers_lib.OrderedPool(num_workers, _WorkerState, (setup,),
                                       local_args=(setup, (tokenizer, tables)))
