@@ -123,6 +123,8 @@ def resolve_checkpoint(path: Union[str, os.PathLike]) -> str:
 def open_reader(prefix: str):
   """`tf.train.load_checkpoint(prefix)`; a truncated or corrupted index is a CheckpointError."""
   try:
+    if files.is_remote(prefix):  # a prefix, never a directory (ram:// calls it one)
+      return _Reader(prefix, tf.compat.v1.train.NewCheckpointReader(prefix))
     return _Reader(prefix, tf.train.load_checkpoint(prefix))
   except tf.errors.OpError as error:
     raise CheckpointError(f"checkpoint {prefix} cannot be read: {_describe(error)}") from None

@@ -136,7 +136,15 @@ def exists(path: str) -> bool:
 
 
 def isdir(path: str) -> bool:
-  return gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+  if not is_remote(path):
+    return os.path.isdir(path)
+  if not gfile().isdir(path):
+    return False
+  if path.startswith("ram://"):  # the in-memory file system calls any prefix a directory
+    parent, name = os.path.split(path.rstrip("/"))
+    return (parent.endswith("://") or name in listdir(parent)
+            or bool(gfile().glob(os.path.join(parent, name, "*"))))
+  return True
 
 
 def isfile(path: str) -> bool:
@@ -298,7 +306,7 @@ def check_output_dir(path: Optional[str], flag: str = "--output_dir") -> str:
     raise FlagError(f"{flag} is required")
   path = os.fspath(path)
   if is_remote(path):
-    return path
+    return _reachable(path, flag)
   problem = _unwritable_directory(os.path.abspath(path))
   if problem:
     raise FlagError(f"{flag}={path}: {problem}")
@@ -313,12 +321,23 @@ def check_output_file(path: Optional[str], flag: str, directory_ok: bool = False
     raise FlagError(f"{flag} is required")
   path = os.fspath(path)
   if is_remote(path):
-    return path
+    return _reachable(path, flag)
   if os.path.isdir(path) and not directory_ok:
     raise FlagError(f"{flag}={path}: is a directory; name a file")
   problem = _unwritable_directory(os.path.dirname(os.path.abspath(path)), "its folder")
   if problem:
     raise FlagError(f"{flag}={path}: {problem}")
+  return path
+
+
+def _reachable(path: str, flag: str) -> str:
+  """`path` (a URL) if its file system answers (an unknown scheme, a bucket that cannot be
+  reached or read: one FlagError naming the flag)."""
+  try:
+    with remote_errors(path):
+      gfile().exists(path)
+  except OSError as error:
+    raise FlagError(f"{flag}={path}: cannot be reached ({error.strerror})") from None
   return path
 
 

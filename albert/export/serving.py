@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from albert import files
 from albert import checkpoint, tokenization
 from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
@@ -289,7 +290,7 @@ class ClassifierSpec:
     """The spec of a GLUE task (`ClassifierTask`) exported with these settings."""
     spec = task.tokenizer_spec()
     spm_model = spec.spm_model_file if settings.raw_text else None
-    if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
+    if spm_model and "://" not in spm_model and not files.isfile(spm_model):
       raise FlagError(f"--spm_model_file={spm_model}: no such file")
     return cls.for_task(task.task_name, task.config.finetune.max_seq_length, spm_model,
                         spec.do_lower_case, settings.threshold)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from albert import files
 from albert import losses, metrics
 from albert.data.glue import cache as glue_cache
 from albert.data.glue import features as glue_features
@@ -105,7 +106,7 @@ class ClassifierTask(FinetuneTask):
     task, glue_split = self._where(split)
     processor = self.processor if task == self.task_name else glue.get_processor(task)
     path = processor.file_path(self.config.data_dir, glue_split)
-    if not os.path.isfile(path):
+    if not files.isfile(path):
       raise InputError(f"{path}: no such file; --data_dir must be the GLUE root with the "
                        f"official task folders ({processor.task_dir}/...)")
     processor.check_has_example(path, glue_split)

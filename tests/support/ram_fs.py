@@ -22,16 +22,28 @@ import json, os, runpy, sys
 import tensorflow as tf
 
 def copy(source, destination):
-  if not tf.io.gfile.isdir(source):
+  if not tf.io.gfile.isdir(source) or tf.io.gfile.exists(source + ".index"):  # (a prefix)
     tf.io.gfile.makedirs(os.path.dirname(destination))
     tf.io.gfile.copy(source, destination, overwrite=True)
     return
-  for directory, _, names in tf.io.gfile.walk(source):
-    for name in names:
-      path = os.path.join(directory, name)
+  if "://" not in source:
+    for root, _, names in os.walk(source):
+      for name in names:
+        target = os.path.join(destination, os.path.relpath(os.path.join(root, name), source))
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.copy(os.path.join(root, name), target, overwrite=True)
+    return
+  # ram:// lists only the files of a folder itself (and not every time its subfolders): the
+  # files at each depth are found with globs.
+  for depth in range(1, 8):
+    for path in tf.io.gfile.glob(source.rstrip("/") + "/*" * depth):
       target = os.path.join(destination, os.path.relpath(path, source))
-      tf.io.gfile.makedirs(os.path.dirname(target))
-      tf.io.gfile.copy(path, target, overwrite=True)
+      try:
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.copy(path, target, overwrite=True)
+      except tf.errors.OpError:  # a folder
+        if not tf.io.gfile.isdir(path):
+          raise
 
 for local, ram in json.loads(os.environ["RAM_COPY_IN"]):
   copy(local, ram)

@@ -34,6 +34,7 @@ import os
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
+from albert import files
 from albert.data import cache as cache_lib
 from albert.data import records as records_lib
 from albert.data import workers as workers_lib
@@ -99,7 +100,7 @@ def _settings(processor: glue.Processor, split: str, spec: TokenizerSpec,
 
 def _check_reusable(cache: cache_lib.FeatureCache) -> Tuple[Optional[Dict[str, Any]], str]:
   """(metadata, "") for a complete, intact cache; (None, why not) otherwise."""
-  exists = os.path.exists(cache.path)
+  exists = files.exists(cache.path)
   meta = cache.metadata()
   if meta is None:
     return None, ("incomplete or truncated (no matching metadata)" if exists else "")
@@ -139,7 +140,7 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
                                  bool(tokenizer_spec.spm_model_file))
   path = processor.file_path(data_dir, split)
   model_file = tokenizer_spec.spm_model_file or tokenizer_spec.vocab_file
-  if not os.path.isfile(model_file):
+  if not files.isfile(model_file):
     raise InputError(f"tokenizer model not found: {model_file} (--spm_model_file)")
   settings = _settings(processor, split, tokenizer_spec, max_seq_length)
   key = cache_lib.fingerprint([path], settings, [model_file])
@@ -151,7 +152,7 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
   if why:
     log(f"GLUE {processor.name} {split}: the cache {cache.path} is {why}; rebuilding it")
 
-  workers = 1 if os.path.getsize(path) < parallel_min_bytes else \
+  workers = 1 if files.size(path) < parallel_min_bytes else \
       workers_lib.resolve_workers(num_workers)
   job = _Job(processor.name, split, path, tokenizer_spec, max_seq_length)
   log(f"GLUE {processor.name} {split}: converting {path} at max_seq_length={max_seq_length} "
@@ -202,7 +203,6 @@ def build_glue_cache(task_name: str, data_dir: str, split: str, tokenizer_spec: 
 
 def _write_metadata(path: str, meta: Dict[str, Any]) -> Dict[str, Any]:
   """Writes the metadata (atomically) and returns it as a reader will see it."""
-  from albert import files  # pylint: disable=g-import-not-at-top
   text = json.dumps(meta, sort_keys=True)
   files.write_text(path, text + "\n")
   return json.loads(text)

@@ -436,6 +436,7 @@ def create_pretraining_data(config: CreateDataConfig,
   num_workers = config.resolved_workers()
   summary = Summary(input_files=len(files), output_files=list(outputs), num_workers=num_workers)
 
+  check_output_locations([p for p in outputs if files_lib.is_remote(p)])  # reachable at all?
   marker, resume, todo = sharding.resume_plan(outputs, _fingerprint(config, files, outputs), log)
   summary.shards_skipped = len(outputs) - len(todo)
   if not todo:  # complete: nothing is written (the outputs may even be read-only now)
