@@ -73,7 +73,7 @@ def _os_error(error: BaseException, path: str) -> OSError:
   code = {"NotFoundError": errno.ENOENT, "PermissionDeniedError": errno.EACCES,
           "AlreadyExistsError": errno.EEXIST, "ResourceExhaustedError": errno.ENOSPC,
           "FailedPreconditionError": errno.ENOTDIR}.get(name, errno.EIO)
-  message = getattr(error, "message", str(error)).splitlines()[0][:300]
+  message = (getattr(error, "message", "") or str(error) or name).splitlines()[0][:300]
   return OSError(code, os.strerror(code) if code != errno.EIO else message, path)
 
 
@@ -142,7 +142,7 @@ def isdir(path: str) -> bool:
     return False
   if path.startswith("ram://"):  # the in-memory file system calls any prefix a directory
     parent, name = os.path.split(path.rstrip("/"))
-    return (parent.endswith("://") or name in listdir(parent)
+    return ("://" not in parent or name in listdir(parent)
             or bool(gfile().glob(os.path.join(parent, name, "*"))))
   return True
 
