@@ -68,6 +68,37 @@ def test_pretraining_data_on_ram_is_the_local_jobs_byte_for_byte(tmp_path):
     assert filecmp.cmp(tmp_path / "local" / name, tmp_path / "ram" / name, shallow=False)
 
 
+def test_vocabulary_training_and_inspect_read_and_write_ram(tmp_path):
+  """train_vocab reads its text from ram:// and writes the model there; inspect reads records
+  and the model from ram://: the local command's model and figures."""
+  slices = [os.path.join(TESTDATA, "pretraining", n) for n in ("books_slice.txt", "wiki_slice.txt")]
+  vocab = ["train_vocab", "--vocab_size=400", "--num_workers=1"]
+  _local("create_pretraining_data.py", *vocab, f"--input_file={','.join(slices)}",
+         f"--model_prefix={tmp_path / 'local' / 'new'}")
+  _ok(run_on_ram("create_pretraining_data.py", vocab + [
+      "--input_file=ram://corpus/books_slice.txt,ram://corpus/wiki_slice.txt",
+      "--model_prefix=ram://bucket/vocab/new"],
+      {slices[0]: "ram://corpus/books_slice.txt", slices[1]: "ram://corpus/wiki_slice.txt"},
+      {"ram://bucket/vocab": str(tmp_path / "ram")}))
+  assert filecmp.cmp(tmp_path / "ram" / "new.vocab", tmp_path / "local" / "new.vocab",
+                     shallow=False)
+  from albert import tokenization  # pylint: disable=g-import-not-at-top
+  ram, local = (tokenization.load_sp_model(str(tmp_path / d / "new.model")) for d in ("ram", "local"))
+  assert ram.GetPieceSize() == local.GetPieceSize() == 400  # (the model records its temp input)
+  assert all(ram.IdToPiece(i) == local.IdToPiece(i) for i in range(400))
+  records = tmp_path / "records.tfrecord"
+  _local("create_pretraining_data.py", f"--input_file={TOY}", f"--spm_model_file={SPM}",
+         f"--output_file={records}", "--max_seq_length=32", "--max_predictions_per_seq=5")
+  inspect = ["inspect", "--num_examples=1"]
+  local = _local("create_pretraining_data.py", *inspect, f"--input_file={records}",
+                 f"--spm_model_file={SPM}")
+  remote = _ok(run_on_ram("create_pretraining_data.py", inspect + [
+      "--input_file=ram://bucket/records/*", "--spm_model_file=ram://models/spm.model"],
+      {str(records): "ram://bucket/records/train.tfrecord", SPM: "ram://models/spm.model"}, {}))
+  assert json.loads(remote.stdout.strip().splitlines()[-1]) == \
+      json.loads(local.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("script, flag, args", [
     ("create_pretraining_data.py", "--output_file",
      [f"--input_file={TOY}", f"--spm_model_file={SPM}", "--output_file=nosuch://bucket/x"]),
