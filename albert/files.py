@@ -38,7 +38,7 @@ from typing import Callable, Dict, Iterator, Optional
 
 from albert.errors import ExportError, FlagError, OutputError, output_error
 from albert.filesystem import (  # the file-system shim, re-exported  # noqa: F401
-    exists, glob_paths, gfile, is_remote, isdir, isfile, listdir, open_file, remote_errors,
+    exists, fresh, glob_paths, gfile, is_remote, isdir, isfile, listdir, open_file, remote_errors,
     remove, remove_tree, size, upload)
 
 TEMP_MARK = ".tmp-"
@@ -97,8 +97,7 @@ def write_bytes(path: str, data: bytes) -> str:
       parent = os.path.dirname(path)
       if parent and not gfile().exists(parent):
         gfile().makedirs(parent)
-      if path.startswith("ram://") and gfile().exists(path):
-        gfile().remove(path)  # TensorFlow's in-memory file system appends to an existing file
+      fresh(path)
       with gfile().GFile(path, "wb") as f:
         f.write(data)
     return path

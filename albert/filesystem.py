@@ -98,7 +98,19 @@ def open_file(path: str, mode: str = "r", encoding: Optional[str] = None,
 
 
 def exists(path: str) -> bool:
-  return gfile().exists(path) if is_remote(path) else os.path.exists(path)
+  if not is_remote(path):
+    return os.path.exists(path)
+  if path.startswith("ram://") and gfile().exists(path):  # there: true for any prefix of a name
+    parent, name = os.path.split(path.rstrip("/"))
+    return "://" not in parent or name in listdir(parent) or isdir(path)
+  return gfile().exists(path)
+
+
+def fresh(path: str) -> None:
+  """Before a file is written whole: the in-memory ram:// appends to an existing file, so
+  there the old one is removed first (gs://, s3:// replace an object in one piece)."""
+  if path.startswith("ram://") and exists(path):
+    gfile().remove(path)
 
 
 def isdir(path: str) -> bool:
@@ -158,9 +170,9 @@ def upload(local: str, path: str) -> str:
     parent = os.path.dirname(path)
     if parent and not gfile().exists(parent):
       gfile().makedirs(parent)
-    if path.startswith("ram://") and gfile().exists(path):
-      gfile().remove(path)  # TensorFlow's in-memory file system appends to an existing file
-    gfile().copy(local, path, overwrite=True)
+    fresh(path)
+    with open(local, "rb") as source, gfile().GFile(path, "wb") as target:
+      shutil.copyfileobj(source, target, 1 << 24)  # (gfile.copy would copy into a "folder")
   return path
 
 

@@ -169,6 +169,32 @@ def test_fine_tuning_on_ram_with_a_remote_init_checkpoint_and_cache(tmp_path):
                          shallow=False)
 
 
+@pytest.mark.parametrize("script, data, flags", [
+    ("run_race.py", ("race", "ram://data/race"),
+     ["--max_seq_length=64", "--max_qa_length=16", "--nodo_train", "--do_predict"]),
+    ("run_squad.py", ("squad/dev-v1.1-first2.json", "ram://data/squad/dev-v1.1-first2.json"),
+     ["--max_seq_length=64", "--doc_stride=32", "--max_query_length=16", "--do_predict"]),
+])
+def test_race_and_squad_features_from_and_to_ram(tmp_path, script, data, flags):
+  """The feature caches of RACE (a folder tree) and SQuAD (a JSON file) built from ram:// into
+  ram://: the local run's files, byte for byte."""
+  spm = os.path.join(TESTDATA, "albert_spm", "30k-clean.model")
+  source = os.path.join(TESTDATA, data[0])
+  data_flag = "--data_dir" if script == "run_race.py" else "--predict_file"
+  common = ["--prepare_only", "--num_workers=1", *flags]
+  _local(script, f"{data_flag}={source}", f"--spm_model_file={spm}",
+         f"--output_dir={tmp_path / 'local'}", *common)
+  _ok(run_on_ram(script, [f"{data_flag}={data[1]}", "--spm_model_file=ram://models/spm.model",
+                          "--output_dir=ram://bucket/run", *common],
+                 {source: data[1], spm: "ram://models/spm.model"},
+                 {"ram://bucket/run": str(tmp_path / "ram")}))
+  built = _tree(tmp_path / "local")
+  assert built and any(n.endswith(".tf_record") for n in built) and _tree(tmp_path / "ram") == built
+  for name in built:
+    if name.endswith(".tf_record"):
+      assert filecmp.cmp(tmp_path / "ram" / name, tmp_path / "local" / name, shallow=False)
+
+
 @pytest.mark.slow
 def test_export_from_and_to_ram(tmp_path):
   write_albert_directory(str(tmp_path / "albert"))

@@ -39,11 +39,13 @@ def copy(source, destination):
     for path in tf.io.gfile.glob(source.rstrip("/") + "/*" * depth):
       target = os.path.join(destination, os.path.relpath(path, source))
       try:
-        tf.io.gfile.makedirs(os.path.dirname(target))
-        tf.io.gfile.copy(path, target, overwrite=True)
+        with tf.io.gfile.GFile(path, "rb") as f:
+          data = f.read()
       except tf.errors.OpError:  # a folder
-        if not tf.io.gfile.isdir(path):
-          raise
+        continue
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      with open(target, "wb") as f:
+        f.write(data)
 
 for local, ram in json.loads(os.environ["RAM_COPY_IN"]):
   copy(local, ram)
