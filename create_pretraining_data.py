@@ -76,6 +76,17 @@ flags.DEFINE_string("work_dir", None,
                     "Where the temporary token store goes (default: beside the first output).")
 flags.DEFINE_float("progress_interval", 10.0, "Seconds between progress lines.")
 flags.DEFINE_string("summary_file", None, "Also write the summary as JSON to this file.")
+# Apache Beam (docs/scaling.md).
+flags.DEFINE_string("runner", None,
+                    "Run the job on Apache Beam with this runner (DirectRunner, DataflowRunner, "
+                    "FlinkRunner, SparkRunner): the same shards, byte for byte. Default: the "
+                    "local job.")
+flags.DEFINE_string("beam_pipeline_options", "",
+                    "Beam pipeline options, passed through (a shell-quoted string, e.g. "
+                    "\"--project=p --region=us-central1 --temp_location=gs://b/tmp\").")
+flags.DEFINE_integer("beam_max_rounds", 4,
+                     "Beam: join rounds that give units the documents their B segments come "
+                     "from; units still asking after them read the documents from files.")
 # train_vocab.
 flags.DEFINE_string("model_prefix", None, "train_vocab: writes <model_prefix>.model/.vocab.")
 flags.DEFINE_integer("vocab_size", 30000, "train_vocab: number of pieces.")
@@ -120,6 +131,14 @@ def _create():
       work_dir=FLAGS.work_dir, progress_interval=FLAGS.progress_interval)
   if FLAGS.summary_file:  # checked before the run, not after it
     files.check_output_file(FLAGS.summary_file, "--summary_file")
+  if FLAGS.runner:
+    from albert.data.pretraining import beam  # pylint: disable=g-import-not-at-top
+    if FLAGS.summary_file:
+      raise pretraining.SettingsError("--summary_file is written by the local job only; the "
+                                      "Beam job's figures are in the runner's monitoring")
+    beam.run_beam(config, FLAGS.runner, FLAGS.beam_pipeline_options, FLAGS.beam_max_rounds,
+                  log=_log)
+    return
   summary = pretraining.create_pretraining_data(config, log=_log)
   if FLAGS.summary_file:
     files.write_text(FLAGS.summary_file, json.dumps(summary.as_dict(), indent=1) + "\n")

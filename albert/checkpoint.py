@@ -110,11 +110,11 @@ def resolve_checkpoint(path: Union[str, os.PathLike]) -> str:
   path = os.fspath(path)
   if hf_folder.is_hf_folder(path):
     return path
-  if os.path.isdir(path):
+  if files.isdir(path):
     latest = tf.train.latest_checkpoint(path)
     if latest:
       return latest
-    prefixes = sorted({f[:-len(".index")] for f in os.listdir(path) if f.endswith(".index")})
+    prefixes = sorted({f[:-len(".index")] for f in files.listdir(path) if f.endswith(".index")})
     if len(prefixes) == 1:
       return os.path.join(path, prefixes[0])
     if not prefixes:
@@ -123,9 +123,9 @@ def resolve_checkpoint(path: Union[str, os.PathLike]) -> str:
     raise CheckpointError(f"checkpoint directory {path} has no `checkpoint` file and several "
                           f"checkpoints ({', '.join(prefixes)}); pass one prefix, e.g. "
                           f"{os.path.join(path, prefixes[-1])}")
-  if os.path.exists(path + ".index"):
+  if files.exists(path + ".index"):
     return path
-  if path.endswith(".index") and os.path.exists(path):
+  if path.endswith(".index") and files.exists(path):
     return path[:-len(".index")]
   raise CheckpointError(f"checkpoint {path} not found: expected a directory or a prefix with "
                         f"{path}.index beside it")
@@ -137,6 +137,8 @@ def open_reader(prefix: str):
   if hf_folder.is_hf_folder(prefix):
     return hf_folder.HFFolder(prefix)
   try:
+    if files.is_remote(prefix):  # a prefix, never a directory (ram:// calls it one)
+      return _Reader(prefix, tf.compat.v1.train.NewCheckpointReader(prefix))
     return _Reader(prefix, tf.train.load_checkpoint(prefix))
   except tf.errors.OpError as error:
     raise CheckpointError(f"checkpoint {prefix} cannot be read: {_describe(error)}") from None
@@ -197,9 +199,9 @@ def verify_complete(prefix: str) -> str:
     dtype = tf.as_dtype(dtypes[name])
     if dtype != tf.string:
       need += int(np.prod(shape, dtype=np.int64)) * dtype.size
-  data = sorted(f for f in os.listdir(os.path.dirname(prefix) or ".")
+  data = sorted(f for f in files.listdir(os.path.dirname(prefix) or ".")
                 if f.startswith(os.path.basename(prefix) + ".data-"))
-  have = sum(os.path.getsize(os.path.join(os.path.dirname(prefix) or ".", f)) for f in data)
+  have = sum(files.size(os.path.join(os.path.dirname(prefix) or ".", f)) for f in data)
   if not data:
     raise CheckpointError(f"checkpoint {prefix}: the data file ({os.path.basename(prefix)}"
                           ".data-00000-of-00001) is missing; only the index is there")
@@ -346,21 +348,25 @@ def save_tf1_checkpoint(model_or_variables, prefix: Union[str, os.PathLike],
   if global_step is not None:
     names.append("global_step")
     tensors.append(tf.constant(int(global_step), tf.int64))
-  tmp_prefix = f"{prefix}{files.TEMP_MARK}{os.getpid()}"
+  # Locally: a temporary prefix renamed into place. An object store cannot rename: there the
+  # data file is written first and the index last, and a reader (verify_complete) needs both.
+  remote = files.is_remote(prefix)
+  tmp_prefix = prefix if remote else f"{prefix}{files.TEMP_MARK}{os.getpid()}"
   tmp_name = os.path.basename(tmp_prefix)
   try:
     with tf.device("/cpu:0"):
       tf.raw_ops.SaveV2(prefix=tmp_prefix, tensor_names=names,
                         shape_and_slices=[""] * len(names), tensors=tensors)
-    data_files = sorted(f for f in os.listdir(directory) if f.startswith(tmp_name + ".data-"))
-    for data_file in data_files:
-      suffix = data_file[len(tmp_name):]
-      os.replace(os.path.join(directory, data_file), prefix + suffix)
-    os.replace(tmp_prefix + ".index", prefix + ".index")
+    if not remote:
+      data_files = sorted(f for f in os.listdir(directory) if f.startswith(tmp_name + ".data-"))
+      for data_file in data_files:
+        suffix = data_file[len(tmp_name):]
+        os.replace(os.path.join(directory, data_file), prefix + suffix)
+      os.replace(tmp_prefix + ".index", prefix + ".index")
   except (tf.errors.OpError, OSError) as error:
-    for leftover in os.listdir(directory):
+    for leftover in files.listdir(directory):
       if leftover.startswith(tmp_name + "."):
-        os.remove(os.path.join(directory, leftover))
+        files.remove(os.path.join(directory, leftover))
     if isinstance(error, OSError):
       raise output_error(error) from None
     raise files.tf_write_error(error, prefix) or OutputError(
@@ -379,7 +385,9 @@ def write_checkpoint_state(directory: str, latest: str) -> None:
   written again beside the relative ones).
   """
   def relative(path: str) -> str:
-    if os.path.isabs(path) and os.path.dirname(path) == os.path.abspath(directory):
+    if (os.path.isabs(path) or files.is_remote(path)) and (
+        os.path.dirname(path).rstrip("/") == directory.rstrip("/")
+        or os.path.dirname(path) == os.path.abspath(directory)):
       return os.path.basename(path)
     return path
 
@@ -387,8 +395,8 @@ def write_checkpoint_state(directory: str, latest: str) -> None:
   earlier = []
   for p in (state.all_model_checkpoint_paths if state else []):
     p = relative(p)
-    full = p if os.path.isabs(p) else os.path.join(directory, p)
-    if p != latest and p not in earlier and os.path.exists(full + ".index"):
+    full = p if os.path.isabs(p) or files.is_remote(p) else os.path.join(directory, p)
+    if p != latest and p not in earlier and files.exists(full + ".index"):
       earlier.append(p)
   lines = [f'model_checkpoint_path: "{latest}"']
   lines += [f'all_model_checkpoint_paths: "{p}"' for p in earlier + [latest]]

@@ -184,7 +184,7 @@ class AlbertConfig:
     """Reads a released `albert_config.json`; errors name the file."""
     path = os.fspath(path)
     try:
-      with open(path, "r", encoding="utf-8") as reader:
+      with files.open_file(path, "r", encoding="utf-8") as reader:
         text = reader.read()
     except OSError as error:
       raise ConfigError(f"albert config {path}: cannot be read ({error.strerror})") from None

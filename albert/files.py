@@ -14,6 +14,10 @@ Every output of the library goes through here:
 * `check_output_dir(path, flag)` / `check_output_file(path, flag)`: a directory (or a file's
   folder) that can be created and written, checked before a run writes anything (a parent that
   is a file, a read-only or foreign directory: one clear error naming the flag).
+* `open_file`, `exists`, `isdir`, `listdir`, `glob_paths`, `size`, `remove`, `upload`: the
+  file-system shim of `albert/filesystem.py` (local or any `tf.io.gfile` URL), re-exported.
+  A remote file is written in one upload to its final name (an object store cannot rename,
+  and shows an object only once complete).
 * `file_digest(path)`: the sha256 of a file's bytes (local or remote), what the feature caches'
   fingerprints and the exports' records are made of.
 
@@ -34,6 +38,9 @@ import tempfile
 from typing import Callable, Dict, Iterator, Optional
 
 from albert.errors import ExportError, FlagError, OutputError, output_error
+from albert.filesystem import (  # the file-system shim, re-exported  # noqa: F401
+    exists, fresh, glob_paths, gfile, is_remote, isdir, isfile, listdir, open_file, remote_errors,
+    remove, remove_tree, size, upload)
 
 TEMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
@@ -45,10 +52,6 @@ def umask() -> int:
   value = os.umask(0)
   os.umask(value)
   return value
-
-
-def is_remote(path: str) -> bool:
-  return "://" in os.fspath(path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -90,12 +93,14 @@ def _sha256(stream) -> str:
 def write_bytes(path: str, data: bytes) -> str:
   """Writes `data` to `path` atomically; returns the path."""
   path = os.fspath(path)
-  if is_remote(path):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tmp = f"{path}{TEMP_MARK}{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-      f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+  if is_remote(path):  # one upload to the final name: an object appears only when complete
+    with remote_errors(path):
+      parent = os.path.dirname(path)
+      if parent and not gfile().exists(parent):
+        gfile().makedirs(parent)
+      fresh(path)
+      with gfile().GFile(path, "wb") as f:
+        f.write(data)
     return path
   directory = os.path.dirname(os.path.abspath(path))
   tmp = None
@@ -141,8 +146,8 @@ def read_json(path: str) -> Optional[dict]:
 def append_text(path: str, text: str) -> str:
   """Appends `text` by rewriting the whole file atomically (small files such as results)."""
   previous = ""
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
+  if exists(path):
+    with open_file(path, encoding="utf-8") as f:
       previous = f.read()
     if previous and not previous.endswith("\n"):
       previous += "\n"
@@ -151,7 +156,7 @@ def append_text(path: str, text: str) -> str:
 
 def copy_file(source: str, destination: str) -> str:
   """Copies `source` to `destination` atomically; returns the destination."""
-  with open(source, "rb") as f:
+  with open_file(source, "rb") as f:
     data = f.read()
   return write_bytes(destination, data)
 
@@ -163,7 +168,7 @@ def check_output_dir(path: Optional[str], flag: str = "--output_dir") -> str:
     raise FlagError(f"{flag} is required")
   path = os.fspath(path)
   if is_remote(path):
-    return path
+    return _reachable(path, flag)
   problem = _unwritable_directory(os.path.abspath(path))
   if problem:
     raise FlagError(f"{flag}={path}: {problem}")
@@ -178,12 +183,23 @@ def check_output_file(path: Optional[str], flag: str, directory_ok: bool = False
     raise FlagError(f"{flag} is required")
   path = os.fspath(path)
   if is_remote(path):
-    return path
+    return _reachable(path, flag)
   if os.path.isdir(path) and not directory_ok:
     raise FlagError(f"{flag}={path}: is a directory; name a file")
   problem = _unwritable_directory(os.path.dirname(os.path.abspath(path)), "its folder")
   if problem:
     raise FlagError(f"{flag}={path}: {problem}")
+  return path
+
+
+def _reachable(path: str, flag: str) -> str:
+  """`path` (a URL) if its file system answers (an unknown scheme, a bucket that cannot be
+  reached or read: one FlagError naming the flag)."""
+  try:
+    with remote_errors(path):
+      gfile().exists(path)
+  except OSError as error:
+    raise FlagError(f"{flag}={path}: cannot be reached ({error.strerror})") from None
   return path
 
 
@@ -234,6 +250,13 @@ def tf_write_error(error: BaseException, path: str) -> Optional[OutputError]:
 
 def make_dirs(path: str) -> str:
   """`os.makedirs(path, exist_ok=True)` with a clear `OutputError`; returns the path."""
+  if is_remote(path):
+    try:
+      with remote_errors(path):
+        gfile().makedirs(path)
+    except OSError as error:
+      raise output_error(error, "cannot create") from None
+    return path
   try:
     os.makedirs(path, exist_ok=True)
   except OSError as error:

@@ -426,6 +426,18 @@ class TokenizerSpec:
     return FullTokenizer(vocab_file=None if self.spm_model_file else self.vocab_file,
                          do_lower_case=self.do_lower_case, spm_model_file=self.spm_model_file)
 
+  def localized(self, directory: str) -> "TokenizerSpec":
+    """This spec with its remote files (gs://...) copied into the local `directory`: what
+    worker processes get, so that they read local files and need no TensorFlow."""
+    changes = {}
+    for name in ("spm_model_file", "vocab_file"):
+      path = getattr(self, name)
+      if path and _is_remote(path):
+        changes[name] = os.path.join(directory, f"{name}-{os.path.basename(path)}")
+        with open(changes[name], "wb") as f:
+          f.write(_read_bytes(path))
+    return dataclasses.replace(self, **changes) if changes else self
+
   def text_processor(self) -> Callable[[str], str]:
     """The original's `process_text` for this tokenizer (see `text_processor`)."""
     return text_processor(self.do_lower_case, use_spm=bool(self.spm_model_file))

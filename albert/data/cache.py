@@ -22,6 +22,7 @@ import json
 import os
 from typing import Any, Dict, Iterable, Optional, Sequence
 
+from albert import files
 from albert.data import records as records_lib
 from albert.errors import DataError, OutputError
 from albert.files import file_digest  # the sha256 of a file's bytes (TF-free for local files)
@@ -34,6 +35,9 @@ def files_identity(paths: Sequence[str]) -> str:
   for inputs too large to hash at each run, such as pretraining records)."""
   blob = []
   for path in paths:
+    if files.is_remote(path):  # an object store's listing gives the size (no local clock)
+      blob.append([path, files.size(path)])
+      continue
     stat = os.stat(path)
     blob.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
   return hashlib.sha256(json.dumps(blob).encode()).hexdigest()
@@ -70,16 +74,16 @@ class FeatureCache:
 
   def metadata(self) -> Optional[Dict[str, Any]]:
     """The metadata if the cache is complete and made by the same fingerprint, else None."""
-    if not (os.path.exists(self.path) and os.path.exists(self.metadata_path)):
+    if not (files.exists(self.path) and files.exists(self.metadata_path)):
       return None
     try:
-      with open(self.metadata_path, encoding="utf-8") as f:
+      with files.open_file(self.metadata_path, encoding="utf-8") as f:
         meta = json.load(f)
     except (OSError, json.JSONDecodeError):
       return None
     if meta.get("fingerprint") != self.key:
       return None
-    if meta.get("num_bytes") != os.path.getsize(self.path):
+    if meta.get("num_bytes") != files.size(self.path):
       return None  # truncated or replaced: rebuilt
     return meta
 
@@ -114,5 +118,4 @@ class FeatureCache:
 
 
 def _write_json(path: str, value: Dict[str, Any]) -> None:
-  from albert import files  # pylint: disable=g-import-not-at-top
   files.write_text(path, json.dumps(value, sort_keys=True) + "\n")

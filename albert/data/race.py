@@ -55,6 +55,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from albert import files
 from albert import tokenization
 from albert.data import cache as cache_lib
 from albert.data import records as records_lib
@@ -113,11 +114,8 @@ def split_dir(data_dir: str, split: str) -> str:
     raise FlagError(f"RACE split must be one of {SPLITS}, got {split!r}")
   if not data_dir:
     raise FlagError("--data_dir is required: the folder holding RACE/{train,dev,test}")
-  if "://" in str(data_dir):
-    raise FlagError(f"--data_dir={data_dir}: remote RACE data is not read directly; copy it "
-                    "to a local folder")
   for candidate in (os.path.join(data_dir, "RACE", split), os.path.join(data_dir, split)):
-    if os.path.isdir(candidate):
+    if files.isdir(candidate):
       return candidate
   raise DataError(f"RACE {split} split not found: {os.path.join(data_dir, 'RACE', split)} is "
                   f"not a directory; {_LAYOUTS}")
@@ -135,14 +133,14 @@ def input_files(data_dir: str, split: str, levels: Sequence[str] = LEVELS
   found = []
   for level in _check_levels(levels):
     directory = os.path.join(root, level)
-    if not os.path.isdir(directory):
+    if not files.isdir(directory):
       raise DataError(f"RACE {split}/{level} not found: {directory} is not a directory; "
                       f"{_LAYOUTS}")
-    if os.path.isfile(os.path.join(directory, ALL_TXT)):
+    if files.isfile(os.path.join(directory, ALL_TXT)):
       found.append((level, os.path.join(directory, ALL_TXT)))
       continue
-    names = sorted((n for n in os.listdir(directory) if n.endswith(".txt")
-                    and os.path.isfile(os.path.join(directory, n))), key=_numeric_order)
+    names = sorted((n for n in files.listdir(directory) if n.endswith(".txt")
+                    and files.isfile(os.path.join(directory, n))), key=_numeric_order)
     if not names:
       raise DataError(f"{directory} holds no .txt file; {_LAYOUTS}")
     found.extend((level, os.path.join(directory, n)) for n in names)
@@ -152,7 +150,7 @@ def input_files(data_dir: str, split: str, levels: Sequence[str] = LEVELS
 def _passages(path: str) -> List[Tuple[str, Any]]:
   """`(source, parsed JSON)` of a file: the whole file for `<N>.txt`, each line for all.txt."""
   try:
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:
       text = f.read().decode("utf-8-sig")
   except UnicodeDecodeError as error:
     raise DataError(f"{path}: not RACE JSON (not UTF-8 text: byte {error.start})") from None

@@ -33,6 +33,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from albert import files
 from albert.errors import OutputError, output_error
 
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "token_boundary", "masked_lm_positions",
@@ -334,7 +335,10 @@ class AtomicRecordFile:
     self.path = path
     self.temp_path = None
     self._file = None
-    directory = os.path.dirname(os.path.abspath(path))
+    # A remote shard (gs://, s3://) is written to a local temporary file and uploaded on
+    # commit in one piece: an object store cannot rename, and shows an object only complete.
+    self.remote = files.is_remote(path)
+    directory = tempfile.gettempdir() if self.remote else os.path.dirname(os.path.abspath(path))
     try:
       os.makedirs(directory, exist_ok=True)
       fd, self.temp_path = tempfile.mkstemp(
@@ -369,7 +373,7 @@ class AtomicRecordFile:
       umask = os.umask(0)
       os.umask(umask)
       os.chmod(self.temp_path, 0o666 & ~umask)
-      os.replace(self.temp_path, self.path)
+      files.upload(self.temp_path, self.path)
     except OSError as error:
       self._fail(error)
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from albert import tokenization
+from albert import files, tokenization
 from albert.data.glue import custom as glue_custom
 from albert.data.glue import features as glue_features
 from albert.data.glue import reader as glue
@@ -108,7 +108,7 @@ class ClassifierSpec:
     (`serving.ExportSettings`); a custom task's labels are its run's."""
     spec = task.tokenizer_spec()
     spm_model = spec.spm_model_file if settings.raw_text else None
-    if spm_model and "://" not in spm_model and not os.path.isfile(spm_model):
+    if spm_model and "://" not in spm_model and not files.isfile(spm_model):
       raise FlagError(f"--spm_model_file={spm_model}: no such file")
     max_seq_length = task.config.finetune.max_seq_length
     if getattr(task, "custom", None) is None:

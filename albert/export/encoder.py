@@ -114,7 +114,7 @@ class ExportConfig:
       albert_config_file = albert_config_file or os.path.join(albert_directory, CONFIG_ASSET)
       checkpoint = checkpoint or os.path.join(albert_directory, checkpoint_name)
       default_spm = os.path.join(albert_directory, DEFAULT_SPM_NAME)
-      if sp_model_file is None and not kwargs.get("vocab_file") and os.path.exists(default_spm):
+      if sp_model_file is None and not kwargs.get("vocab_file") and files.exists(default_spm):
         sp_model_file = default_spm
     if not albert_config_file or not checkpoint:
       raise ExportError("give --albert_directory, or both --albert_config_file and "
@@ -126,7 +126,7 @@ class ExportConfig:
     """Settings, input files and output locations; reads no checkpoint, writes nothing."""
     if not self.export_path:
       raise ExportError("no export path given (--export_path)")
-    if not os.path.isfile(self.albert_config_file) and "://" not in self.albert_config_file:
+    if not files.isfile(self.albert_config_file) and "://" not in self.albert_config_file:
       raise ExportError(f"albert config file not found: {self.albert_config_file}")
     if not self.sp_model_file and not self.vocab_file:
       raise ExportError("the export needs the SentencePiece model (--spm_model_file, or "
@@ -149,7 +149,7 @@ class ExportConfig:
       if not path:
         continue
       files.check_output_file(path, flag, directory_ok=is_directory)
-      if not is_directory and os.path.isdir(path):
+      if not is_directory and files.isdir(path):
         raise ExportError(f"{flag}={path} is a directory; name the .tflite file")
       key = path if files.is_remote(path) else os.path.abspath(path)
       if key in seen:

@@ -194,7 +194,7 @@ class ClassifierTask(FinetuneTask):
       return
     processor = self.processor if task == self.task_name else glue.get_processor(task)
     path = processor.file_path(self.config.data_dir, glue_split)
-    if not os.path.isfile(path):
+    if not files.isfile(path):
       raise InputError(f"{path}: no such file; --data_dir must be the GLUE root with the "
                        f"official task folders ({processor.task_dir}/...)")
     processor.check_has_example(path, glue_split)

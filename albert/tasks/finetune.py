@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 import tf_keras
 
+from albert import files
 from albert import checkpoint
 from albert.train import input_pipeline
 from albert.config import AlbertConfig
@@ -136,7 +137,7 @@ class FinetuneTask(Task):
     spec = self.tokenizer_spec()
     for path, flag in ((spec.spm_model_file, "--spm_model_file"), (spec.vocab_file,
                                                                    "--vocab_file")):
-      if path and "://" not in path and not os.path.isfile(path):
+      if path and "://" not in path and not files.isfile(path):
         raise InputError(f"{flag}={path}: no such file")
     tokenizer = spec.build()
     size = len(tokenizer.vocab)
@@ -258,7 +259,7 @@ class FinetuneTask(Task):
     spec = self.tokenizer_spec()
     model_file = spec.spm_model_file or spec.vocab_file
     digest = (cache_lib.file_digest(model_file)[:16]
-              if model_file and os.path.isfile(model_file) else model_file)
+              if model_file and files.isfile(model_file) else model_file)
     return {"task": self.name, "max_seq_length": self.config.finetune.max_seq_length,
             "do_lower_case": bool(spec.do_lower_case), "tokenizer_sha256": digest}
 

@@ -162,7 +162,7 @@ class SquadTask(FinetuneTask):
   def _split_off_heldout(self) -> None:
     """Writes the two parts of the training file (`_heldout_paths`), unless they exist."""
     paths = self._heldout_paths()
-    if all(os.path.exists(p) for p in paths):
+    if all(files.exists(p) for p in paths):
       return
     source = self.config.train_file
     data = squad_data.load_squad_json(source)
@@ -245,7 +245,7 @@ class SquadTask(FinetuneTask):
     less than a worker pool costs to start: benchmarks/README.md), else one per core (0)."""
     if self.config.finetune.num_workers:
       return self.config.finetune.num_workers
-    return 0 if os.path.getsize(path) > (8 << 20) else 1
+    return 0 if files.size(path) > (8 << 20) else 1
 
   def schema(self, split):
     length = self.config.finetune.max_seq_length
@@ -386,10 +386,10 @@ class SquadTask(FinetuneTask):
       return {"threshold": float(recorded["heldout_threshold"]), "global_step": step,
               "checkpoint": name, "source": run.results_file}
     path = os.path.join(directory, THRESHOLD_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
       return None
     try:
-      with open(path, encoding="utf-8") as f:
+      with files.open_file(path, encoding="utf-8") as f:
         stored = json.load(f)
       threshold = float(stored["null_score_diff_threshold"])
     except (ValueError, KeyError, TypeError) as error:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -93,6 +93,34 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return resolver.task_type == "chief" or (
       resolver.task_type == "worker" and resolver.task_id == 0
       and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """How many processes (chief and workers) run the strategy's replicas together."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not getattr(resolver, "task_type", None):
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return max(1, sum(len(spec.get(kind, [])) for kind in ("chief", "worker")))
+
+
+def make_stop_agreement(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
+  """`agreed(requested) -> bool`: whether any worker of the run was asked to stop.
+
+  A preemption (SIGTERM) reaches one machine; its peers must stop at the same step, or they
+  wait forever in the next collective. Every worker calls `agreed` at the same point of its
+  loop; on several workers its flag is summed over all of them (one small all-reduce); on one
+  process it is the flag itself.
+  """
+  if num_workers(strategy) <= 1:
+    return lambda requested: requested
+
+  @tf.function
+  def asked(flag):
+    per_replica = strategy.run(lambda: tf.identity(flag))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  return lambda requested: bool(asked(tf.constant(float(requested))).numpy() > 0)
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy, task: Task, split: str,

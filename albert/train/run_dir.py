@@ -74,9 +74,9 @@ def checkpoint_step(prefix: str) -> int:
 
 def _read_json(path: str) -> Optional[Any]:
   """The JSON in `path`, or None when the file is missing or unreadable."""
-  if not os.path.exists(path):
+  if not files.exists(path):
     return None
-  with open(path, encoding="utf-8") as f:
+  with files.open_file(path, encoding="utf-8") as f:
     try:
       return json.load(f)
     except json.JSONDecodeError:
@@ -117,20 +117,20 @@ class RunDir:
 
   def steps(self) -> List[int]:
     """Steps N of the complete `model.ckpt-N` checkpoints, ascending."""
-    if not os.path.isdir(self.path):
+    if not files.isdir(self.path):
       return []
     pattern = re.compile(re.escape(TF1_PREFIX) + r"-(\d+)\.index$")
     found = []
-    for name in os.listdir(self.path):
+    for name in files.listdir(self.path):
       match = pattern.match(name)
-      if match and os.path.exists(self.prefix(match.group(1)) + _SUFFIXES[0]):
+      if match and files.exists(self.prefix(match.group(1)) + _SUFFIXES[0]):
         found.append(int(match.group(1)))
     return sorted(found)
 
   def best_or_latest(self, fallback: Optional[str] = None) -> Optional[str]:
     """The weights a prediction or an export of the run uses: `model.ckpt-best`, else the
     latest `model.ckpt-N`, else `fallback` (--init_checkpoint); None when there is none."""
-    if os.path.exists(self.best_prefix + ".index"):
+    if files.exists(self.best_prefix + ".index"):
       return self.best_prefix
     steps = self.steps()
     return self.prefix(steps[-1]) if steps else fallback
@@ -142,8 +142,8 @@ class RunDir:
         continue
       for suffix in _SUFFIXES:
         path = self.prefix(old) + suffix
-        if os.path.exists(path):
-          os.remove(path)
+        if files.exists(path):
+          files.remove(path)
 
   # --------------------------------------------------------------------------- resume states
   def state_path(self, step: int) -> str:
@@ -151,16 +151,16 @@ class RunDir:
 
   def state_steps(self) -> List[int]:
     """Steps of the resume states on disk (`train_state/ckpt-N.index`), ascending."""
-    if not os.path.isdir(self.state_dir):
+    if not files.isdir(self.state_dir):
       return []
     return sorted(int(m.group(1)) for m in (re.match(r"ckpt-(\d+)\.index$", n)
-                                            for n in os.listdir(self.state_dir)) if m)
+                                            for n in files.listdir(self.state_dir)) if m)
 
   def repair_state_index(self, log) -> None:
     """Rebuilds a `train_state/checkpoint` index that cannot be read from the resume states
     beside it (removes it when there is none), saying so with `log`."""
     index = os.path.join(self.state_dir, "checkpoint")
-    if not os.path.exists(index):
+    if not files.exists(index):
       return
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     try:
@@ -177,7 +177,7 @@ class RunDir:
       lines += [f'all_model_checkpoint_paths: "ckpt-{s}"' for s in steps]
       files.write_text(index, "\n".join(lines) + "\n")
     else:
-      os.remove(index)
+      files.remove(index)
 
   # -------------------------------------------------------------------------------- results
   @property
@@ -186,9 +186,9 @@ class RunDir:
 
   def results(self) -> List[Dict[str, float]]:
     """Every evaluation recorded in eval_results.txt, in file order."""
-    if not os.path.exists(self.results_file):
+    if not files.exists(self.results_file):
       return []
-    with open(self.results_file, encoding="utf-8") as f:
+    with files.open_file(self.results_file, encoding="utf-8") as f:
       return parse_results(f.read())
 
   def scored_steps(self) -> Dict[int, Dict[str, float]]:
@@ -204,10 +204,10 @@ class RunDir:
 
   def eval_records(self) -> List[Dict[str, Any]]:
     """Every `{"global_step", "data", "results"}` recorded by `record_eval`, in file order."""
-    if not os.path.exists(self.records_file):
+    if not files.exists(self.records_file):
       return []
     found = []
-    with open(self.records_file, encoding="utf-8") as f:
+    with files.open_file(self.records_file, encoding="utf-8") as f:
       for line in f:
         try:
           found.append(json.loads(line))
@@ -236,9 +236,9 @@ class RunDir:
   def best(self) -> Optional[Dict]:
     """{"step", "value", "metric", "source"} of the best checkpoint so far, or None."""
     path = os.path.join(self.state_dir, BEST_STATE_FILE)
-    if not os.path.exists(path) or not os.path.exists(self.best_prefix + ".index"):
+    if not files.exists(path) or not files.exists(self.best_prefix + ".index"):
       return None
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path, encoding="utf-8") as f:
       return json.load(f)
 
   def stale_best(self, metric: str, data: Optional[str]) -> Optional[Dict]:
@@ -261,7 +261,7 @@ class RunDir:
     better = (best is None or self.stale_best(metric, data) is not None or
               (value > best["value"] if higher_is_better else value < best["value"]))
     source = self.prefix(step)
-    if better and os.path.exists(source + ".index"):
+    if better and files.exists(source + ".index"):
       for suffix in _SUFFIXES:  # the index last
         files.copy_file(source + suffix, self.best_prefix + suffix)
       best = {"step": int(step), "value": float(value), "metric": metric,

@@ -21,7 +21,9 @@
   writes TensorBoard summaries; a non-finite loss stops the run with an error naming the step,
   and nothing after the last good checkpoint is saved; Ctrl-C (or SIGTERM) saves the resume
   state at the step reached and stops with one line (an evaluation or prediction stops after
-  its current batch, writing nothing); a corrupted record file is named.
+  its current batch, writing nothing); on several workers, a SIGTERM to any one (a preempted
+  machine) stops them all at the same step (`distribute.make_stop_agreement`); a corrupted
+  record file is named.
 
 Public besides `run`: `prepare(splits)` and `build()` set a run up without running it
 (benchmarks, exports); `make_train_loop()`; `evaluate`, `predict`, `evaluate_checkpoints` (they
@@ -406,6 +408,7 @@ class Trainer:
       iterator = iter(dataset(self.global_step))
 
     train_loop = self.make_train_loop()
+    agreed = distribute.make_stop_agreement(self.strategy)
     results: Dict[str, float] = {}
     with StopRequest("loop") as stop, NamedInputErrors(self.task.input_files("train"), "train"):
       while self.global_step < self.num_train_steps:
@@ -424,19 +427,21 @@ class Trainer:
               f"last checkpoint was saved: {resume.latest or 'none yet'}")
         step = self.global_step
         self._log_progress(step, steps, out, time.time() - loop_start)
+        # Every worker stops at the same step when any was asked to (a preempted machine).
+        stopping = agreed(stop.requested)
+        why = "" if stop.requested or not stopping else "another worker was asked to stop; "
         if step % c.save_checkpoints_steps == 0 or step >= self.num_train_steps:
           self._save(resume, do_eval)
           if do_eval:
             results = self.evaluator.evaluate()
             self.evaluator.record(results, step)
             self.run_dir.prune(c.keep_checkpoint_max)
-        elif stop.requested:
-          if self.chief:
-            resume.save(step)
-          raise Interrupted(f"at step {step} of {self.num_train_steps}; the resume state is "
-                            f"saved in {self.state_dir}; rerun the same command to resume")
-        if stop.requested:
-          raise Interrupted(f"at step {step} of {self.num_train_steps}; the checkpoint "
+        elif stopping:
+          resume.save(step)  # every worker takes part; only the chief's files are kept
+          raise Interrupted(f"at step {step} of {self.num_train_steps}; {why}the resume state "
+                            f"is saved in {self.state_dir}; rerun the same command to resume")
+        if stopping:
+          raise Interrupted(f"at step {step} of {self.num_train_steps}; {why}the checkpoint "
                             f"{self.run_dir.prefix(step)} is saved; rerun the same command to "
                             "resume")
     if do_eval and not results:  # nothing left to train: the results recorded for this step

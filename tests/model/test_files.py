@@ -154,3 +154,28 @@ def test_describe_os_error_names_the_cause():
       "cannot write /mnt/ro/x: Read-only file system"
   error = OSError(errno.ENOTDIR, "Not a directory", "/a/file/x")
   assert "a part of the path is a file" in errors.describe_os_error(error)
+
+
+def test_the_file_system_shim_on_a_remote_file_system():
+  """ram:// (the tf.io.gfile path of gs://, s3://): a rewritten file holds the new bytes only
+  (the in-memory file system appends otherwise); a checkpoint prefix is no folder though ram://
+  says so; a missing file is a FileNotFoundError naming it; text reads by lines."""
+  root = "ram://shim-test"
+  files.write_text(f"{root}/a.txt", "one\ntwo\n")
+  files.write_text(f"{root}/a.txt", "three\nfour\n")
+  with files.open_file(f"{root}/a.txt", encoding="utf-8") as f:
+    assert f.readlines() == ["three\n", "four\n"]
+  with files.open_file(f"{root}/a.txt", "rb") as f:
+    assert f.readline(3) == b"thr" and f.read() == b"ee\nfour\n"
+  files.write_bytes(f"{root}/model.ckpt-4.index", b"x")
+  files.write_bytes(f"{root}/sub/b", b"y")
+  assert tf.io.gfile.isdir(f"{root}/model.ckpt-4")  # ram://'s own answer
+  assert not files.isdir(f"{root}/model.ckpt-4") and files.isdir(f"{root}/sub")
+  assert files.isdir(root) and files.isfile(f"{root}/sub/b") and files.size(f"{root}/a.txt") == 11
+  assert files.glob_paths(f"{root}/*.txt") == [f"{root}/a.txt"]
+  with pytest.raises(FileNotFoundError) as missing:
+    files.open_file(f"{root}/nope.txt")
+  assert missing.value.filename == f"{root}/nope.txt"
+  with pytest.raises(errors.FlagError, match=r"--output_dir=nosuch://b/x: cannot be reached "
+                     r"\(.*not implemented"):
+    files.check_output_dir("nosuch://b/x")

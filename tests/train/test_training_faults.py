@@ -5,6 +5,7 @@ checkpoints. Process-level faults drive the real run_pretraining.py."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,35 @@ def test_ctrl_c_stops_with_one_line_and_the_rerun_resumes_exactly(straight):
   rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
   assert rerun.returncode == 0, rerun.stderr
   assert "Resuming from" in rerun.stdout
+  _assert_same(_weights(str(out / f"model.ckpt-{STEPS}")),
+               _weights(str(reference / f"model.ckpt-{STEPS}")))
+  assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()
+
+
+def test_sigterm_saves_the_state_at_the_step_reached_and_the_rerun_resumes_exactly(straight):
+  """A preemption (Kubernetes, spot VMs: SIGTERM, then SIGKILL after a grace period): the run
+  saves its resume state at the step its current loop reached and exits cleanly (one line,
+  status 130); the same command resumes to the uninterrupted run's weights."""
+  base, reference = straight
+  out = base / "preempted"
+  args = command(base, out, "--do_eval", "--max_eval_steps=2")
+  process = subprocess.Popen(args, env=environment(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  _wait_for(out / "train_state" / "ckpt-2.index", process)
+  process.send_signal(signal.SIGTERM)
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130, stderr
+  assert "Traceback" not in stderr and "Traceback" not in stdout
+  assert "SIGTERM: stopping after the current loop" in stdout
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith("stopped: at step ") and "rerun the same command to resume" in last
+  step = int(re.match(r"stopped: at step (\d+)", last).group(1))
+  assert 2 <= step < STEPS
+  assert (out / "train_state" / f"ckpt-{step}.index").exists()  # the step reached
+  assert not [f for f in os.listdir(out) if ".tmp-" in f]
+  rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr
+  assert f"at step {step}" in rerun.stdout
   _assert_same(_weights(str(out / f"model.ckpt-{STEPS}")),
                _weights(str(reference / f"model.ckpt-{STEPS}")))
   assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()

@@ -34,6 +34,7 @@ import os
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
+from albert import files
 from albert.data import cache as cache_lib
 from albert.data import records as records_lib
 from albert.data import workers as workers_lib
@@ -112,7 +113,7 @@ def _schema(processor: glue.Processor, max_seq_length: int) -> Dict[str, Tuple[s
 
 def _check_reusable(cache: cache_lib.FeatureCache) -> Tuple[Optional[Dict[str, Any]], str]:
   """(metadata, "") for a complete, intact cache; (None, why not) otherwise."""
-  exists = os.path.exists(cache.path)
+  exists = files.exists(cache.path)
   meta = cache.metadata()
   if meta is None:
     return None, ("incomplete or truncated (no matching metadata)" if exists else "")
@@ -154,7 +155,7 @@ def build_glue_cache(task_name: Union[str, TaskSpec], data_dir: str, split: str,
                                        bool(tokenizer_spec.spm_model_file))
   path = processor.file_path(data_dir, split)
   model_file = tokenizer_spec.spm_model_file or tokenizer_spec.vocab_file
-  if not os.path.isfile(model_file):
+  if not files.isfile(model_file):
     raise InputError(f"tokenizer model not found: {model_file} (--spm_model_file)")
   settings = _settings(processor, split, tokenizer_spec, max_seq_length)
   key = cache_lib.fingerprint([path], settings, [model_file])
@@ -166,7 +167,7 @@ def build_glue_cache(task_name: Union[str, TaskSpec], data_dir: str, split: str,
   if why:
     log(f"GLUE {processor.name} {split}: the cache {cache.path} is {why}; rebuilding it")
 
-  workers = 1 if os.path.getsize(path) < parallel_min_bytes else \
+  workers = 1 if files.size(path) < parallel_min_bytes else \
       workers_lib.resolve_workers(num_workers)
   job = _Job(processor.spec if processor.spec.source else processor.name, split, path,
              tokenizer_spec, max_seq_length)
@@ -217,7 +218,6 @@ def build_glue_cache(task_name: Union[str, TaskSpec], data_dir: str, split: str,
 
 def _write_metadata(path: str, meta: Dict[str, Any]) -> Dict[str, Any]:
   """Writes the metadata (atomically) and returns it as a reader will see it."""
-  from albert import files  # pylint: disable=g-import-not-at-top
   text = json.dumps(meta, sort_keys=True)
   files.write_text(path, text + "\n")
   return json.loads(text)

@@ -36,6 +36,7 @@ import math
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from albert import files
 from albert.data.glue import reader
 from albert.data.glue.tasks import CustomSource, Layout, TaskSpec, TASKS
 from albert.errors import DataError, FlagError, InputError
@@ -83,7 +84,8 @@ class Table:
     csv_format = self.fmt == "csv"
     # CSV: newline="" lets quoted fields hold line breaks (RFC 4180); TSV: lines end at "\n"
     # and quotes are literal, as GLUE's reader reads its files.
-    with open(self.path, encoding="utf-8-sig", newline="" if csv_format else "\n") as f:
+    with files.open_file(self.path, encoding="utf-8-sig",
+                         newline="" if csv_format else "\n") as f:
       rows = (csv.reader(f, strict=True) if csv_format else
               csv.reader(f, delimiter="\t", quotechar=None))
       what = "comma-separated fields" if csv_format else "tab-separated columns"
@@ -118,7 +120,7 @@ class Table:
     self.columns = columns
 
   def _json_rows(self):
-    with open(self.path, encoding="utf-8-sig") as f:
+    with files.open_file(self.path, encoding="utf-8-sig") as f:
       for number, text in enumerate(f, start=1):
         if not text.strip():
           continue
@@ -188,7 +190,7 @@ class CustomProcessor(reader.Processor):
     if not path:
       raise FlagError(f"{FILE_FLAGS[split]} is required with --task_name=custom for the "
                       f"{dict(train='training', dev='evaluation', test='prediction')[split]}")
-    if not os.path.isfile(path):
+    if not files.isfile(path):
       raise InputError(f"{FILE_FLAGS[split]}={path}: no such file")
     return path
 
@@ -370,7 +372,7 @@ def processor_for(task: Union[str, TaskSpec], do_lower_case: bool = True,
 
 def read_labels(path: str) -> Optional[List[str]]:
   """The label list of a run directory's labels.txt (None when there is none)."""
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     return None
-  with open(path, encoding="utf-8") as f:
+  with files.open_file(path, encoding="utf-8") as f:
     return [line.rstrip("\n") for line in f if line.rstrip("\n")]

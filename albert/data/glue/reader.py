@@ -33,6 +33,7 @@ import math
 import os
 from typing import Iterator, List, Optional
 
+from albert import files
 from albert import tokenization
 from albert.data.glue.tasks import SPLITS, Label, Layout, TaskSpec, TASKS, canonical_task_name
 from albert.errors import DataError, FlagError, InputError
@@ -95,13 +96,13 @@ class Processor:
     layout = self.layout(split)
     relative = os.path.join(self.task_dir, layout.file)
     path = os.path.join(data_dir or "", relative)
-    if os.path.isfile(path):
+    if files.isfile(path):
       return path
     hint = ""
-    if data_dir and os.path.isfile(os.path.join(data_dir, layout.file)):
+    if data_dir and files.isfile(os.path.join(data_dir, layout.file)):
       hint = (f"; {data_dir} itself holds {layout.file}: --data_dir is the GLUE root, the "
               f"parent of the task folders, not the {self.task_dir} folder")
-    elif data_dir and not os.path.isdir(data_dir):
+    elif data_dir and not files.isdir(data_dir):
       hint = f"; {data_dir} is not a directory"
     raise InputError(
         f"GLUE {self.name} {split} file not found: {path} (--data_dir={data_dir}). --data_dir "
@@ -117,7 +118,7 @@ class Processor:
     reader = None
     try:
       # newline="\n": lines end at "\n" only, as tf.gfile's reader splits them.
-      with open(path, encoding="utf-8", newline="\n") as f:
+      with files.open_file(path, encoding="utf-8", newline="\n") as f:
         reader = csv.reader(f, delimiter=self.spec.delimiter, quotechar=None)
         for index, fields in enumerate(reader):
           line = reader.line_num  # one line per row: quotes are literal
@@ -155,7 +156,7 @@ class Processor:
     finally:
       rows.close()
     if not found:
-      what = ("the file is empty" if os.path.getsize(path) == 0 else
+      what = ("the file is empty" if files.size(path) == 0 else
               "no line after the header" if self.layout(split).has_header and not self.skipped
               else "no complete line")
       raise InputError(f"{path}: no example ({what}); expected {self._expected(split)}")
@@ -207,7 +208,7 @@ class Processor:
 
 
 def first_bad_utf8_line(path: str) -> int:
-  with open(path, "rb") as f:
+  with files.open_file(path, "rb") as f:
     for number, raw in enumerate(f, start=1):
       try:
         raw.decode("utf-8")

@@ -123,10 +123,10 @@ def check_submission(directory: str, tasks: Sequence[str] = tuple(SUBMISSION_FIL
     spec = glue.task_spec(task)
     name = spec.submission_file
     path = os.path.join(directory, name)
-    if not os.path.isfile(path):
+    if not files.isfile(path):
       problems.append(f"{name} is missing")
       continue
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path, encoding="utf-8") as f:
       lines = f.read().splitlines()
     if not lines or lines[0] + "\n" != HEADER:
       problems.append(f"{name}: the first line must be {HEADER.strip()!r}")
@@ -149,7 +149,7 @@ def _in_range(text: str) -> bool:
 def zip_submission(directory: str, zip_path: str) -> str:
   """Packs the folder's GLUE files (those present) at the root of a zip file, atomically."""
   present = [name for name in SUBMISSION_FILES.values()
-             if os.path.isfile(os.path.join(directory, name))]
+             if files.isfile(os.path.join(directory, name))]
   if not present:
     raise InputError(f"{directory}: no GLUE submission file to pack "
                      f"({', '.join(SUBMISSION_FILES.values())})")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import itertools
 import json
 import os
@@ -34,6 +33,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from albert import files as files_lib
 from albert import tokenization
 from albert.data import DataError
 from albert.errors import OutputError, output_error
@@ -47,11 +47,11 @@ def expand_input_files(patterns: str, flag: str = "--input_file") -> List[str]:
   """Comma-separated globs -> files (in the given order, each glob sorted); clear errors."""
   files: List[str] = []
   for pattern in [p.strip() for p in (patterns or "").split(",") if p.strip()]:
-    if "://" in pattern:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      matches = sorted(tf.io.gfile.glob(pattern))
-    else:
-      matches = sorted(glob.glob(os.path.expanduser(pattern)))
+    try:
+      matches = files_lib.glob_paths(pattern if files_lib.is_remote(pattern)
+                                     else os.path.expanduser(pattern))
+    except OSError as e:  # an unreachable bucket, no permission
+      raise CorpusError(f"{flag}: cannot list {pattern!r}: {e.strerror or e}") from None
     if not matches:
       raise CorpusError(f"{flag}: no file matches {pattern!r}")
     for path in matches:
@@ -68,20 +68,17 @@ def expand_input_files(patterns: str, flag: str = "--input_file") -> List[str]:
 
 
 def _open_binary(path: str):
-  if "://" in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.GFile(path, "rb")
   try:
-    return open(path, "rb")
+    return files_lib.open_file(path, "rb")
   except OSError as e:
     raise CorpusError(f"cannot read input file {path!r}: {e.strerror or e}") from e
 
 
 def file_size(path: str) -> int:
-  if "://" in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.stat(path).length
-  return os.path.getsize(path)
+  try:
+    return files_lib.size(path)
+  except OSError as e:
+    raise CorpusError(f"cannot read input file {path!r}: {e.strerror or e}") from e
 
 
 @dataclasses.dataclass

@@ -13,12 +13,10 @@ progress lines and the summary `progress.py`'s.
    (`instances.py`, `records.py`); the main process shuffles each shard's records through a
    bounded buffer and writes the shard under a temporary name, renamed when complete.
 
-Memory is bounded by the shuffle buffer, a few tasks in flight and the largest document; it does
-not grow with the corpus or `dupe_factor`. A rerun with the same settings skips the shards that
-are complete. Every output location is checked before anything is written; a run that fails
-removes its temporary files and the folders it created (when they are still empty), and leaves
-complete shards for a rerun. Nothing here reads absl flags: `create_pretraining_data.py` builds
-the config.
+Memory is bounded by the shuffle buffer, a few tasks in flight and the largest document. A
+rerun with the same settings skips complete shards. Output locations are checked before anything
+is written; a failed run removes its temporary files and the (empty) folders it created. The
+same job on Apache Beam: `beam.py`. Nothing here reads absl flags.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from typing import Callable, Iterator, List, Optional, Sequence
 
 from absl import logging
 
-from albert import files
+from albert import files as files_lib  # (`files` is a local name below)
 from albert import tokenization
 from albert.data import DataError
 from albert.data.pretraining import corpus as corpus_lib
@@ -161,7 +159,7 @@ def load_tables(spec: tokenization.TokenizerSpec):
 
 
 @dataclasses.dataclass(frozen=True)
-class _WorkerSetup:
+class WorkerSetup:
   tokenizer: tokenization.TokenizerSpec
   params: instances_lib.InstanceParams
   max_line_length: int
@@ -186,10 +184,10 @@ class _TaskResult:
   units: int
 
 
-class _WorkerState:
+class WorkerState:
   """What a worker keeps between tasks: tokenizer, tables, encoder, open store, permutation."""
 
-  def __init__(self, setup: _WorkerSetup, loaded=None):
+  def __init__(self, setup: WorkerSetup, loaded=None):
     self.setup = setup
     self.tokenizer, self.tables = loaded or load_tables(setup.tokenizer)
     params = setup.params
@@ -224,23 +222,24 @@ class _WorkerState:
                                      self._sp_ids)
 
   def instances(self, task: _InstanceTask) -> _TaskResult:
-    params, tables, seed = self.setup.params, self.tables, self.setup.random_seed
     store = self.store(task.store_dir)
     order = self.permutation(task.dupe_factor * task.num_documents)
-    stats = instances_lib.InstanceStats(params.ngram)
-    serialized: List[bytes] = []
+    stats, framed = instances_lib.InstanceStats(self.setup.params.ngram), []
     for position in range(task.start, task.stop):
       dupe, document = divmod(order(position), task.num_documents)
-      rng = random.Random(sharding.derive_seed(seed, "instances", dupe, document))
-      draws = instances_lib.Draws(rng)
-      for inst in instances_lib.create_instances_from_document(store, document, params, tables,
-                                                               draws, self.cdf, stats):
-        serialized.append(self.encoder.encode_instance(
-            params.max_seq_length, params.max_predictions_per_seq, inst.input_ids,
-            inst.segment_ids, inst.token_boundary, inst.masked_lm_positions, inst.masked_lm_ids,
-            inst.next_sentence_label))
-    return _TaskResult(task.shard, records_lib.frame_records(serialized), stats,
-                       task.stop - task.start)
+      framed.extend(self.unit_records(store, dupe, document, stats))
+    return _TaskResult(task.shard, framed, stats, task.stop - task.start)
+
+  def unit_records(self, documents, dupe: int, document: int, stats) -> List[bytes]:
+    """The framed records of unit (dupe, document), from its own generator; `documents`: any
+    sequence of the corpus's documents (the token store; in the Beam job, those it was given)."""
+    p = self.setup.params
+    rng = random.Random(sharding.derive_seed(self.setup.random_seed, "instances", dupe, document))
+    return records_lib.frame_records([self.encoder.encode_instance(
+        p.max_seq_length, p.max_predictions_per_seq, i.input_ids, i.segment_ids, i.token_boundary,
+        i.masked_lm_positions, i.masked_lm_ids, i.next_sentence_label)
+        for i in instances_lib.create_instances_from_document(
+            documents, document, p, self.tables, instances_lib.Draws(rng), self.cdf, stats)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,16 +249,15 @@ class _WorkerState:
 def _fingerprint(config: CreateDataConfig, files: Sequence[str], outputs: Sequence[str]) -> str:
   """Hash of everything that determines the output (not the number of workers)."""
   def file_id(path):
-    if "://" in path:
-      return [path]
+    if files_lib.is_remote(path):
+      return [path, files_lib.size(path)]
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
   def content_hash(path):
     if not path:
       return None
-    with open(path, "rb") as f:
-      return hashlib.sha256(f.read()).hexdigest()
+    return files_lib.file_digest(path)
 
   settings = dataclasses.asdict(config)
   for name in ("num_workers", "work_dir", "progress_interval", "units_per_task", "input_file",
@@ -273,17 +271,21 @@ def _fingerprint(config: CreateDataConfig, files: Sequence[str], outputs: Sequen
       code.update(f.read())
   blob = json.dumps({"version": FORMAT_VERSION, "code": code.hexdigest(), "settings": settings,
                      "inputs": [file_id(p) for p in files],
-                     "outputs": [os.path.abspath(p) for p in outputs]}, sort_keys=True)
+                     "outputs": [_absolute(p) for p in outputs]}, sort_keys=True)
   return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _absolute(path: str) -> str:
+  return path if files_lib.is_remote(path) else os.path.abspath(path)
 
 
 def check_output_locations(outputs: Sequence[str], work_dir: Optional[str] = None) -> None:
   """Every output file's folder (and `work_dir`) can be created and written; creates nothing."""
   try:
     for path in outputs:
-      files.check_output_file(path, "--output_file")
+      files_lib.check_output_file(path, "--output_file")
     if work_dir:
-      files.check_output_dir(work_dir, "--work_dir")
+      files_lib.check_output_dir(work_dir, "--work_dir")
   except FlagError as error:
     raise SettingsError(str(error)) from None
 
@@ -295,7 +297,7 @@ def _make_dirs(path: str) -> List[str]:
   while not os.path.exists(probe):
     missing.append(probe)
     probe = os.path.dirname(probe)
-  files.make_dirs(path)
+  files_lib.make_dirs(path)
   return missing[::-1]
 
 
@@ -315,7 +317,7 @@ def _tokenize_corpus(workers: workers_lib.OrderedPool, files: Sequence[str], sto
   writer = corpus_lib.TokenStoreWriter(store_dir, vocab_size)
   try:
     batches = corpus_lib.read_line_batches(files, config.max_line_length)
-    for result in workers.map(_WorkerState.tokenize, batches):
+    for result in workers.map(WorkerState.tokenize, batches):
       writer.add(result, files[result.file_index])
       progress.update(writer.stats.bytes)
   except BaseException:
@@ -357,7 +359,7 @@ def _write_shards(workers: workers_lib.OrderedPool, tasks: Iterator[_InstanceTas
     summary.records_written += out.num_records
 
   try:
-    for result in workers.map(_WorkerState.instances, tasks):
+    for result in workers.map(WorkerState.instances, tasks):
       if current is None or current[0] != result.shard:
         if current is not None:
           finish(current)
@@ -421,15 +423,16 @@ def create_pretraining_data(config: CreateDataConfig,
     outputs = sharding.output_paths(config.output_file, config.num_output_shards)
   except ValueError as e:
     raise SettingsError(str(e)) from None
-  inputs_abs = {os.path.abspath(p) for p in files if "://" not in p}
+  inputs_abs = {_absolute(p) for p in files}
   for path in outputs:
-    if os.path.abspath(path) in inputs_abs:
+    if _absolute(path) in inputs_abs:
       raise SettingsError(f"--output_file {path!r} is also an input file")
   spec = config.tokenizer_spec()
   tokenizer, tables = load_tables(spec)
   num_workers = config.resolved_workers()
   summary = Summary(input_files=len(files), output_files=list(outputs), num_workers=num_workers)
 
+  check_output_locations([p for p in outputs if files_lib.is_remote(p)])  # reachable at all?
   marker, resume, todo = sharding.resume_plan(outputs, _fingerprint(config, files, outputs), log)
   summary.shards_skipped = len(outputs) - len(todo)
   if not todo:  # complete: nothing is written (the outputs may even be read-only now)
@@ -438,9 +441,12 @@ def create_pretraining_data(config: CreateDataConfig,
   check_output_locations(outputs, config.work_dir)
   for path in sharding.stale_temp_files(outputs, records_lib.AtomicRecordFile.TEMP_MARK):
     log(f"removing a partial file left by an interrupted run: {path}")
-    os.remove(path)
+    files_lib.remove(path)
 
-  work_root = config.work_dir or os.path.dirname(os.path.abspath(outputs[0]))
+  # The token store is local (random access): beside the first output, or in the temporary
+  # folder when the outputs are remote.
+  work_root = config.work_dir or (tempfile.gettempdir() if files_lib.is_remote(outputs[0])
+                                  else os.path.dirname(os.path.abspath(outputs[0])))
   created = _make_dirs(work_root)  # removed again (if still empty) when the run fails
   store_prefix = f".{os.path.basename(outputs[0])}.tokens-"
   corpus_lib.remove_stale_token_stores(work_root, store_prefix, log)
@@ -450,13 +456,13 @@ def create_pretraining_data(config: CreateDataConfig,
     _remove_if_empty(created)
     error.filename = work_root  # not the temporary name
     raise output_error(error, "cannot write in") from None
-  setup = _WorkerSetup(spec, config.instance_params(), config.max_line_length,
-                       config.random_seed)
   ok = False
   workers = None
   try:
+    setup = WorkerSetup(spec.localized(store_dir), config.instance_params(),
+                         config.max_line_length, config.random_seed)
     log(f"reading {len(files)} file(s) with {num_workers} worker(s)")
-    workers = workers_lib.OrderedPool(num_workers, _WorkerState, (setup,),
+    workers = workers_lib.OrderedPool(num_workers, WorkerState, (setup,),
                                       local_args=(setup, (tokenizer, tables)))
     t0 = time.monotonic()
     corpus_stats = _tokenize_corpus(workers, files, store_dir, tables.vocab_size, config, log)

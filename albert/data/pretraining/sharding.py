@@ -23,11 +23,12 @@ finish:
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import random
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+
+from albert import files
 
 _MASK64 = (1 << 64) - 1
 
@@ -138,10 +139,7 @@ def output_paths(output_file: str, num_output_shards: int = 0,
   if duplicates:
     raise ValueError(f"{flag}: output file {duplicates[0]!r} is named more than once")
   for path in paths:
-    if "://" in path:
-      raise ValueError(f"{flag}: {path!r}: only local output paths are supported; write "
-                       "locally and copy the finished shards (e.g. gsutil -m cp)")
-    if os.path.isdir(path):
+    if files.isdir(path):
       raise ValueError(f"{flag}: {path!r} is a directory; name the output file(s)")
   return paths
 
@@ -150,31 +148,42 @@ class SettingsMarker:
   """The fingerprint of the settings that wrote the shards, as an empty hidden file."""
 
   def __init__(self, first_output: str, fingerprint: str):
-    directory = os.path.dirname(os.path.abspath(first_output))
-    self._prefix = os.path.join(directory, f".{os.path.basename(first_output)}.settings-")
+    self._prefix = os.path.join(_folder(first_output),
+                                f".{os.path.basename(first_output)}.settings-")
     self.path = self._prefix + fingerprint[:20]
 
   def exists(self) -> bool:
-    return os.path.exists(self.path)
+    return files.exists(self.path)
 
   def others(self) -> List[str]:
-    return [p for p in glob.glob(glob.escape(self._prefix) + "*") if p != self.path]
+    return [p for p in _starting_with(self._prefix) if p != self.path]
 
   def write(self) -> None:
     for path in self.others():
-      os.remove(path)
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    with open(self.path, "wb"):
-      pass
+      files.remove(path)
+    files.write_bytes(self.path, b"")
+
+
+def _folder(path: str) -> str:
+  return os.path.dirname(path) if files.is_remote(path) else os.path.dirname(os.path.abspath(path))
+
+
+def _starting_with(prefix: str) -> List[str]:
+  """The paths (local or remote) that start with `prefix`, sorted."""
+  directory, start = os.path.split(prefix)
+  if not files.isdir(directory):
+    return []
+  return sorted(os.path.join(directory, n) for n in files.listdir(directory) if n.startswith(start))
 
 
 def stale_temp_files(paths: Sequence[str], mark: str) -> List[str]:
-  """Temporary files left by an interrupted write of any of `paths`."""
+  """Temporary files left by an interrupted write of any of `paths` (local ones: a remote shard
+  is uploaded complete)."""
   found = []
   for path in paths:
-    directory = os.path.dirname(os.path.abspath(path))
-    found.extend(glob.glob(os.path.join(glob.escape(directory),
-                                        glob.escape(f".{os.path.basename(path)}{mark}") + "*")))
+    if not files.is_remote(path):
+      found.extend(_starting_with(os.path.join(_folder(path),
+                                               f".{os.path.basename(path)}{mark}")))
   return found
 
 
@@ -183,7 +192,7 @@ def resume_plan(outputs: Sequence[str], fingerprint: str, log: Callable[[str], N
   """(marker, resume, shards to write): shards beside a marker of these settings are complete."""
   marker = SettingsMarker(outputs[0], fingerprint)
   resume = marker.exists()
-  todo = [s for s, path in enumerate(outputs) if not (resume and os.path.exists(path))]
+  todo = [s for s, path in enumerate(outputs) if not (resume and files.exists(path))]
   if len(todo) < len(outputs):
     log(f"{len(outputs) - len(todo)} of {len(outputs)} output file(s) are complete from an "
         "earlier run with the same settings; skipping them")
@@ -193,10 +202,10 @@ def resume_plan(outputs: Sequence[str], fingerprint: str, log: Callable[[str], N
 def replace_outputs(outputs: Sequence[str], marker: SettingsMarker,
                     log: Callable[[str], None]) -> None:
   """Removes output files of other settings and writes the marker of these."""
-  old = [p for p in outputs if os.path.exists(p)]
+  old = [p for p in outputs if files.exists(p)]
   if old:
     log(f"{len(old)} existing output file(s) were not written with these settings; "
         "replacing them")
     for path in old:
-      os.remove(path)
+      files.remove(path)
   marker.write()

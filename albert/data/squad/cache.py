@@ -103,9 +103,9 @@ def build_squad_cache(path: str, is_training: bool, version_2_with_negative: boo
   `log` gets a progress line every 10 s and the summary.
   """
   spec = features_lib.check_spec(tokenizer_spec)
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     raise DataError(f"SQuAD file not found: {path}")
-  if not os.path.isfile(spec.spm_model_file):
+  if not files.isfile(spec.spm_model_file):
     raise TokenizerError(f"SentencePiece model file (spm_model_file) not found: "
                          f"{spec.spm_model_file!r}")
   options = fingerprint_settings(is_training, version_2_with_negative, spec, settings,
@@ -194,7 +194,7 @@ def _load(feature_cache: cache_lib.FeatureCache, path: str, is_training: bool
     return None
   sidecar = os.path.join(os.path.dirname(feature_cache.path), info.get("sidecar", ""))
   try:
-    with open(sidecar, "rb") as f:
+    with files.open_file(sidecar, "rb") as f:
       blob = f.read()
   except OSError:
     return None

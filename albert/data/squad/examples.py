@@ -44,6 +44,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from absl import logging
 
+from albert import files
 from albert.errors import DataError
 
 MULTIPLE_ANSWERS = ("error", "first")
@@ -104,7 +105,7 @@ def load_squad_json(input_file: str) -> Dict[str, Any]:
       with tf.io.gfile.GFile(path, "rb") as f:
         raw = f.read()
     else:
-      with open(path, "rb") as f:
+      with files.open_file(path, "rb") as f:
         raw = f.read()
   except FileNotFoundError:
     raise DataError(f"SQuAD file not found: {path}") from None
