@@ -68,13 +68,21 @@ def numeric_function(reference: "runtime.SavedModelRunner", seq_length: Optional
 
 
 # ---------------------------------------------------------------------------- the folder
+def sample_batches(kind: str, vocab_size: int, seq_lengths: Sequence[int] = (5, 16, 33),
+                   batch_sizes: Sequence[int] = (1, 3, 8)) -> List[Dict[str, np.ndarray]]:
+  """Seeded inputs of a task kind at every batch size and length (the exports' checks)."""
+  from albert.export import serving  # pylint: disable=g-import-not-at-top
+  return [serving.sample_features(kind, vocab_size, batch_size=b, seq_length=s, seed=i)
+          for i, (b, s) in enumerate((b, s) for b in batch_sizes for s in seq_lengths)]
+
+
 def check_batches(reference: "runtime.SavedModelRunner") -> List[Dict[str, np.ndarray]]:
   """What every artifact is checked on: seeded rows at batch 1, 3, 8 and lengths 5, 16, 33
   (cut to max_seq_length), and the classifiers' CHECK_TEXTS features."""
   from albert.export import serving  # pylint: disable=g-import-not-at-top
   max_length = int(reference.info.get("max_seq_length") or 33)
   lengths = sorted({min(n, max_length) for n in (5, 16, 33)})
-  batches = runtime.sample_batches(reference.kind, reference.vocab_size, lengths)
+  batches = sample_batches(reference.kind, reference.vocab_size, lengths)
   spm_model = spm_file(reference.path)
   if reference.info.get("labels") is not None and spm_model:
     spec = serving.ClassifierSpec.from_info(reference.info, spm_model, max_length)

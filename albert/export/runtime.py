@@ -293,14 +293,6 @@ def compare(got: Outputs, want: Outputs, tolerance: float, what: str) -> Dict[st
   return diffs
 
 
-def sample_batches(kind: str, vocab_size: int, seq_lengths: Sequence[int] = (5, 16, 33),
-                   batch_sizes: Sequence[int] = (1, 3, 8)) -> List[Dict[str, np.ndarray]]:
-  """Seeded inputs of a task kind at every batch size and length (the exports' checks)."""
-  from albert.export import serving  # pylint: disable=g-import-not-at-top
-  return [serving.sample_features(kind, vocab_size, batch_size=b, seq_length=s, seed=i)
-          for i, (b, s) in enumerate((b, s) for b in batch_sizes for s in seq_lengths)]
-
-
 def same_predictions(got: Outputs, want: Outputs) -> float:
   """The fraction of rows whose `predictions` agree (1.0 without such an output)."""
   if "predictions" not in want:
