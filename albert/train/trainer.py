@@ -50,8 +50,9 @@ import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint, files, optimization
+from albert.modeling import AlbertBackbone
 from albert.train import distribute
-from albert.errors import Interrupted, TrainingError
+from albert.errors import FlagError, Interrupted, TrainingError
 from albert.train.evaluator import Evaluator
 from albert.train.loop import NamedInputErrors, StopRequest, make_train_loop, model_inputs
 from albert.train.resume import ResumeState
@@ -106,6 +107,10 @@ class TrainerConfig:
   mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
   seed: int = 12345
   clip_norm: float = 1.0
+  # One optimizer step = this many micro-batches of train_batch_size / N (global), their
+  # gradients added up, then clipped and applied once: the step of one batch of the full size.
+  gradient_accumulation_steps: int = 1
+  recompute_grad: bool = False  # recompute each transformer layer in the backward pass
   steps_flag: str = "num_train_steps"  # the flag num_train_steps came from (run_race: train_step)
 
   def validate(self) -> None:
@@ -120,6 +125,14 @@ class TrainerConfig:
       raise TrainingError(f"--{self.steps_flag} must not be negative, got {self.num_train_steps}")
     if self.num_train_epochs is not None and not self.num_train_epochs > 0:
       raise TrainingError(f"--num_train_epochs must be positive, got {self.num_train_epochs}")
+    if self.gradient_accumulation_steps < 1:
+      raise FlagError(f"--gradient_accumulation_steps must be at least 1, got "
+                      f"{self.gradient_accumulation_steps}")
+    if self.train_batch_size % self.gradient_accumulation_steps:
+      raise FlagError(f"--train_batch_size={self.train_batch_size} is not divisible by "
+                      f"--gradient_accumulation_steps={self.gradient_accumulation_steps} (the "
+                      "batch size is the global batch of one optimizer step, split into that "
+                      "many micro-batches)")
     if self.mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
       raise TrainingError(f"--mixed_precision must be float32, mixed_float16 or mixed_bfloat16, "
                           f"got {self.mixed_precision!r}")
@@ -188,6 +201,11 @@ class Trainer:
       if size % self.replicas:
         raise TrainingError(f"--{name}={size} is not divisible by the {self.replicas} replicas "
                             "of the distribution strategy (the batch size is global)")
+    accumulation = c.gradient_accumulation_steps
+    if (c.train_batch_size // self.replicas) % accumulation:
+      raise FlagError(f"--train_batch_size={c.train_batch_size} over {self.replicas} replicas "
+                      f"is {c.train_batch_size // self.replicas} per replica, not divisible by "
+                      f"--gradient_accumulation_steps={accumulation}")
     if self.task.eval_streams and do_eval and not c.max_eval_steps:
       raise TrainingError(f"task {self.task.name} evaluates on an endless input: set "
                           "--max_eval_steps")
@@ -267,6 +285,13 @@ class Trainer:
       self.optimizer = optimizer
       self.optimizer.build(self.model.trainable_variables)
       self.train_metrics = self.task.build_metrics()
+    if c.recompute_grad:
+      backbones = [m for m in self.model.submodules if isinstance(m, AlbertBackbone)]
+      if not backbones:
+        raise FlagError(f"--recompute_grad: the model of task {self.task.name} has no ALBERT "
+                        "encoder of this package to recompute (a TF-Hub encoder cannot be)")
+      for backbone in backbones:
+        backbone.recompute_grad = True
     self.evaluator = Evaluator(self.task, c, self.strategy, self.run_dir, self.model,
                                self.optimizer.iterations, chief=self.chief, log=self.log,
                                claim=self._claim)
@@ -282,7 +307,8 @@ class Trainer:
     return make_train_loop(
         self.strategy, lambda features: model(model_inputs(model, features), training=True),
         lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
-        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
+        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla,
+        accumulation_steps=self.config.gradient_accumulation_steps)
 
   # -------------------------------------------------------------------- evaluate, predict
   def evaluate(self, split: str = "eval") -> Dict[str, float]:
@@ -350,7 +376,11 @@ class Trainer:
                                       ("predict", do_predict)) if wanted])
     self.log(f"Strategy: {type(self.strategy).__name__}, {self.replicas} replica(s); global "
              f"batch {c.train_batch_size} (train), {c.eval_batch_size} (eval); "
-             f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}")
+             f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}"
+             + (f"; each step accumulates {c.gradient_accumulation_steps} micro-batches of "
+                f"{c.train_batch_size // c.gradient_accumulation_steps}"
+                if c.gradient_accumulation_steps > 1 else "")
+             + ("; recomputing each layer in the backward pass" if c.recompute_grad else ""))
     self.build()
     results: Dict[str, float] = {}
     if do_train:
@@ -469,7 +499,10 @@ class Trainer:
     tokens_per_second = float(out["tokens"].numpy()) / seconds
     eta = _format_duration((self.num_train_steps - step) * seconds / steps)
     shown = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
-    self.log(f"step {step}/{self.num_train_steps} | {shown} | lr {lr:.3g} | grad_norm "
+    n = self.config.gradient_accumulation_steps
+    micro = (f" | micro-batch {step * n}/{self.num_train_steps * n} ({n} per step)"
+             if n > 1 else "")
+    self.log(f"step {step}/{self.num_train_steps}{micro} | {shown} | lr {lr:.3g} | grad_norm "
              f"{norm:.3g} | {examples_per_second:.1f} examples/s | ETA {eta}")
     if not self.chief:
       return
