@@ -107,27 +107,23 @@ def make_train_loop(strategy: tf.distribute.Strategy,
     if accumulation_steps == 1:
       loss, grads = micro_step(features, totals, first_row)
     else:
+      # The micro-batches one after the other (each waits for the sums of the one before, so
+      # that only one micro-batch's activations are alive at a time), unrolled: N copies of the
+      # step in the graph.
       micro = rows // accumulation_steps
-      none = []  # variables the loss does not reach (found when the loop body is traced)
-
-      def body(i, loss, accumulated):
-        start = i * micro
-        with tf.control_dependencies(accumulated):  # one micro-batch at a time
-          part = {k: v[start:start + micro] for k, v in features.items()}
-        part_loss, grads = micro_step(part, totals, first_row + tf.cast(start, tf.int64))
-        none[:] = [g is None for g in grads]
-        grads = [tf.convert_to_tensor(g) for g in grads if g is not None]
-        if loss_scaled:  # unscaled before they are added up (the scale may differ per step)
-          grads = optimizer.get_unscaled_gradients(grads)
-        grads = [None if missing else grads.pop(0) for missing in none]
-        return (i + 1, loss + part_loss,
-                [a + g if g is not None else a for a, g in zip(accumulated, grads)])
-
-      zeros = [tf.zeros(v.shape, v.dtype) for v in trainable]
-      _, loss, grads = tf.while_loop(
-          lambda i, *_: i < accumulation_steps, body, (tf.constant(0), tf.constant(0.0), zeros),
-          parallel_iterations=1)
-      grads = [None if missing else g for g, missing in zip(grads, none)]
+      loss, grads = tf.constant(0.0), None
+      for i in range(accumulation_steps):
+        with tf.control_dependencies([g for g in grads or [] if g is not None]):
+          part = {k: tf.identity(v[i * micro:(i + 1) * micro]) for k, v in features.items()}
+        part_loss, part_grads = micro_step(part, totals,
+                                           first_row + tf.cast(i * micro, tf.int64))
+        part_grads = [tf.convert_to_tensor(g) if g is not None else None for g in part_grads]
+        if loss_scaled:  # unscaled before they are added up
+          kept = optimizer.get_unscaled_gradients([g for g in part_grads if g is not None])
+          part_grads = [kept.pop(0) if g is not None else None for g in part_grads]
+        loss += part_loss
+        grads = part_grads if grads is None else [
+            a + g if g is not None else a for a, g in zip(grads, part_grads)]
     # Variables the loss does not reach (SQuAD never uses the pooler) get no update at all, as
     # in the original (a zero gradient would still let weight decay shrink them).
     used = [(g, v) for g, v in zip(grads, trainable) if g is not None]
