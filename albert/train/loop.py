@@ -3,9 +3,10 @@
 * `model_inputs(model, features)`: the features a model takes, out of a batch.
 * `make_train_loop(...)`: the compiled host loop of training, usable around any model and
   optimizer (the Trainer's; the pretraining benchmark runs tf-models-official's model through it).
-  Each step on every replica: forward, loss / replicas, gradients summed over replicas (dense:
-  the norm is that of the true gradient on every device), clipped to a global norm, applied; the
-  task's metrics updated; examples and real tokens counted from the batches actually seen.
+  Each optimizer step on every replica: forward (over each micro-batch in turn), the loss
+  normalised by the global batch's weights, gradients summed over micro-batches and replicas
+  (dense: the norm is that of the true gradient on every device), clipped to a global norm,
+  applied; the task's metrics updated; examples and real tokens counted from the batches seen.
 * `StopRequest`: Ctrl-C and SIGTERM. While a loop runs (training, evaluation, prediction), the
   first one only asks the run to stop after the current host loop or batch (so that the state
   can be saved, and nothing half-done is written); a second one stops at once; elsewhere in a
@@ -58,7 +59,10 @@ def make_train_loop(strategy: tf.distribute.Strategy,
   micro-batches; for each in turn, `forward(micro-batch)` (training mode) -> the task's loss,
   normalised by the global batch's weight sums (`Task.loss_weights`: the MLM loss by every
   replica's and micro-batch's real masked positions, a mean over rows by all the rows), scaled
-  when `optimizer` is a LossScaleOptimizer -> gradients of `variables()`, added up; then the
+  when `optimizer` is a LossScaleOptimizer -> gradients of `variables()`, added up (the
+  micro-batches are unrolled in the graph, each waiting for the sums of the one before: a
+  tf.while_loop would keep one copy, but its runs differed in the last bits between
+  processes, which breaks the exact resume); then the
   sums are summed over replicas -> clipped to global norm `clip_norm` once -> applied once. So
   any number of micro-batches and replicas computes the loss, gradient and update of one batch
   of the global size on one device. Dropout masks depend on the step and each example's
