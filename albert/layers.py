@@ -28,8 +28,11 @@ V vocabulary, T token types, P positions.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import random
+import threading
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -41,12 +44,103 @@ MASK_ADDER = -10000.0
 
 # ------------------------------------------------------------------------------- dropout
 # Keras' `Dropout` draws from random ops whose state lives outside every checkpoint: a run that
-# is killed and resumed would draw other masks than an uninterrupted one. Here each layer owns a
-# seeded `tf.random.Generator` (its state is a variable tracked by `tf.train.Checkpoint`, but not
-# one of the layer's `weights`, so TF1-name checkpoints are unchanged). The seed comes from
-# Python's `random` at construction, which `tf_keras.utils.set_random_seed` seeds: building the
-# same model after the same seed gives the same masks. It works under tf.distribute (each
-# replica draws its own stream) and XLA.
+# is killed and resumed would draw other masks than an uninterrupted one. Here each layer has a
+# seed (from Python's `random` at construction, which `tf_keras.utils.set_random_seed` seeds:
+# building the same model after the same seed gives the same seeds), and two ways to draw:
+#
+# * inside the Trainer's step (`dropout_context(step, first_row, rows)`): the keep mask of an
+#   example is a hash of (layer seed, layer application, step, the example's position in the
+#   global batch, the element's position in the example), nothing else. So a resumed run draws
+#   the masks of an uninterrupted one, gradient accumulation on or off and any replica count
+#   draw the same masks for the same example, and a recomputed forward pass (--recompute_grad)
+#   draws the masks of the first one. A layer object applied several times (ALBERT's shared
+#   block) is told which application it is by `dropout_salt(i)`.
+# * elsewhere (a model called in a user's own loop, an exported encoder with training=True):
+#   a seeded `tf.random.Generator` per layer, whose state is a variable tracked by
+#   `tf.train.Checkpoint` (not one of the layer's `weights`: TF1-name checkpoints are unchanged).
+_DROPOUT = threading.local()
+
+
+@dataclasses.dataclass(frozen=True)
+class _DropoutContext:
+  step: tf.Tensor  # int64 scalar: the optimizer step being computed
+  first_row: tf.Tensor  # int64 scalar: position in the global batch of the batch's first row
+  rows: tf.Tensor  # int32 scalar: the batch's rows (an activation [B*S,H] is viewed as [B,S*H])
+  salt: int = 0  # which application of a shared layer
+
+
+def _dropout_context() -> Optional[_DropoutContext]:
+  return getattr(_DROPOUT, "context", None)
+
+
+@contextlib.contextmanager
+def _use_dropout_context(context: Optional[_DropoutContext]):
+  previous = _dropout_context()
+  _DROPOUT.context = context
+  try:
+    yield
+  finally:
+    _DROPOUT.context = previous
+
+
+def dropout_context(step, first_row, rows):
+  """`with dropout_context(step, first_row, rows):` the masks SeededDropout draws in this thread
+  depend only on (layer seed, application, `step`, example position = `first_row` + row)."""
+  return _use_dropout_context(_DropoutContext(tf.cast(step, tf.int64),
+                                              tf.cast(first_row, tf.int64),
+                                              tf.cast(rows, tf.int32)))
+
+
+def dropout_salt(salt: int):
+  """`with dropout_salt(i):` the i-th application of shared layers (no-op outside a context)."""
+  context = _dropout_context()
+  return _use_dropout_context(context and dataclasses.replace(context, salt=int(salt)))
+
+
+def keep_dropout_context(fn: Callable) -> Callable:
+  """`fn` run in the dropout context current now, wherever it is called later (the forward pass
+  that tf.recompute_grad runs again inside the gradient draws the first pass's masks)."""
+  context = _dropout_context()
+
+  def in_context(*args, **kwargs):
+    with _use_dropout_context(context):
+      return fn(*args, **kwargs)
+  return in_context
+
+
+def _mix32(x: tf.Tensor) -> tf.Tensor:
+  """A 32-bit integer hash (Wellons' lowbias32), elementwise on uint32."""
+  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+  x = x * tf.constant(0x7FEB352D, tf.uint32)
+  x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(15, tf.uint32)))
+  x = x * tf.constant(0x846CA68B, tf.uint32)
+  return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+
+
+def _u32(value: tf.Tensor) -> tf.Tensor:
+  """The low 32 bits of an int64 tensor, as uint32."""
+  return tf.cast(tf.bitwise.bitwise_and(value, 0xFFFFFFFF), tf.uint32)
+
+
+def hashed_keep_mask(shape: tf.Tensor, rate: float, seed: int, context: _DropoutContext
+                     ) -> tf.Tensor:
+  """The keep mask (bool, `shape`) of a SeededDropout inside a dropout context: each element
+  kept with probability 1 - rate, from a hash of (seed, salt, step, example, element)."""
+  xor = tf.bitwise.bitwise_xor
+  rows = context.rows
+  per_row = tf.math.reduce_prod(tf.cast(shape, tf.int32)) // tf.maximum(rows, 1)
+  key = _mix32(xor(tf.constant(seed & 0xFFFFFFFF, tf.uint32),
+                   _mix32(tf.constant((context.salt * 0x9E3779B1) & 0xFFFFFFFF, tf.uint32))))
+  key = _mix32(xor(xor(key, _mix32(_u32(context.step))),
+                   _u32(tf.bitwise.right_shift(context.step, 32))))
+  example = context.first_row + tf.range(tf.cast(rows, tf.int64), dtype=tf.int64)  # [B]
+  row_key = _mix32(_mix32(xor(_u32(example), key)) + key)[:, None]  # [B,1]
+  element = tf.cast(tf.range(per_row, dtype=tf.int32), tf.uint32)[None, :]  # [1,P]
+  bits = _mix32(_mix32(xor(element, row_key)) + row_key)  # [B,P]
+  threshold = min(int(round(rate * 2.0**32)), 2**32 - 1)
+  return tf.reshape(bits >= tf.constant(threshold, tf.uint32), shape)
+
+
 class SeededDropout(tf_keras.layers.Layer):
   """Inverted dropout with probability `rate` of dropping, active only when `training` is true.
 
@@ -72,7 +166,11 @@ class SeededDropout(tf_keras.layers.Layer):
   def call(self, x, training=None):
     if not training or self.rate == 0:
       return x
-    keep = self.generator.uniform(tf.shape(x), dtype=tf.float32) >= self.rate
+    context = _dropout_context()
+    if context is not None:
+      keep = hashed_keep_mask(tf.shape(x), self.rate, self.seed, context)
+    else:
+      keep = self.generator.uniform(tf.shape(x), dtype=tf.float32) >= self.rate
     return tf.where(keep, x / tf.cast(1.0 - self.rate, x.dtype), tf.zeros_like(x))
 
   def get_config(self):

@@ -30,9 +30,19 @@ def masked_lm_loss(logits: tf.Tensor, label_ids: tf.Tensor,
   one_hot = tf.one_hot(label_ids, depth=vocab_size, dtype=tf.float32)
   per_example_loss = -tf.reduce_sum(log_probs * one_hot, axis=-1)  # [B*P]
   numerator = tf.reduce_sum(label_weights * per_example_loss)
-  denominator = tf.reduce_sum(label_weights) + 1e-5
+  denominator = masked_lm_denominator(tf.reduce_sum(label_weights))
   return {"loss": numerator / denominator, "per_example_loss": per_example_loss,
           "log_probs": log_probs}
+
+
+def masked_lm_denominator(weight_sum: tf.Tensor) -> tf.Tensor:
+  """What the MLM loss divides its weighted sum by: sum(w) + 1e-5, the original's."""
+  return weight_sum + 1e-5
+
+
+def weighted_mean_denominator(weight_sum: tf.Tensor) -> tf.Tensor:
+  """What `weighted_mean` divides its weighted sum by: max(sum(w), 1)."""
+  return tf.maximum(weight_sum, 1.0)
 
 
 def sentence_order_loss(logits: tf.Tensor, labels: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -53,7 +63,7 @@ def weighted_mean(per_example_loss: tf.Tensor, weights: Optional[tf.Tensor] = No
     return tf.reduce_mean(per_example_loss)
   weights = tf.reshape(tf.cast(weights, tf.float32), [-1])
   return (tf.reduce_sum(weights * per_example_loss)
-          / tf.maximum(tf.reduce_sum(weights), 1.0))
+          / weighted_mean_denominator(tf.reduce_sum(weights)))
 
 
 def _cross_entropy(log_probs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

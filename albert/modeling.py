@@ -91,6 +91,9 @@ class AlbertBackbone(tf_keras.layers.Layer):
               c.hidden_dropout_prob, name=f"inner_group_{i}")
     self.pooler_dense = layers.dense(c.hidden_size, "dense", c.initializer_range,
                                      activation=tf.tanh)
+    # --recompute_grad (set by the Trainer): in training, each layer's activations are
+    # recomputed in the backward pass (tf.recompute_grad) instead of kept; same gradients.
+    self.recompute_grad = False
 
   def call(self, inputs, training=None, return_attention_probs=None):
     c = self.config
@@ -100,6 +103,10 @@ class AlbertBackbone(tf_keras.layers.Layer):
     adder = layers.attention_mask_adder(features["input_mask"])  # [B,1,1,S]
 
     word_output, embedding_output = self.embeddings(input_ids, segment_ids, training=training)
+    if return_attention_probs is None:
+      return_attention_probs = self.return_attention_probs
+    # Only where it saves memory: a training pass whose attention probabilities are not kept.
+    recompute = self.recompute_grad and training is True and not return_attention_probs
 
     all_layers, all_probs = [], []
     with layers.name_scope("encoder"):
@@ -111,10 +118,13 @@ class AlbertBackbone(tf_keras.layers.Layer):
         for layer_index in range(c.num_hidden_layers):
           ag, fg = c.attention_group(layer_index), c.ffn_group(layer_index)
           for i in range(c.inner_group_num):
-            with layers.name_scope(f"group_{ag}"):
-              x, probs = self.attention_sublayers[f"{ag}/{i}"](x, adder, training=training)
-            with layers.name_scope(f"group_{fg}"):
-              x = self.ffn_sublayers[f"{fg}/{i}"](x, training=training)
+            block = self._block(ag, fg, i, adder, training,
+                                salt=1 + layer_index * c.inner_group_num + i)
+            if recompute:
+              x = tf.recompute_grad(layers.keep_dropout_context(_output_of(block)))(x)
+              probs = None
+            else:
+              x, probs = block(x)
             all_layers.append(x)
             all_probs.append(probs)
     # The residual stream is float32 (see albert.layers); outputs are in the compute dtype.
@@ -131,9 +141,21 @@ class AlbertBackbone(tf_keras.layers.Layer):
         "sequence_output": sequence_output,
         "pooled_output": pooled_output,
     }
-    if self.return_attention_probs if return_attention_probs is None else return_attention_probs:
+    if return_attention_probs:
       outputs["attention_probs"] = all_probs
     return outputs
+
+  def _block(self, ag: int, fg: int, i: int, adder: tf.Tensor, training, salt: int):
+    """One application of inner group `i` (attention sublayer of group `ag`, feed-forward of
+    `fg`): `block(x) -> (x, attention_probs)`; its dropout draws as application `salt`."""
+    def block(x):
+      with layers.dropout_salt(salt):
+        with layers.name_scope(f"group_{ag}"):
+          x, probs = self.attention_sublayers[f"{ag}/{i}"](x, adder, training=training)
+        with layers.name_scope(f"group_{fg}"):
+          x = self.ffn_sublayers[f"{fg}/{i}"](x, training=training)
+      return x, probs
+    return block
 
   def get_embedding_table(self) -> tf.Variable:
     """The word embedding table [V,E] (`bert/embeddings/word_embeddings`)."""
@@ -142,6 +164,11 @@ class AlbertBackbone(tf_keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "config": self.config.to_dict(),
             "return_attention_probs": self.return_attention_probs}
+
+
+def _output_of(block):
+  """`block` without its attention probabilities (what a recomputed layer returns)."""
+  return lambda x: block(x)[0]
 
 
 def build_backbone(config: AlbertConfig, seq_length: int = 2, **kwargs) -> AlbertBackbone:

@@ -89,12 +89,23 @@ def define_distribution_flags() -> None:
 
 
 def define_tf2_flags() -> None:
-  """TF2 additions to how the steps compute: mixed_precision, enable_xla, seed."""
+  """TF2 additions to how the steps compute: mixed_precision, enable_xla, seed,
+  gradient_accumulation_steps, recompute_grad."""
   _define("enum", "mixed_precision", "float32",
           "Compute dtype policy: float32, mixed_float16 (with loss scaling) or mixed_bfloat16.",
           enum_values=["float32", "mixed_float16", "mixed_bfloat16"])
   _define("bool", "enable_xla", False, "Compile the train and eval steps with XLA.")
   _define("integer", "seed", 12345, "Random seed of every random choice of the run.")
+  _define("integer", "gradient_accumulation_steps", 1,
+          "Split each optimizer step's global batch (--train_batch_size, which must be "
+          "divisible by it, per replica too) into this many micro-batches, run one after the "
+          "other; their gradients are added up, clipped and applied once: the same step as "
+          "one batch of the full size, in the memory of a micro-batch. Steps, warmup and "
+          "checkpoints count optimizer steps.")
+  _define("bool", "recompute_grad", False,
+          "Recompute each transformer layer's activations in the backward pass instead of "
+          "keeping them (tf.recompute_grad): less memory, about one more forward pass of time; "
+          "the same gradients.")
 
 
 def define_finetune_flags() -> None:
@@ -193,6 +204,8 @@ class Tf2Flags:
   mixed_precision: str
   enable_xla: bool
   seed: int
+  gradient_accumulation_steps: int
+  recompute_grad: bool
 
 
 @dataclasses.dataclass(frozen=True)

@@ -361,7 +361,8 @@ def finetune_run(
     num_train_epochs: Optional[float] = None, steps_flag: str = "num_train_steps",
     save_checkpoints_steps: int = 1000, keep_checkpoint_max: int = 5,
     iterations_per_loop: int = 1000, enable_xla: bool = False, mixed_precision: str = "float32",
-    seed: int = 12345, optimizer: str = "adamw", learning_rate: float = 5e-5,
+    seed: int = 12345, gradient_accumulation_steps: int = 1, recompute_grad: bool = False,
+    optimizer: str = "adamw", learning_rate: float = 5e-5,
     num_warmup_steps: int = 0, warmup_proportion: Optional[float] = None) -> FinetuneRun:
   """The FinetuneConfig, TrainerConfig and OptimizerConfig of a fine-tuning run.
 
@@ -385,7 +386,8 @@ def finetune_run(
     num_train_steps, num_train_epochs: the run's length (steps, or epochs resolved by the
       Trainer); `steps_flag` is the flag the steps came from (named in errors).
     save_checkpoints_steps, keep_checkpoint_max, iterations_per_loop, enable_xla,
-      mixed_precision, seed: as the TrainerConfig fields of the same names.
+      mixed_precision, seed, gradient_accumulation_steps, recompute_grad: as the
+      TrainerConfig fields of the same names.
     optimizer, learning_rate, num_warmup_steps, warmup_proportion: the OptimizerConfig.
 
   Example (the tiny model with the 30k-piece vocabulary, the 20-row GLUE files of the tests):
@@ -427,7 +429,8 @@ def finetune_run(
       keep_checkpoint_max=keep_checkpoint_max, iterations_per_loop=iterations_per_loop,
       max_eval_steps=None, init_checkpoint=init_checkpoint,
       albert_config_file=albert_config_file, enable_xla=enable_xla,
-      mixed_precision=mixed_precision, seed=seed, steps_flag=steps_flag)
+      mixed_precision=mixed_precision, seed=seed, steps_flag=steps_flag,
+      gradient_accumulation_steps=gradient_accumulation_steps, recompute_grad=recompute_grad)
   optimizer_config = OptimizerConfig(optimizer=optimizer, learning_rate=learning_rate,
                                      num_warmup_steps=num_warmup_steps,
                                      warmup_proportion=warmup_proportion)

@@ -169,10 +169,21 @@ class PretrainingTask(Task):
                                 features["masked_lm_weights"])
     sop = losses.sentence_order_loss(outputs["sop_logits"], features["next_sentence_labels"])
     loss = mlm["loss"] + sop["loss"]
-    return loss, {"loss": loss, "mlm_log_probs": mlm["log_probs"],
+    return loss, {"loss": loss, "mlm_loss": mlm["loss"], "mlm_log_probs": mlm["log_probs"],
                   "mlm_per_example_loss": mlm["per_example_loss"],
                   "sop_log_probs": sop["log_probs"],
                   "sop_per_example_loss": sop["per_example_loss"]}
+
+  def loss_weights(self, features):
+    """MLM: a mean over the real masked positions; SOP: a mean over the rows."""
+    masked = tf.reduce_sum(tf.cast(features["masked_lm_weights"], tf.float32))
+    rows = tf.cast(tf.shape(features["next_sentence_labels"])[0], tf.float32)
+    return {"masked_lm": (masked, losses.masked_lm_denominator),
+            "sentence_order": (rows, lambda total: total)}
+
+  def loss_terms(self, loss, aux):
+    # SOP as the rest of the loss: the terms add up to the loss whatever a subclass adds to it.
+    return {"masked_lm": aux["mlm_loss"], "sentence_order": loss - aux["mlm_loss"]}
 
   def build_metrics(self) -> Dict[str, tf_keras.metrics.Metric]:
     return {"loss": tf_keras.metrics.Mean("loss"),

@@ -3,9 +3,10 @@
 * `model_inputs(model, features)`: the features a model takes, out of a batch.
 * `make_train_loop(...)`: the compiled host loop of training, usable around any model and
   optimizer (the Trainer's; the pretraining benchmark runs tf-models-official's model through it).
-  Each step on every replica: forward, loss / replicas, gradients summed over replicas (dense:
-  the norm is that of the true gradient on every device), clipped to a global norm, applied; the
-  task's metrics updated; examples and real tokens counted from the batches actually seen.
+  Each optimizer step on every replica: forward (over each micro-batch in turn), the loss
+  normalised by the global batch's weights, gradients summed over micro-batches and replicas
+  (dense: the norm is that of the true gradient on every device), clipped to a global norm,
+  applied; the task's metrics updated; examples and real tokens counted from the batches seen.
 * `StopRequest`: Ctrl-C and SIGTERM. While a loop runs (training, evaluation, prediction), the
   first one only asks the run to stop after the current host loop or batch (so that the state
   can be saved, and nothing half-done is written); a second one stops at once; elsewhere in a
@@ -24,7 +25,7 @@ from typing import Callable, Dict, List, Optional
 import tensorflow as tf
 import tf_keras
 
-from albert import optimization
+from albert import layers, optimization
 from albert.errors import InputError
 from albert.train.input_pipeline import INPUT_CHECK_MARK, corrupted_records_error
 from albert.train.task import Task
@@ -51,47 +52,98 @@ def make_train_loop(strategy: tf.distribute.Strategy,
                     forward: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
                     variables: Callable[[], List[tf.Variable]], optimizer, task: Task,
                     metrics, *, clip_norm: float = 1.0, enable_xla: bool = False,
-                    dense_gradients: bool = True):
+                    dense_gradients: bool = True, accumulation_steps: int = 1):
   """The compiled host loop of training: `train_loop(iterator, steps) -> dict`.
 
-  Each step, on every replica: `forward(features)` (training mode) -> the task's loss /
-  replicas (scaled when `optimizer` is a LossScaleOptimizer) -> gradients of `variables()` ->
-  summed over replicas -> clipped to global norm `clip_norm` -> applied; then the task's
-  metrics are updated. `dense_gradients` (the Trainer's choice) turns the IndexedSlices of
+  Each optimizer step, on every replica: the replica's batch is cut into `accumulation_steps`
+  micro-batches; for each in turn, `forward(micro-batch)` (training mode) -> the task's loss,
+  normalised by the global batch's weight sums (`Task.loss_weights`: the MLM loss by every
+  replica's and micro-batch's real masked positions, a mean over rows by all the rows), scaled
+  when `optimizer` is a LossScaleOptimizer -> gradients of `variables()`, added up (the
+  micro-batches are unrolled in the graph, each waiting for the sums of the one before: a
+  tf.while_loop would keep one copy, but its runs differed in the last bits between
+  processes, which breaks the exact resume); then the
+  sums are summed over replicas -> clipped to global norm `clip_norm` once -> applied once. So
+  any number of micro-batches and replicas computes the loss, gradient and update of one batch
+  of the global size on one device. Dropout masks depend on the step and each example's
+  position in the global batch (`albert.layers.dropout_context`). The task's metrics are
+  updated per micro-batch. `dense_gradients` (the Trainer's choice) turns the IndexedSlices of
   embedding lookups into dense tensors and sums them with one explicit all-reduce; False leaves
   them sparse and lets `apply_gradients` aggregate them, as tf-models-official's trainer does
-  (the pretraining benchmark runs its peer through this loop that way). `enable_xla` compiles
-  the replica step with XLA. Returns `loss` and `norm` (replica means of the last step),
+  (the pretraining benchmark runs its peer through this loop that way; accumulated gradients
+  are always dense). `enable_xla` compiles the replica step with XLA. Returns `loss` (the
+  global batch's, of the last step) and `norm` (of its summed gradient, before clipping),
   `bad_step` (the step whose loss, or without loss scaling gradient norm, was not finite; -1
   when none was; the loop stops there), and `examples` / `tokens` seen (all replicas).
   """
-  replicas = strategy.num_replicas_in_sync
+  if accumulation_steps < 1:
+    raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
   loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
 
+  def micro_step(features, totals, first_row):
+    """(loss part, gradients of `variables()` or None) of one micro-batch."""
+    rows = tf.shape(next(iter(features.values())))[0]
+    with layers.dropout_context(optimizer.iterations, first_row, rows):
+      with tf.GradientTape() as tape:
+        loss, aux = task.compute_loss(features, forward(features))
+        terms = task.loss_terms(loss, aux)
+        weights = task.loss_weights(features)
+        if sorted(terms) != sorted(weights):
+          raise ValueError(f"task {task.name}: loss_terms {sorted(terms)} and loss_weights "
+                           f"{sorted(weights)} name different terms")
+        part = tf.add_n([terms[name] * (denominator(weight) / denominator(totals[name]))
+                         for name, (weight, denominator) in sorted(weights.items())])
+        scaled = optimizer.get_scaled_loss(part) if loss_scaled else part
+      grads = tape.gradient(scaled, variables())
+    task.update_metrics(metrics, features, aux)
+    return part, grads
+
   def replica_step(features):
-    with tf.GradientTape() as tape:
-      loss, aux = task.compute_loss(features, forward(features))
-      scaled = loss / replicas
-      if loss_scaled:
-        scaled = optimizer.get_scaled_loss(scaled)
+    context = tf.distribute.get_replica_context()
+    rows = tf.shape(next(iter(features.values())))[0]  # this replica's share of the batch
+    first_row = tf.cast(context.replica_id_in_sync_group, tf.int64) * tf.cast(rows, tf.int64)
+    weights = task.loss_weights(features)
+    names = sorted(weights)
+    sums = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                              tf.stack([tf.cast(weights[n][0], tf.float32) for n in names]))
+    totals = {name: sums[i] for i, name in enumerate(names)}
     trainable = variables()
-    grads = tape.gradient(scaled, trainable)
+    if accumulation_steps == 1:
+      loss, grads = micro_step(features, totals, first_row)
+    else:
+      # The micro-batches one after the other (each waits for the sums of the one before, so
+      # that only one micro-batch's activations are alive at a time), unrolled: N copies of the
+      # step in the graph.
+      micro = rows // accumulation_steps
+      loss, grads = tf.constant(0.0), None
+      for i in range(accumulation_steps):
+        with tf.control_dependencies([g for g in grads or [] if g is not None]):
+          part = {k: tf.identity(v[i * micro:(i + 1) * micro]) for k, v in features.items()}
+        part_loss, part_grads = micro_step(part, totals,
+                                           first_row + tf.cast(i * micro, tf.int64))
+        part_grads = [tf.convert_to_tensor(g) if g is not None else None for g in part_grads]
+        if loss_scaled:  # unscaled before they are added up
+          kept = optimizer.get_unscaled_gradients([g for g in part_grads if g is not None])
+          part_grads = [kept.pop(0) if g is not None else None for g in part_grads]
+        loss += part_loss
+        grads = part_grads if grads is None else [
+            a + g if g is not None else a for a, g in zip(grads, part_grads)]
     # Variables the loss does not reach (SQuAD never uses the pooler) get no update at all, as
     # in the original (a zero gradient would still let weight decay shrink them).
     used = [(g, v) for g, v in zip(grads, trainable) if g is not None]
     grads, trainable = [g for g, _ in used], [v for _, v in used]
-    if dense_gradients:
+    dense = dense_gradients or accumulation_steps > 1
+    if dense:
       grads = [tf.convert_to_tensor(g) for g in grads]
-    if loss_scaled:
+    if loss_scaled and accumulation_steps == 1:
       grads = optimizer.get_unscaled_gradients(grads)
-    if dense_gradients:
-      grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    if dense:
+      grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     grads, norm = optimization.clip_gradients(grads, clip_norm)
-    if dense_gradients:  # summed above
+    if dense:  # summed above
       optimizer.apply_gradients(zip(grads, trainable), skip_gradients_aggregation=True)
     else:  # (a legacy OptimizerV2, such as tf-models' LAMB, has no such argument)
       optimizer.apply_gradients(zip(grads, trainable))
-    task.update_metrics(metrics, features, aux)
     examples, tokens = count_batch(features)
     return loss, norm, examples, tokens
 
@@ -110,7 +162,7 @@ def make_train_loop(strategy: tf.distribute.Strategy,
     bad_step = tf.constant(-1, tf.int64)
     for _ in tf.range(steps):
       per_replica = strategy.run(replica_step, args=(next(iterator),))
-      loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[0], axis=None)
+      loss = total(per_replica[0])  # each replica's part of the global batch's loss
       norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[1], axis=None)
       examples += total(per_replica[2])
       tokens += total(per_replica[3])

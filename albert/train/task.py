@@ -255,6 +255,33 @@ class Task(abc.ABC):
                                         features.get("is_real_example"))
     return result["loss"], dict(result, logits=outputs["logits"])
 
+  def loss_weights(self, features: Dict[str, tf.Tensor]
+                   ) -> Dict[str, Tuple[tf.Tensor, Callable[[tf.Tensor], tf.Tensor]]]:
+    """How the training loss of a batch is normalised, so that the Trainer can normalise the
+    loss of a micro-batch (gradient accumulation) or of a replica by the global batch's.
+
+    Args:
+      features: a training batch (only its weights are read; no forward pass).
+
+    Returns:
+      `{term: (weight_sum, denominator)}` for the terms of `loss_terms`: the term is
+      `sum(w * l) / denominator(weight_sum)` over the batch, and weight sums add up over
+      batches. The default, for a loss that is a mean over the batch's rows (weighted by
+      `is_real_example` when present): `{"loss": (rows or sum(w), max(., 1))}`.
+    """
+    first = next(iter(features.values()))
+    weights = features.get(input_pipeline.IS_REAL)
+    total = (tf.reduce_sum(tf.cast(weights, tf.float32)) if weights is not None
+             else tf.cast(tf.shape(first)[0], tf.float32))
+    return {"loss": (total, losses.weighted_mean_denominator)}
+
+  def loss_terms(self, loss: tf.Tensor, aux: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """`compute_loss`'s loss as the sum of the terms `loss_weights` describes (best made so
+    that they add up to `loss` by construction: one term is the loss minus the others); the
+    default: one term, `{"loss": loss}`."""
+    del aux
+    return {"loss": loss}
+
   def build_metrics(self) -> Dict[str, tf_keras.metrics.Metric]:
     """Fresh streaming metrics (called inside the strategy's scope).
 

@@ -9,9 +9,13 @@
 - builds the task's model and the optimizer inside the strategy's scope;
 - resumes from `output_dir/train_state/` (`ResumeState`: a killed and resumed run ends with the
   weights of an uninterrupted one), or starts from `init_checkpoint` (TF1 names);
-- runs `iterations_per_loop` steps per compiled host loop (fewer where a checkpoint is due):
-  forward, loss / replicas, gradients summed over replicas, clipped to global norm
-  `clip_norm` (1.0, the original's), applied by LAMB or AdamW with the original's schedule;
+- runs `iterations_per_loop` optimizer steps per compiled host loop (fewer where a checkpoint
+  is due): forward, the loss normalised by the global batch's weights, gradients summed over
+  replicas (and over the `gradient_accumulation_steps` micro-batches of a step, run one after
+  the other), clipped to global norm `clip_norm` (1.0, the original's) once, applied once by
+  LAMB or AdamW with the original's schedule (steps, warmup, checkpoints and the resume state
+  count optimizer steps; a checkpoint never falls inside an accumulation); `recompute_grad`
+  recomputes each transformer layer in the backward pass;
 - every `save_checkpoints_steps`: the resume state (`keep_checkpoint_max` kept) and, beside
   it, a weights-only checkpoint in the original TF1 names, `output_dir/model.ckpt-N`; with
   `do_eval`, its `Evaluator` scores it, appends the results to `eval_results.txt` and keeps the
@@ -37,13 +41,13 @@ clipping, so the global norm is that of the true gradient on every device (the o
 on TPU, with one-hot embeddings; on CPU/GPU its sparse gradients counted each repeated token's
 slice separately in the norm).
 
-Beside it: `evaluator.py` (the Evaluator), `resume.py` (the resume state), `loop.py` (the compiled
-step loop, Ctrl-C and corrupted-input guards), `run_dir.py` (the files of output_dir).
+Beside it: `settings.py` (TrainerConfig, OptimizerConfig), `evaluator.py` (the Evaluator),
+`resume.py` (the resume state), `loop.py` (the compiled step loop, Ctrl-C and corrupted-input
+guards), `run_dir.py` (the files of output_dir).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Callable, Dict, Optional, Sequence
@@ -52,86 +56,15 @@ import tensorflow as tf
 import tf_keras
 
 from albert import checkpoint, files, optimization
+from albert.modeling import AlbertBackbone
 from albert.train import distribute
-from albert.errors import Interrupted, TrainingError
+from albert.errors import FlagError, Interrupted, TrainingError
 from albert.train.evaluator import Evaluator
 from albert.train.loop import NamedInputErrors, StopRequest, make_train_loop, model_inputs
 from albert.train.resume import ResumeState
 from albert.train.run_dir import TF1_PREFIX, RunDir
+from albert.train.settings import OptimizerConfig, TrainerConfig  # the Trainer's configs
 from albert.train.task import Task, print_line
-
-
-@dataclasses.dataclass
-class OptimizerConfig:
-  optimizer: str = "lamb"  # lamb | adamw
-  learning_rate: float = 0.00176
-  num_warmup_steps: int = 3125
-  start_warmup_step: int = 0
-  poly_power: float = 1.0
-  weight_decay_rate: float = 0.01
-  # Epoch-based runs (SQuAD): warmup = int(num_train_steps * warmup_proportion) when set.
-  warmup_proportion: Optional[float] = None
-
-  def validate(self) -> None:
-    if self.optimizer not in optimization.OPTIMIZERS:
-      raise TrainingError(f"--optimizer must be one of {', '.join(optimization.OPTIMIZERS)}, "
-                          f"got {self.optimizer!r}")
-    if not self.learning_rate > 0:
-      raise TrainingError(f"--learning_rate must be positive, got {self.learning_rate}")
-    for key in ("num_warmup_steps", "start_warmup_step"):
-      if getattr(self, key) < 0:
-        raise TrainingError(f"--{key} must not be negative, got {getattr(self, key)}")
-    if self.warmup_proportion is not None and not 0 <= self.warmup_proportion <= 1:
-      raise TrainingError(f"--warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
-
-
-@dataclasses.dataclass
-class TrainerConfig:
-  output_dir: str
-  train_batch_size: int = 4096  # global
-  eval_batch_size: int = 64  # global
-  predict_batch_size: Optional[int] = None  # global; None: eval_batch_size
-  num_train_steps: int = 125000
-  # Epoch-based runs: steps = int(task.num_train_examples() / train_batch_size * epochs).
-  num_train_epochs: Optional[float] = None
-  save_checkpoints_steps: int = 5000
-  keep_checkpoint_max: int = 5
-  iterations_per_loop: int = 1000
-  max_eval_steps: Optional[int] = 100  # a cap for tasks whose eval input streams
-  init_checkpoint: Optional[str] = None
-  init_from_group0: bool = False
-  # Where --do_predict alone reads its weights: None means model.ckpt-best of output_dir, else
-  # the latest model.ckpt-N, else init_checkpoint.
-  predict_checkpoint: Optional[str] = None
-  albert_config_file: Optional[str] = None  # the source of the task's config (for messages)
-  enable_xla: bool = False
-  mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
-  seed: int = 12345
-  clip_norm: float = 1.0
-  steps_flag: str = "num_train_steps"  # the flag num_train_steps came from (run_race: train_step)
-
-  def validate(self) -> None:
-    for key in ("train_batch_size", "eval_batch_size", "save_checkpoints_steps",
-                "keep_checkpoint_max", "iterations_per_loop"):
-      if getattr(self, key) <= 0:
-        raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
-    for key in ("predict_batch_size", "max_eval_steps"):
-      if getattr(self, key) is not None and getattr(self, key) <= 0:
-        raise TrainingError(f"--{key} must be positive, got {getattr(self, key)}")
-    if self.num_train_steps is not None and self.num_train_steps < 0:
-      raise TrainingError(f"--{self.steps_flag} must not be negative, got {self.num_train_steps}")
-    if self.num_train_epochs is not None and not self.num_train_epochs > 0:
-      raise TrainingError(f"--num_train_epochs must be positive, got {self.num_train_epochs}")
-    if self.mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
-      raise TrainingError(f"--mixed_precision must be float32, mixed_float16 or mixed_bfloat16, "
-                          f"got {self.mixed_precision!r}")
-    if not self.output_dir:
-      raise TrainingError("--output_dir is required")
-
-  @property
-  def predict_batch(self) -> int:
-    """The global batch of the predict split: predict_batch_size, else eval_batch_size."""
-    return self.predict_batch_size or self.eval_batch_size
 
 
 def _format_duration(seconds: float) -> str:
@@ -190,6 +123,11 @@ class Trainer:
       if size % self.replicas:
         raise TrainingError(f"--{name}={size} is not divisible by the {self.replicas} replicas "
                             "of the distribution strategy (the batch size is global)")
+    accumulation = c.gradient_accumulation_steps
+    if (c.train_batch_size // self.replicas) % accumulation:
+      raise FlagError(f"--train_batch_size={c.train_batch_size} over {self.replicas} replicas "
+                      f"is {c.train_batch_size // self.replicas} per replica, not divisible by "
+                      f"--gradient_accumulation_steps={accumulation}")
     if self.task.eval_streams and do_eval and not c.max_eval_steps:
       raise TrainingError(f"task {self.task.name} evaluates on an endless input: set "
                           "--max_eval_steps")
@@ -269,6 +207,13 @@ class Trainer:
       self.optimizer = optimizer
       self.optimizer.build(self.model.trainable_variables)
       self.train_metrics = self.task.build_metrics()
+    if c.recompute_grad:
+      backbones = [m for m in self.model.submodules if isinstance(m, AlbertBackbone)]
+      if not backbones:
+        raise FlagError(f"--recompute_grad: the model of task {self.task.name} has no ALBERT "
+                        "encoder of this package to recompute (a TF-Hub encoder cannot be)")
+      for backbone in backbones:
+        backbone.recompute_grad = True
     self.evaluator = Evaluator(self.task, c, self.strategy, self.run_dir, self.model,
                                self.optimizer.iterations, chief=self.chief, log=self.log,
                                claim=self._claim)
@@ -284,7 +229,8 @@ class Trainer:
     return make_train_loop(
         self.strategy, lambda features: model(model_inputs(model, features), training=True),
         lambda: model.trainable_variables, self.optimizer, self.task, self.train_metrics,
-        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla)
+        clip_norm=self.config.clip_norm, enable_xla=self.config.enable_xla,
+        accumulation_steps=self.config.gradient_accumulation_steps)
 
   # -------------------------------------------------------------------- evaluate, predict
   def evaluate(self, split: str = "eval") -> Dict[str, float]:
@@ -352,7 +298,11 @@ class Trainer:
                                       ("predict", do_predict)) if wanted])
     self.log(f"Strategy: {type(self.strategy).__name__}, {self.replicas} replica(s); global "
              f"batch {c.train_batch_size} (train), {c.eval_batch_size} (eval); "
-             f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}")
+             f"{c.mixed_precision}{', XLA' if c.enable_xla else ''}"
+             + (f"; each step accumulates {c.gradient_accumulation_steps} micro-batches of "
+                f"{c.train_batch_size // c.gradient_accumulation_steps}"
+                if c.gradient_accumulation_steps > 1 else "")
+             + ("; recomputing each layer in the backward pass" if c.recompute_grad else ""))
     self.build()
     results: Dict[str, float] = {}
     if do_train:
@@ -474,7 +424,10 @@ class Trainer:
     tokens_per_second = float(out["tokens"].numpy()) / seconds
     eta = _format_duration((self.num_train_steps - step) * seconds / steps)
     shown = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
-    self.log(f"step {step}/{self.num_train_steps} | {shown} | lr {lr:.3g} | grad_norm "
+    n = self.config.gradient_accumulation_steps
+    micro = (f" | micro-batch {step * n}/{self.num_train_steps * n} ({n} per step)"
+             if n > 1 else "")
+    self.log(f"step {step}/{self.num_train_steps}{micro} | {shown} | lr {lr:.3g} | grad_norm "
              f"{norm:.3g} | {examples_per_second:.1f} examples/s | ETA {eta}")
     if not self.chief:
       return

@@ -256,3 +256,44 @@ def test_serving_benchmark_quick(tmp_path):
   assert sizes["onnx_int8"]["mb"] < sizes["onnx"]["mb"]
   memory = {r["artifact"]: r for r in records if r["kind"] == "memory"}
   assert not memory["onnx_int8"]["tensorflow_imported"] and memory["savedmodel"]["peak_rss_mb"] > 0
+
+
+def test_accelerator_benchmark_quick(tmp_path):
+  """The CPU grid: every case ran; its records hold their fields in their units; the model
+  FLOPs utilisation is in (0, 1] against the measured matmul peak."""
+  from benchmarks import accelerator_benchmark as bench  # pylint: disable=g-import-not-at-top
+  output = tmp_path / "accelerator.jsonl"
+  records = bench.main(["--quick", "--no-table", "--output", str(output)])
+  assert [json.loads(line) for line in output.read_text().splitlines()] == records
+  assert records[0]["kind"] == "run" and records[0]["device"] == "cpu"
+  peaks = [r for r in records if r["kind"] == "matmul_peak"]
+  assert {p["precision"] for p in peaks} == {"float32", "mixed_bfloat16"}
+  assert all(p["tflops"] > 0 for p in peaks)
+  measurements = [r for r in records if r["kind"] == "measurement"]
+  assert len(measurements) == 8 and all("error" not in m for m in measurements), measurements
+  assert {(m["task"], m["accumulation"], m["recompute"]) for m in measurements} == {
+      (t, n, r) for t in ("pretraining", "finetuning") for n, r in ((1, False), (2, False),
+                                                                     (1, True))}
+  for m in measurements:
+    assert m["steps_per_s"] == pytest.approx(1 / m["step_s"])
+    assert m["tokens_per_s"] == pytest.approx(m["batch"] * m["seq"] * m["steps_per_s"])
+    assert m["micro_batch"] * m["accumulation"] == m["batch"]
+    assert m["peak_memory_kind"] == "rss" and m["peak_memory_mb"] > 100
+    assert m["known_peak_tflops"] is None and m["mfu_known_peak"] is None  # no CPU table
+    assert m["achieved_tflops"] == pytest.approx(m["model_flops"] * m["steps_per_s"] / 1e12)
+    assert 0 < m["mfu"] == m["mfu_measured_peak"] <= 1
+    assert math.isfinite(m["first_loss"])
+  assert records[-1]["kind"] == "load" and records[-1]["wall_s"] > 0
+
+
+def test_model_flops_and_known_peaks():
+  from benchmarks import accelerator_benchmark as bench  # pylint: disable=g-import-not-at-top
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  config = json.load(open(common.BASE_CONFIG_FILE, encoding="utf-8"))
+  # Base at 128: ~ 6 x 7.1M encoder parameters per token, plus attention and the heads.
+  flops = bench.model_flops_per_step(config, 1, 128, "pretraining", 20)
+  layer = 4 * 768 * 768 + 2 * 768 * 3072
+  assert flops > 6 * 128 * 12 * layer and flops < 1.5 * 6 * 128 * 12 * layer
+  assert bench.known_peak("NVIDIA A100-SXM4-40GB", "mixed_bfloat16") == 312.0
+  assert bench.known_peak("Tesla T4", "mixed_bfloat16") is None
+  assert bench.known_peak("Intel Xeon", "float32") is None

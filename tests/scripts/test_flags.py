@@ -61,7 +61,8 @@ def test_each_group_reads_exactly_the_flags_it_defines_with_their_values(tmp_pat
           "--albert_hub_module_handle=hub", "--vocab_file=vocab.txt", "--spm_model_file=sp.model",
           "--nodo_lower_case", "--save_checkpoints_steps=7", "--keep_checkpoint_max=3",
           "--iterations_per_loop=11", "--mixed_precision=mixed_bfloat16", "--enable_xla",
-          "--seed=5", "--cached_dir=cache", "--nolength_buckets", "--num_workers=2",
+          "--seed=5", "--gradient_accumulation_steps=4", "--recompute_grad",
+          "--cached_dir=cache", "--nolength_buckets", "--num_workers=2",
           "--use_tpu", "--tpu_name=t", "--tpu_zone=z", "--gcp_project=p", "--master=m",
           "--num_tpu_cores=16", "--distribution_strategy=one_device", "--num_gpus=1"]
   notes, got = _run(*argv)
@@ -74,7 +75,8 @@ def test_each_group_reads_exactly_the_flags_it_defines_with_their_values(tmp_pat
       "tokenizer": {"vocab_file": "vocab.txt", "spm_model_file": "sp.model",
                     "do_lower_case": False},
       "loop": {"save_checkpoints_steps": 7, "keep_checkpoint_max": 3, "iterations_per_loop": 11},
-      "tf2": {"mixed_precision": "mixed_bfloat16", "enable_xla": True, "seed": 5},
+      "tf2": {"mixed_precision": "mixed_bfloat16", "enable_xla": True, "seed": 5,
+              "gradient_accumulation_steps": 4, "recompute_grad": True},
       "finetune": {"cached_dir": "cache", "length_buckets": False, "num_workers": 2},
       "distribution": {"strategy": "one_device", "num_gpus": 1, "use_tpu": True,
                        "tpu_name": "t", "tpu_zone": "z", "gcp_project": "p", "master": "m"}}
@@ -103,7 +105,8 @@ def test_the_groups_defaults_are_the_originals(tmp_path):
   assert values["tokenizer"]["do_lower_case"] is True
   assert values["loop"] == {"save_checkpoints_steps": 1000, "keep_checkpoint_max": 5,
                             "iterations_per_loop": 1000}
-  assert values["tf2"] == {"mixed_precision": "float32", "enable_xla": False, "seed": 12345}
+  assert values["tf2"] == {"mixed_precision": "float32", "enable_xla": False, "seed": 12345,
+                           "gradient_accumulation_steps": 1, "recompute_grad": False}
   assert values["finetune"] == {"cached_dir": None, "length_buckets": True, "num_workers": None}
   assert values["distribution"] == {"strategy": "auto", "num_gpus": None, "use_tpu": False,
                                     "tpu_name": None, "tpu_zone": None, "gcp_project": None,

@@ -21,8 +21,9 @@ def _float(values):
 
 
 def write_records(path: str, count: int, seq_length: int = 16, predictions: int = 3,
-                  vocab_size: int = 1000, seed: int = 0) -> str:
-  """Writes `count` examples to `path`; returns the path."""
+                  vocab_size: int = 1000, seed: int = 0, vary_predictions: bool = False) -> str:
+  """Writes `count` examples to `path`; returns the path. `vary_predictions`: each example
+  has 1 to `predictions` real masked positions (the rest padded, weight 0)."""
   rng = np.random.RandomState(seed)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with tf.io.TFRecordWriter(path) as writer:
@@ -38,6 +39,10 @@ def write_records(path: str, count: int, seq_length: int = 16, predictions: int 
       masked_ids = ids[positions].copy()
       ids[positions] = 4  # [MASK]
       pad = seq_length - length
+      weights = [1.0] * predictions
+      if vary_predictions:
+        real = rng.randint(1, predictions + 1)
+        weights = [1.0] * real + [0.0] * (predictions - real)
       features = {
           "input_ids": _int64(np.pad(ids, (0, pad))),
           "input_mask": _int64([1] * length + [0] * pad),
@@ -45,7 +50,7 @@ def write_records(path: str, count: int, seq_length: int = 16, predictions: int 
           "token_boundary": _int64([1] * length + [0] * pad),
           "masked_lm_positions": _int64(positions),
           "masked_lm_ids": _int64(masked_ids),
-          "masked_lm_weights": _float([1.0] * predictions),
+          "masked_lm_weights": _float(weights),
           "next_sentence_labels": _int64([label]),
       }
       writer.write(tf.train.Example(

@@ -12,7 +12,7 @@ SMALL = AlbertConfig(vocab_size=1000, embedding_size=16, hidden_size=32, num_hid
 
 
 def make_trainer(output_dir, files, albert_config=SMALL, lines=None, task_class=PretrainingTask,
-                 **overrides):
+                 strategy=None, **overrides):
   data = PretrainingDataConfig(input_file=",".join(files), max_seq_length=16,
                                max_predictions_per_seq=3, seed=3)
   task = task_class(PretrainingTaskConfig(albert_config=albert_config, train_data=data,
@@ -23,4 +23,5 @@ def make_trainer(output_dir, files, albert_config=SMALL, lines=None, task_class=
   settings.update(overrides)
   log = (lambda line: lines.append(line)) if lines is not None else (lambda line: None)
   return Trainer(task, TrainerConfig(**settings),
-                 OptimizerConfig(learning_rate=0.01, num_warmup_steps=2), log=log)
+                 OptimizerConfig(learning_rate=0.01, num_warmup_steps=2), strategy=strategy,
+                 log=log)
