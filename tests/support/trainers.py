@@ -25,3 +25,17 @@ def make_trainer(output_dir, files, albert_config=SMALL, lines=None, task_class=
   return Trainer(task, TrainerConfig(**settings),
                  OptimizerConfig(learning_rate=0.01, num_warmup_steps=2), strategy=strategy,
                  log=log)
+
+
+def checkpoint_weights(prefix):
+  """name -> numpy array of every variable of a TF1 checkpoint."""
+  from albert import checkpoint  # pylint: disable=import-outside-toplevel
+  return checkpoint.read_checkpoint(str(prefix))[1]
+
+
+def assert_same_weights(a, b):
+  """Two checkpoints' weights (`checkpoint_weights`) equal bit for bit, name by name."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  assert a.keys() == b.keys()
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)

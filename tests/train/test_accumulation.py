@@ -23,7 +23,7 @@ from support import classifier_runs
 from support.faults import assert_clean_error
 from support.pretraining_runs import command, environment
 from support.records import write_records
-from support.trainers import SMALL, make_trainer
+from support.trainers import SMALL, assert_same_weights, checkpoint_weights, make_trainer
 
 TESTS_DIR = os.path.join(REPO_DIR, "tests")
 NO_DROPOUT = SMALL.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -36,10 +36,6 @@ def records(tmp_path_factory):
   directory = tmp_path_factory.mktemp("records")
   return [write_records(str(directory / f"part-{i}.tfrecord"), 40, seed=i,
                         vary_predictions=True) for i in range(2)]
-
-
-def _weights(prefix):
-  return checkpoint.read_checkpoint(str(prefix))[1]
 
 
 # The attention key bias adds the same q.b to every score of a query: the softmax cancels it, so
@@ -63,7 +59,7 @@ def _pretrain(out, files, n, optimizer, albert_config=NO_DROPOUT):
   lines = []
   trainer.log = lines.append
   trainer.run()
-  return _weights(out / "model.ckpt-3"), lines
+  return checkpoint_weights(out / "model.ckpt-3"), lines
 
 
 @pytest.mark.parametrize("optimizer", ["lamb", "adamw"])
@@ -98,7 +94,7 @@ def test_four_micro_batches_of_two_are_one_batch_of_eight_in_a_classifier(tmp_pa
                                            gradient_accumulation_steps=n)
     trainer.optimizer_config.optimizer = optimizer
     trainer.run(do_train=True)
-    found[n] = _weights(tmp_path / str(n) / "model.ckpt-3")
+    found[n] = checkpoint_weights(tmp_path / str(n) / "model.ckpt-3")
   assert max_relative_difference(found[4], found[1]) < 1e-6
 
 
@@ -178,10 +174,8 @@ def test_a_kill_inside_an_accumulation_resumes_to_the_uninterrupted_weights(tmp_
   rerun = run(killed)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "Resuming from" in rerun.stdout and "at step 4" in rerun.stdout
-  a, b = _weights(killed / "model.ckpt-8"), _weights(straight / "model.ckpt-8")
-  assert a.keys() == b.keys()
-  for name in a:
-    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  assert_same_weights(checkpoint_weights(killed / "model.ckpt-8"),
+                      checkpoint_weights(straight / "model.ckpt-8"))
 
 
 def test_recompute_gives_the_same_gradients(tmp_path, records):

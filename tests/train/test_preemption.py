@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
-from albert import checkpoint
 from support.pretraining_runs import command, environment
+from support.trainers import assert_same_weights, checkpoint_weights
 
 STEPS = 8
 
@@ -33,16 +31,6 @@ def _free_ports(count):
   for s in sockets:
     s.close()
   return ports
-
-
-def _weights(prefix):
-  return checkpoint.read_checkpoint(prefix)[1]
-
-
-def _assert_same(a, b):
-  assert a.keys() == b.keys()
-  for name in a:
-    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 # Worker `index` sends itself SIGTERM once step `step`'s host loop is done (the signal lands
@@ -119,5 +107,5 @@ def test_sigterm_to_one_of_two_workers_stops_both_at_one_step_and_the_rerun_resu
   for returncode, stdout, stderr in resumed:
     assert returncode == 0, stderr[-3000:]
     assert "at step 3" in stdout and "Resuming from" in stdout
-  _assert_same(_weights(str(out / f"model.ckpt-{STEPS}")),
-               _weights(str(straight / f"model.ckpt-{STEPS}")))
+  assert_same_weights(checkpoint_weights(str(out / f"model.ckpt-{STEPS}")),
+                      checkpoint_weights(str(straight / f"model.ckpt-{STEPS}")))

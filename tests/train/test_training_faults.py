@@ -12,29 +12,17 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
-from albert import checkpoint
 from albert.errors import CheckpointError, InputError, Interrupted, TrainingError
 from albert.train.loop import StopRequest
 from conftest import MODEL_A, REPO_DIR
 from support.faults import Done, assert_clean_error, listing, run_on_tmpfs, tmpfs_available
 from support.records import write_records
 from support.pretraining_runs import command, environment
-from support.trainers import SMALL, make_trainer
+from support.trainers import SMALL, assert_same_weights, checkpoint_weights, make_trainer
 
 STEPS = 8
-
-
-def _weights(prefix):
-  return checkpoint.read_checkpoint(prefix)[1]
-
-
-def _assert_same(a, b):
-  assert a.keys() == b.keys()
-  for name in a:
-    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +71,8 @@ def test_a_kill_between_checkpoint_and_evaluation_keeps_the_result(straight):
   assert "Scoring 1 checkpoint(s) without a result: model.ckpt-4" in rerun.stdout
   assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()
   assert (out / "best_trial.txt").read_text() == (reference / "best_trial.txt").read_text()
-  _assert_same(_weights(str(out / "model.ckpt-best")), _weights(str(reference / "model.ckpt-best")))
+  assert_same_weights(checkpoint_weights(str(out / "model.ckpt-best")),
+                      checkpoint_weights(str(reference / "model.ckpt-best")))
 
 
 def test_ctrl_c_stops_with_one_line_and_the_rerun_resumes_exactly(straight):
@@ -103,8 +92,8 @@ def test_ctrl_c_stops_with_one_line_and_the_rerun_resumes_exactly(straight):
   rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
   assert rerun.returncode == 0, rerun.stderr
   assert "Resuming from" in rerun.stdout
-  _assert_same(_weights(str(out / f"model.ckpt-{STEPS}")),
-               _weights(str(reference / f"model.ckpt-{STEPS}")))
+  assert_same_weights(checkpoint_weights(str(out / f"model.ckpt-{STEPS}")),
+                      checkpoint_weights(str(reference / f"model.ckpt-{STEPS}")))
   assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()
 
 
@@ -132,8 +121,8 @@ def test_sigterm_saves_the_state_at_the_step_reached_and_the_rerun_resumes_exact
   rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
   assert rerun.returncode == 0, rerun.stderr
   assert f"at step {step}" in rerun.stdout
-  _assert_same(_weights(str(out / f"model.ckpt-{STEPS}")),
-               _weights(str(reference / f"model.ckpt-{STEPS}")))
+  assert_same_weights(checkpoint_weights(str(out / f"model.ckpt-{STEPS}")),
+                      checkpoint_weights(str(reference / f"model.ckpt-{STEPS}")))
   assert (out / "eval_results.txt").read_text() == (reference / "eval_results.txt").read_text()
 
 
@@ -191,8 +180,8 @@ def test_a_damaged_newest_resume_state_falls_back_to_an_intact_one(tmp_path, rec
                iterations_per_loop=1).run()
   assert any("resume state" in l and "ckpt-4 cannot be read" in l for l in lines)
   assert any(l.startswith("Resuming from") and "ckpt-2 at step 2" in l for l in lines)
-  _assert_same(_weights(str(run / "model.ckpt-6")), _weights(str(tmp_path / "straight" /
-                                                                  "model.ckpt-6")))
+  assert_same_weights(checkpoint_weights(str(run / "model.ckpt-6")),
+                      checkpoint_weights(str(tmp_path / "straight" / "model.ckpt-6")))
   # Every state damaged: a clear error naming them; a damaged `checkpoint` file is rebuilt.
   for name in os.listdir(run / "train_state"):
     if name.endswith(".data-00000-of-00001"):
