@@ -188,15 +188,21 @@ class SavedModelRunner(Runner):
     return {k: v.numpy() for k, v in out.items()}
 
 
+def _artifact(folder: str, model_file: str, what: str):
+  """(serving.json record, model path) of an ONNX / TFLite folder; a missing model is one line."""
+  record = read_serving(folder)
+  path = os.path.join(folder, model_file)
+  if not os.path.isfile(path):
+    raise ExportError(f"{path}: no such file (the {what} export folder lacks {model_file})")
+  return record, path
+
+
 class OnnxRunner(Runner):
   backend = "onnx"
 
   def __init__(self, folder: str, model_file: str, threads: int = 0):
     import onnxruntime as ort  # pylint: disable=g-import-not-at-top
-    record = read_serving(folder)
-    path = os.path.join(folder, model_file)
-    if not os.path.isfile(path):
-      raise ExportError(f"{path}: no such file (the ONNX export folder lacks {model_file})")
+    record, path = _artifact(folder, model_file, "ONNX")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads
@@ -222,10 +228,7 @@ class TfliteRunner(Runner):
 
   def __init__(self, folder: str, model_file: str, threads: int = 0):
     from albert.export import encoder  # pylint: disable=g-import-not-at-top
-    record = read_serving(folder)
-    path = os.path.join(folder, model_file)
-    if not os.path.isfile(path):
-      raise ExportError(f"{path}: no such file (the TFLite export folder lacks {model_file})")
+    record, path = _artifact(folder, model_file, "TFLite")
     try:
       self._runner = encoder.interpreter(path, threads or os.cpu_count()).get_signature_runner()
     except (ValueError, RuntimeError) as e:
